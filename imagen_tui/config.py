@@ -1,0 +1,314 @@
+"""Loading and checking the user's config file (`imagen.yaml`).
+
+Where the file is: `--config PATH`, else `$IMAGEN_CONFIG`, else
+`$XDG_CONFIG_HOME/imagen.yaml` (default `~/.config/imagen.yaml`). No file at
+the default place is fine: built-in defaults give a `mock` backend and an
+output directory, so a fresh machine works with no config at all.
+
+This module checks the framework's own keys and scans for inline secrets.
+The owners of the other blocks check theirs with the line numbers kept here
+(`Config.where`): backend adapters (`backends.registry`), style presets
+(`prompt`), the naming template (`naming`). `pipeline.open_workbench` runs
+them all, so every front end sees the same errors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import yaml
+
+from imagen_tui.errors import ConfigError
+
+CONFIG_FILENAME = "imagen.yaml"
+BUILTIN = "built-in default"
+DEFAULT_NAMING = "{date}/{time}_{slug}_{seed}"
+DEFAULT_BACKENDS: dict[str, dict[str, Any]] = {"mock": {"type": "mock"}}
+
+TOP_LEVEL_KEYS = ("default_backend", "output", "styles", "backends")
+OUTPUT_KEYS = ("directory", "naming", "write_metadata_json")
+
+# Keys that would hold a secret inline. Secrets come only through `*_env`
+# keys naming an environment variable, so they never sit in a file.
+_SECRET_KEY_RE = re.compile(
+    r"^(api_?token|api_?key|token|secret|password|passwd|access_token|auth_token|bearer"
+    r"|.*_(token|key|secret|password))$",
+    re.IGNORECASE,
+)
+
+KeyPath = tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def _check_duplicates(node: yaml.Node, source: str) -> None:
+    """Refuse duplicate keys (YAML itself would silently keep the last one)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                raise ConfigError(
+                    f"{key}: appears twice in the same block; keep one",
+                    f"{source}:{key_node.start_mark.line + 1}",
+                )
+            seen.add(key)
+            _check_duplicates(value_node, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicates(item, source)
+
+
+def _collect_lines(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = (*prefix, str(key_node.value))
+            lines[path] = key_node.start_mark.line + 1
+            _collect_lines(value_node, path, lines)
+
+
+def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
+    """Parse a YAML file; return its data and the line of every mapping key."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found; create it with `imagen config init`", source) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read the file ({error})", source) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(f"not valid YAML: {error.problem}; fix the syntax", where) from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"not valid YAML: {error}", source) from None
+    lines: dict[KeyPath, int] = {}
+    if node is not None:
+        _check_duplicates(node, source)
+        _collect_lines(node, (), lines)
+    return data, lines
+
+
+# --------------------------------------------------------------------------- Config
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    directory: Path
+    naming: str = DEFAULT_NAMING
+    write_metadata_json: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration: the file's values over the built-in defaults."""
+
+    path: Path | None  # the file read, None when only built-in defaults apply
+    default_backend: str
+    output: OutputConfig
+    styles: Mapping[str, Any]  # user presets, checked by `prompt`
+    backends: Mapping[str, Mapping[str, Any]]  # instance -> raw block, checked by the registry
+    lines: Mapping[KeyPath, int] = field(default_factory=dict)
+
+    def where(self, path: KeyPath) -> str | None:
+        """`file:line` of a key set in the file, or None for a built-in value."""
+        line = self.lines.get(path)
+        if self.path is None or line is None:
+            return None
+        return f"{self.path}:{line}"
+
+    def source(self, path: KeyPath) -> str:
+        """Where a value came from, for `imagen config show`."""
+        return self.where(path) or BUILTIN
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / CONFIG_FILENAME
+
+
+def default_output_directory() -> Path:
+    return Path(platformdirs.user_pictures_dir()) / "imagen"
+
+
+def resolve_config_path(explicit: str | Path | None = None) -> tuple[Path, bool]:
+    """The config file to read and whether the user named it (so it must exist)."""
+    if explicit:
+        return Path(explicit).expanduser(), True
+    from_env = os.environ.get("IMAGEN_CONFIG")
+    if from_env:
+        return Path(from_env).expanduser(), True
+    return default_config_path(), False
+
+
+def load_config(explicit: str | Path | None = None) -> Config:
+    """Read the config file (if any) and check the framework's keys."""
+    path, named = resolve_config_path(explicit)
+    if not named and not path.exists():
+        return _build(None, {}, {})
+    data, lines = load_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "the top level must be a mapping of keys (default_backend, output, styles, backends)",
+            f"{path}:1",
+        )
+    return _build(path, data, lines)
+
+
+def _where(path: Path | None, lines: Mapping[KeyPath, int], key: KeyPath) -> str | None:
+    if path is None:
+        return None
+    line = lines.get(key)
+    return f"{path}:{line}" if line else str(path)
+
+
+def _unknown_keys(
+    block: Mapping[str, Any], allowed: tuple[str, ...], prefix: KeyPath, locate: Any
+) -> None:
+    for key in block:
+        if key not in allowed:
+            dotted = ".".join((*prefix, str(key)))
+            raise ConfigError(
+                f"{dotted}: unknown key; known keys here: {', '.join(allowed)}",
+                locate((*prefix, str(key))),
+            )
+
+
+def _scan_secrets(value: Any, prefix: KeyPath, locate: Any) -> None:
+    """Refuse any key that holds a secret inline, anywhere in the file."""
+    if not isinstance(value, dict):
+        return
+    for key, inner in value.items():
+        path = (*prefix, str(key))
+        if _SECRET_KEY_RE.match(str(key)) and inner not in (None, ""):
+            # Never echo the value: it is a secret.
+            raise ConfigError(
+                f"{'.'.join(path)}: secrets must not be written in the config file; "
+                f"put the value in an environment variable and set {key}_env: VARIABLE_NAME",
+                locate(path),
+            )
+        _scan_secrets(inner, path, locate)
+
+
+def _expect(value: Any, kind: type, key: KeyPath, what: str, locate: Any) -> None:
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{'.'.join(key)}: expected {what}, got {value!r}", locate(key))
+
+
+def _build(path: Path | None, data: dict[str, Any], lines: dict[KeyPath, int]) -> Config:
+    def locate(key: KeyPath) -> str | None:
+        return _where(path, lines, key)
+
+    _scan_secrets(data, (), locate)
+    _unknown_keys(data, TOP_LEVEL_KEYS, (), locate)
+
+    output_block = data.get("output") or {}
+    _expect(output_block, dict, ("output",), "a mapping (directory, naming, ...)", locate)
+    _unknown_keys(output_block, OUTPUT_KEYS, ("output",), locate)
+
+    directory = default_output_directory()
+    if "directory" in output_block:
+        raw = output_block["directory"]
+        _expect(raw, str, ("output", "directory"), "a directory path", locate)
+        directory = Path(os.path.expandvars(raw)).expanduser()
+        if not directory.is_absolute() and path is not None:
+            directory = path.parent / directory  # relative to the config file
+    naming = output_block.get("naming", DEFAULT_NAMING)
+    _expect(naming, str, ("output", "naming"), "a naming template string", locate)
+    write_json = output_block.get("write_metadata_json", True)
+    _expect(write_json, bool, ("output", "write_metadata_json"), "true or false", locate)
+
+    styles = data.get("styles") or {}
+    _expect(styles, dict, ("styles",), "a mapping of preset name -> preset", locate)
+
+    user_backends = data.get("backends") or {}
+    _expect(user_backends, dict, ("backends",), "a mapping of instance name -> block", locate)
+    for name, block in user_backends.items():
+        key = ("backends", str(name))
+        _expect(block, dict, key, "a mapping with at least `type:`", locate)
+        if "type" not in block:
+            known = "e.g. type: mock"
+            raise ConfigError(f"backends.{name}: missing `type:` ({known})", locate(key))
+        _expect(block["type"], str, (*key, "type"), "a backend type name", locate)
+    backends = {**DEFAULT_BACKENDS, **{str(k): v for k, v in user_backends.items()}}
+
+    default_backend = data.get("default_backend", "mock")
+    _expect(default_backend, str, ("default_backend",), "a backend instance name", locate)
+    if default_backend not in backends:
+        raise ConfigError(
+            f"default_backend: {default_backend!r} names no backend instance; "
+            f"use one of: {', '.join(sorted(backends))}",
+            locate(("default_backend",)),
+        )
+
+    return Config(
+        path=path,
+        default_backend=default_backend,
+        output=OutputConfig(directory=directory, naming=naming, write_metadata_json=write_json),
+        styles=styles,
+        backends=backends,
+        lines=lines,
+    )
+
+
+# --------------------------------------------------------------------------- sample
+
+SAMPLE_CONFIG = """\
+# ImaGen configuration. Every key is optional: delete what you do not need.
+# Reference: docs/config.md. Check this file with `imagen config check`.
+
+# The backend instance `imagen generate` uses when --backend is not given.
+default_backend: mock
+
+output:
+  # Where images go (~ and $VARS are expanded; relative paths are relative
+  # to this file). Default: your pictures directory + /imagen.
+  # directory: ~/Pictures/imagen
+  # File name template, no extension. Tokens: {date} {time} {datetime}
+  # {slug} {seed} {backend} {model} {width} {height} {idx} {series} {style}.
+  # A "/" makes subdirectories. Existing files are never overwritten.
+  naming: "{date}/{time}_{slug}_{seed}"
+  # Write <image>.json beside each image with the full parameters.
+  write_metadata_json: true
+
+# Your own style presets; they extend (or, by name, override) the shipped
+# ones listed by `imagen styles`. {prompt} marks where your prompt goes.
+styles:
+  my-poster:
+    description: Bold flat poster
+    prompt: "{prompt}, bold flat vector poster, limited palette, strong shapes"
+    negative: "photo, gradients, text"
+    size: 768x1024
+
+# Backend instances: name -> {type, ...options of that type}.
+# Secrets never go in this file: name the environment variable that holds
+# them with a *_env key (e.g. api_token_env: REPLICATE_API_TOKEN).
+backends:
+  mock:
+    type: mock
+    model: mock-v1
+    # Simulated GPU time per image, in milliseconds.
+    delay_ms: 0
+"""
+
+
+def write_sample(path: Path, *, force: bool = False) -> None:
+    """Write SAMPLE_CONFIG to `path`; refuse to replace a file unless `force`."""
+    if path.exists() and not force:
+        raise ConfigError("already exists; pass --force to overwrite it", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(SAMPLE_CONFIG, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,64 @@
+"""Shared fixtures: every test runs with its own HOME, config and output dirs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+IMAGEN = Path(sys.executable).parent / "imagen"  # the installed console script
+
+# Variables that would make a test read the developer's own setup.
+_LEAKY_ENV = ("IMAGEN_CONFIG", "XDG_CONFIG_HOME", "XDG_PICTURES_DIR", "XDG_DATA_HOME")
+
+
+@dataclass
+class Home:
+    """An isolated user: HOME, config dir and environment for subprocesses."""
+
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / ".config" / "imagen.yaml"
+
+    @property
+    def pictures(self) -> Path:
+        return self.root / "Pictures" / "imagen"
+
+    def write_config(self, text: str) -> Path:
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(text, encoding="utf-8")
+        return self.config_path
+
+    def files(self) -> list[Path]:
+        """Every file under HOME except the config: what a command wrote."""
+        return sorted(p for p in self.root.rglob("*") if p.is_file() and p != self.config_path)
+
+    def imagen(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(IMAGEN), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
+    root = tmp_path / "home"
+    root.mkdir()
+    for name in _LEAKY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(root))
+    env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
+    env["HOME"] = str(root)
+    yield Home(root=root, env=env)

@@ -1,0 +1,166 @@
+"""Config loading: defaults, precedence and every error a user can hit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagen_tui.config import SAMPLE_CONFIG, load_config, write_sample
+from imagen_tui.errors import ConfigError
+from imagen_tui.pipeline import open_workbench
+
+
+def error_of(home, text: str) -> str:
+    path = home.write_config(text)
+    with pytest.raises(ConfigError) as caught:
+        open_workbench(path)
+    return str(caught.value)
+
+
+def test_no_file_gives_mock_backend_and_pictures_dir(home):
+    workbench = open_workbench()
+    config = workbench.config
+    assert config.path is None
+    assert config.default_backend == "mock"
+    assert workbench.backend_blocks["mock"]["type"] == "mock"
+    assert config.output.directory == home.pictures
+    assert config.output.write_metadata_json is True
+
+
+def test_file_location_precedence(home, tmp_path, monkeypatch):
+    home.write_config("default_backend: mock\noutput: {directory: /from/default}\n")
+    assert load_config().output.directory == Path("/from/default")
+
+    xdg = tmp_path / "xdg"
+    (xdg).mkdir()
+    (xdg / "imagen.yaml").write_text("output: {directory: /from/xdg}\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    assert load_config().output.directory == Path("/from/xdg")
+
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text("output: {directory: /from/env}\n")
+    monkeypatch.setenv("IMAGEN_CONFIG", str(env_file))
+    assert load_config().output.directory == Path("/from/env")
+
+    flag_file = tmp_path / "flag.yaml"
+    flag_file.write_text("output: {directory: /from/flag}\n")
+    assert load_config(flag_file).output.directory == Path("/from/flag")
+
+
+def test_named_file_must_exist(home, tmp_path):
+    with pytest.raises(ConfigError, match=r"missing\.yaml: file not found; create it with"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_relative_output_directory_is_relative_to_the_file(home):
+    path = home.write_config("output:\n  directory: shots\n")
+    assert load_config(path).output.directory == path.parent / "shots"
+
+
+def test_unknown_top_level_key_names_file_line_and_known_keys(home):
+    message = error_of(home, "default_backend: mock\noutptu:\n  directory: /x\n")
+    assert message.startswith(f"{home.config_path}:2: outptu: unknown key")
+    assert "default_backend, output, styles, backends" in message
+
+
+def test_unknown_output_key(home):
+    message = error_of(home, "output:\n  naming: '{slug}'\n  dir: /x\n")
+    assert message == (
+        f"{home.config_path}:3: output.dir: unknown key; "
+        "known keys here: directory, naming, write_metadata_json"
+    )
+
+
+def test_wrong_type(home):
+    message = error_of(home, "output:\n  write_metadata_json: sometimes\n")
+    assert message == (
+        f"{home.config_path}:2: output.write_metadata_json: expected true or false, got 'sometimes'"
+    )
+
+
+def test_unknown_backend_type_lists_known_types(home):
+    message = error_of(home, "backends:\n  gpu:\n    type: fluxx\n")
+    assert message == (
+        f"{home.config_path}:3: backends.gpu.type: unknown backend type 'fluxx'; known types: mock"
+    )
+
+
+def test_backend_without_type(home):
+    message = error_of(home, "backends:\n  gpu:\n    model: x\n")
+    assert message.startswith(f"{home.config_path}:2: backends.gpu: missing `type:`")
+
+
+def test_unknown_adapter_key_and_bad_adapter_value(home):
+    message = error_of(home, "backends:\n  m:\n    type: mock\n    colour: red\n")
+    assert message == (
+        f"{home.config_path}:4: backends.m.colour: unknown key for a mock backend; "
+        "known keys: delay_ms, fail_if_prompt_contains, model"
+    )
+    message = error_of(home, "backends:\n  m:\n    type: mock\n    delay_ms: -5\n")
+    assert message == f"{home.config_path}:4: backends.m.delay_ms: -5 is below the minimum 0"
+    message = error_of(home, "backends:\n  m:\n    type: mock\n    delay_ms: soon\n")
+    assert "backends.m.delay_ms: expected a whole number, got 'soon'" in message
+
+
+def test_default_backend_must_name_an_instance(home):
+    message = error_of(home, "default_backend: flux\n")
+    assert message == (
+        f"{home.config_path}:1: default_backend: 'flux' names no backend instance; use one of: mock"
+    )
+
+
+@pytest.mark.parametrize("key", ["api_token", "api_key", "token", "password", "service_key"])
+def test_inline_secret_is_refused_without_echoing_it(home, key):
+    message = error_of(home, f"backends:\n  r:\n    type: mock\n    {key}: s3cr3t-value\n")
+    assert message.startswith(f"{home.config_path}:4: backends.r.{key}: secrets must not be")
+    assert f"set {key}_env: VARIABLE_NAME" in message
+    assert "s3cr3t-value" not in message
+
+
+def test_secret_anywhere_in_the_file_is_refused(home):
+    message = error_of(home, "output:\n  directory: /x\nstyles: {}\ntoken: abc\n")
+    assert message.startswith(f"{home.config_path}:4: token: secrets must not be")
+
+
+def test_duplicate_key(home):
+    message = error_of(home, "output:\n  naming: '{slug}'\n  naming: '{seed}'\n")
+    assert message == f"{home.config_path}:3: naming: appears twice in the same block; keep one"
+
+
+def test_yaml_syntax_error_names_the_line(home):
+    message = error_of(home, "output:\n  naming: '{slug}\n  directory: /x\n")
+    assert message.startswith(f"{home.config_path}:")
+    assert "not valid YAML" in message
+
+
+def test_top_level_must_be_a_mapping(home):
+    message = error_of(home, "- a\n- b\n")
+    assert message.startswith(f"{home.config_path}:1: the top level must be a mapping")
+
+
+def test_bad_naming_template_is_a_config_error(home):
+    message = error_of(home, "output:\n  naming: '{date}/{colour}'\n")
+    assert message.startswith(f"{home.config_path}:2: output.naming:")
+    assert "colour" in message
+
+
+def test_bad_user_style(home):
+    message = error_of(home, "styles:\n  mine:\n    prompt: no placeholder here\n")
+    assert message.startswith(f"{home.config_path}:3: styles.mine.prompt: must be a string")
+    assert "{prompt}" in message
+    message = error_of(home, "styles:\n  mine:\n    prompt: '{prompt}'\n    size: huge\n")
+    assert message.startswith(f"{home.config_path}:4: styles.mine.size: 'huge' is not a size")
+
+
+def test_sample_config_is_valid_and_init_refuses_to_overwrite(home):
+    write_sample(home.config_path)
+    assert home.config_path.read_text() == SAMPLE_CONFIG
+    workbench = open_workbench(home.config_path)
+    assert "my-poster" in workbench.styles
+    home.config_path.write_text("default_backend: mock\n")
+    with pytest.raises(ConfigError, match="already exists; pass --force"):
+        write_sample(home.config_path)
+    assert home.config_path.read_text() == "default_backend: mock\n"
+    write_sample(home.config_path, force=True)
+    assert home.config_path.read_text() == SAMPLE_CONFIG
