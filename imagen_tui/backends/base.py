@@ -1,0 +1,62 @@
+"""What every backend adapter speaks: Request in, Result out.
+
+A backend instance is built from one `backends.<name>` block of the config by
+the constructor its `type` names in the registry (see `registry.py`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from imagen_tui.sizes import DEFAULT_SIZE
+
+MAX_SEED = 2**63 - 1  # fits PostgreSQL bigint; random seeds stay below 2**32
+RANDOM_SEED_BOUND = 2**32
+
+
+def random_seed() -> int:
+    return secrets.randbelow(RANDOM_SEED_BOUND)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One image to make. `prompt` is final: any style preset is already applied."""
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int = DEFAULT_SIZE[0]
+    height: int = DEFAULT_SIZE[1]
+    steps: int | None = None  # None: the backend's own default
+    seed: int | None = None  # None: the backend picks one and reports it
+    style: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One image made, with what a user needs to reproduce and account for it."""
+
+    image: bytes
+    mime_type: str
+    model: str
+    seed: int  # the seed actually used
+    steps: int | None = None
+    latency_ms: float | None = None  # None: the pipeline records its own wall time
+    cost_usd: float | None = None  # estimate; 0.0 for local backends
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A configured backend instance."""
+
+    name: str  # the instance name from the config, e.g. "flux-local"
+    type_name: str  # the registry type, e.g. "comfyui"
+    model: str
+
+    async def generate(self, request: Request) -> Result: ...
+
+    async def aclose(self) -> None: ...

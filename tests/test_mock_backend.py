@@ -1,0 +1,163 @@
+"""The mock backend: deterministic, real PNGs of the requested size, offline."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+from imagen_tui.backends.base import Backend, Request
+from imagen_tui.backends.mock import MOCK_TYPE, MockBackend, render
+from imagen_tui.errors import GenerationError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROMPT = "a lighthouse on a rocky cliff at dusk, oil painting"
+
+
+def options(**overrides):
+    block = {"type": "mock", "model": "mock-v1", "delay_ms": 0, "fail_if_prompt_contains": None}
+    return {**block, **overrides}
+
+
+def decode(png: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    return image
+
+
+def mean_difference(a: bytes, b: bytes) -> float:
+    """Mean absolute per-pixel difference over R, G and B, 0..255."""
+    diff = ImageChops.difference(decode(a).convert("RGB"), decode(b).convert("RGB"))
+    return sum(ImageStat.Stat(diff).mean) / 3
+
+
+def test_render_is_byte_identical_for_identical_arguments():
+    first = render(PROMPT, "blurry", 320, 200, 20, 42)
+    second = render(PROMPT, "blurry", 320, 200, 20, 42)
+    assert first == second
+
+
+def test_render_is_identical_in_another_process_with_another_hash_seed():
+    code = (
+        "import hashlib, sys; from imagen_tui.backends.mock import render; "
+        f"sys.stdout.write(hashlib.sha256(render({PROMPT!r}, 'x', 200, 120, 20, 42)).hexdigest())"
+    )
+    expected = hashlib.sha256(render(PROMPT, "x", 200, 120, 20, 42)).hexdigest()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO_ROOT,  # so the child imports this checkout
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert out.stdout == expected
+
+
+def test_generate_is_byte_identical_for_the_same_request():
+    backend = MockBackend("mock", options())
+    request = Request(prompt=PROMPT, width=256, height=256, steps=12, seed=7)
+
+    async def twice():
+        return await backend.generate(request), await backend.generate(request)
+
+    first, second = asyncio.run(twice())
+    assert first.image == second.image
+    assert first.image == render(PROMPT, "", 256, 256, 12, 7)
+    assert (first.seed, first.steps, first.model) == (7, 12, "mock-v1")
+    assert first.mime_type == "image/png"
+    assert first.cost_usd == 0.0
+
+
+@pytest.mark.parametrize("seed", range(0, 10, 2))
+def test_different_seeds_give_visibly_different_images(seed):
+    a = render(PROMPT, "", 256, 256, 20, seed)
+    b = render(PROMPT, "", 256, 256, 20, seed + 1)
+    # Re-encoding alone would score 0; a different palette scores tens.
+    assert mean_difference(a, b) > 12
+
+
+def test_different_steps_change_the_pixels():
+    a = render(PROMPT, "", 256, 256, 20, 5)
+    b = render(PROMPT, "", 256, 256, 40, 5)
+    assert ImageChops.difference(decode(a), decode(b)).getbbox() is not None
+
+
+def test_different_prompt_changes_the_pixels():
+    a = render(PROMPT, "", 256, 256, 20, 5)
+    b = render(PROMPT + ", at dawn", "", 256, 256, 20, 5)
+    assert mean_difference(a, b) > 12
+
+
+@pytest.mark.parametrize("size", [(64, 64), (513, 257), (2048, 64), (2048, 2048)])
+def test_output_is_a_png_of_exactly_the_requested_size(size):
+    width, height = size
+    image = decode(render(PROMPT * 3, "", width, height, 20, 1))
+    assert image.format == "PNG"
+    assert image.size == (width, height)
+    assert image.mode == "RGB"
+
+
+def test_images_are_smooth_not_noise():
+    png = render(PROMPT, "", 512, 512, 20, 3)
+    assert len(png) < 0.3 * 512 * 512 * 3
+
+
+def test_a_missing_seed_is_chosen_reported_and_reproducible():
+    backend = MockBackend("mock", options())
+    request = Request(prompt=PROMPT, width=128, height=96, seed=None)
+    result = asyncio.run(backend.generate(request))
+    assert isinstance(result.seed, int)
+    assert result.steps == 20
+    assert result.image == render(PROMPT, "", 128, 96, 20, result.seed)
+
+
+def test_fail_if_prompt_contains_raises_a_generation_error_naming_the_option():
+    backend = MockBackend("mock", options(fail_if_prompt_contains="BOOM"))
+    with pytest.raises(GenerationError, match="fail_if_prompt_contains"):
+        asyncio.run(backend.generate(Request(prompt="a BOOM in the night", seed=1)))
+    # Prompts without the marker still work.
+    result = asyncio.run(backend.generate(Request(prompt="quiet night", width=64, height=64)))
+    assert decode(result.image).size == (64, 64)
+
+
+def test_delay_does_not_block_the_event_loop():
+    backend = MockBackend("mock", options(delay_ms=300))
+    ticks = 0
+
+    async def ticker(done: asyncio.Event):
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def main():
+        done = asyncio.Event()
+        task = asyncio.create_task(ticker(done))
+        await backend.generate(Request(prompt=PROMPT, width=128, height=128, seed=1))
+        done.set()
+        await task
+
+    asyncio.run(main())
+    # About 30 ticks fit in 300 ms; a blocking sleep would allow only 2 or 3.
+    assert ticks >= 10
+
+
+def test_registry_entry_describes_the_config_block():
+    names = {option.name: option for option in MOCK_TYPE.options}
+    assert set(names) == {"model", "delay_ms", "fail_if_prompt_contains"}
+    assert names["delay_ms"].minimum == 0
+    assert MOCK_TYPE.default_model == "mock-v1"
+    backend = MOCK_TYPE.factory("offline", options(model="mock-xl"))
+    assert isinstance(backend, Backend)
+    assert (backend.name, backend.type_name, backend.model) == ("offline", "mock", "mock-xl")
+    asyncio.run(backend.aclose())
