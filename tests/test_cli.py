@@ -1,0 +1,217 @@
+"""The `imagen` command as scripts and people use it: through a subprocess."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imagen_tui.config import SAMPLE_CONFIG
+from tests.conftest import IMAGEN
+
+SUMMARY_RE = re.compile(
+    r"^mock \(mock-v1\) seed (\d+), (\d+)x(\d+), (\d+) steps, (\d+) ms, \$0\.0000$"
+)
+
+
+def test_generate_prints_only_the_path_of_a_real_png(home):
+    done = home.imagen("generate", "a lighthouse at dusk", "--seed", "42", "--size", "512x512")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1
+    path = Path(lines[0])
+    assert path.is_absolute()
+    assert path.is_relative_to(home.pictures)  # built-in default: ~/Pictures/imagen
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size == (512, 512)
+    summary = done.stderr.strip().splitlines()
+    assert len(summary) == 1
+    match = SUMMARY_RE.match(summary[0])
+    assert match, summary
+    assert match.group(1) == "42"
+    assert match.group(2, 3) == ("512", "512")
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["seed"] == 42
+    assert sidecar["prompt"] == "a lighthouse at dusk"
+
+
+def test_same_seed_gives_same_pixels_different_seed_does_not(home):
+    def pixels(seed: str) -> bytes:
+        done = home.imagen("generate", "a red fox", "--seed", seed, "--size", "256x256")
+        assert done.returncode == 0, done.stderr
+        with Image.open(done.stdout.strip()) as image:
+            return image.tobytes()
+
+    first = pixels("7")
+    assert pixels("7") == first
+    assert pixels("8") != first
+
+
+def test_count_gives_one_image_per_try_with_consecutive_seeds(home):
+    done = home.imagen(
+        "generate", "a red fox", "--count", "3", "--seed", "100", "--size", "128x128"
+    )
+    assert done.returncode == 0, done.stderr
+    paths = [Path(line) for line in done.stdout.splitlines()]
+    assert len(paths) == 3 == len(set(paths))
+    seeds = [json.loads(p.with_suffix(".json").read_text())["seed"] for p in paths]
+    assert seeds == [100, 101, 102]
+    assert [json.loads(p.with_suffix(".json").read_text())["idx"] for p in paths] == [1, 2, 3]
+    # stderr is not a terminal here: summaries, no progress bar escape codes
+    assert len(done.stderr.strip().splitlines()) == 3
+    assert "\x1b[" not in done.stderr
+
+
+def test_count_without_seed_gives_distinct_random_seeds(home):
+    done = home.imagen("generate", "a red fox", "--count", "3", "--size", "64x64", "--json")
+    assert done.returncode == 0, done.stderr
+    seeds = {json.loads(line)["seed"] for line in done.stdout.splitlines()}
+    assert len(seeds) == 3
+
+
+def test_json_output(home, tmp_path):
+    out = tmp_path / "out"
+    done = home.imagen(
+        "generate", "a cat in a fishbowl", "--style", "blog-header", "--seed", "1",
+        "--out", str(out), "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    record = json.loads(line)
+    assert Path(record["path"]).parent.parent == out  # {date}/ subfolder
+    assert record["size"] == "1536x640"  # the preset's default size
+    assert record["style"] == "blog-header"
+    assert record["prompt_styled"].startswith("a cat in a fishbowl, wide editorial header")
+    assert Path(record["sidecar"]).is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["x", "--style", "nope"], "--style: unknown style 'nope'; known styles: "),
+        (["x", "--size", "12x12"], "argument --size: 12x12 is out of range"),
+        (["x", "--size", "big"], "argument --size: 'big' is not a size"),
+        (["x", "--count", "11"], "argument --count: 11 is out of range; use 1 to 10"),
+        (["x", "--steps", "0"], "argument --steps: 0 is out of range"),
+        (["x", "--seed", "-1"], "argument --seed: -1 is out of range"),
+        (["x", "--backend", "gpu"], "--backend: no backend named 'gpu'; configured: mock"),
+        (["   "], "PROMPT: the prompt is empty"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(home, args, message):
+    done = home.imagen("generate", *args)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert message in done.stderr
+    assert home.files() == []
+
+
+def test_out_pointing_at_a_file_is_refused(home):
+    target = home.root / "taken"
+    target.write_text("not a directory")
+    done = home.imagen("generate", "x", "--out", str(target / "sub"))
+    assert done.returncode == 2
+    assert f"--out: {target} is a file, not a directory" in done.stderr
+    assert home.files() == [target]
+
+
+def test_bad_config_exits_2_and_names_the_file(home):
+    home.write_config("backends:\n  r:\n    type: mock\n    api_token: abc123\n")
+    done = home.imagen("generate", "x")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"imagen: {home.config_path}:4: backends.r.api_token: secrets must not be written in "
+        "the config file; put the value in an environment variable and set "
+        "api_token_env: VARIABLE_NAME"
+    )
+    assert home.files() == []
+
+
+def test_generation_failure_exits_1_and_keeps_earlier_images(home):
+    home.write_config(
+        "backends:\n  flaky:\n    type: mock\n    fail_if_prompt_contains: storm\n"
+        "default_backend: flaky\n"
+    )
+    done = home.imagen("generate", "a storm at sea", "--size", "64x64")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "fail_if_prompt_contains" in done.stderr
+    assert home.files() == []
+
+
+def test_ctrl_c_leaves_no_partial_files(home):
+    home.write_config("backends:\n  mock:\n    type: mock\n    delay_ms: 20000\n")
+    process = subprocess.Popen(
+        [str(IMAGEN), "generate", "slow", "--size", "64x64"],
+        env=home.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # let it start and reach the simulated GPU wait
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert stdout == ""
+    assert "interrupted" in stderr
+    assert home.files() == []
+
+
+def test_styles_lists_every_preset_with_its_text(home):
+    done = home.imagen("styles")
+    assert done.returncode == 0
+    assert "blog-header  (1536x640)" in done.stdout
+    assert "prompt:   {prompt}, loose watercolor painting" in done.stdout
+
+
+def test_backends_lists_instances_with_default_and_status(home):
+    home.write_config(
+        "default_backend: slow\nbackends:\n  slow:\n    type: mock\n    model: tortoise\n"
+    )
+    done = home.imagen("backends")
+    assert done.returncode == 0
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert rows[0] == ["NAME", "TYPE", "MODEL", "DEFAULT", "STATUS"]
+    assert ["mock", "mock", "mock-v1", "ok"] in rows
+    assert ["slow", "mock", "tortoise", "*", "ok"] in rows
+
+
+def test_config_init_show_check(home):
+    done = home.imagen("config", "init")
+    assert done.returncode == 0
+    assert done.stdout.strip() == str(home.config_path)
+    assert home.config_path.is_file()
+
+    again = home.imagen("config", "init")
+    assert again.returncode == 2
+    assert "already exists; pass --force" in again.stderr
+
+    check = home.imagen("config", "check")
+    assert check.returncode == 0
+    assert check.stdout.startswith(f"ok: {home.config_path}")
+
+    show = home.imagen("config", "show")
+    assert show.returncode == 0
+    lines = show.stdout.splitlines()
+    naming = next(line for line in lines if line.startswith("output.naming ="))
+    naming_line = SAMPLE_CONFIG.splitlines().index('  naming: "{date}/{time}_{slug}_{seed}"') + 1
+    assert naming.endswith(f"# {home.config_path}:{naming_line}")
+    directory = next(line for line in lines if line.startswith("output.directory ="))
+    assert directory.endswith("# built-in default")
+    assert any(line.startswith("styles.my-poster.prompt =") for line in lines)
+
+
+def test_config_flag_after_the_command(home, tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text("default_backend: nope\n")
+    done = home.imagen("generate", "x", "--config", str(other))
+    assert done.returncode == 2
+    assert f"{other}:1: default_backend: 'nope' names no backend instance" in done.stderr
