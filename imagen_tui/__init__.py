@@ -1,8 +1,5 @@
 """ImaGen: a model-agnostic terminal workbench for image generation."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("imagen-tui")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+source"
+# The single source of the version (pyproject.toml reads it from here):
+# importlib.metadata would cost ~80 ms at every start of the CLI.
+__version__ = "0.1.0"

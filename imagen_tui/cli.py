@@ -105,7 +105,15 @@ async def _generate_all(args: argparse.Namespace) -> int:
         from rich.console import Console
         from rich.progress import Progress
 
-        progress = Progress(console=Console(stderr=True), transient=True)
+        # rich would route stdout through its stderr console by default: keep paths on
+        # stdout for scripts, and only merge the two when both are the same terminal
+        # (so a path never garbles the live bar).
+        progress = Progress(
+            console=Console(stderr=True),
+            transient=True,
+            redirect_stdout=sys.stdout.isatty(),
+            redirect_stderr=False,
+        )
         progress.start()
         task = progress.add_task("generating", total=len(plans))
     try:

@@ -215,3 +215,71 @@ def test_config_flag_after_the_command(home, tmp_path):
     done = home.imagen("generate", "x", "--config", str(other))
     assert done.returncode == 2
     assert f"{other}:1: default_backend: 'nope' names no backend instance" in done.stderr
+
+
+def test_png_carries_parameters_other_tools_read_and_full_json(home):
+    done = home.imagen(
+        "generate", "a red fox", "--seed", "42", "--size", "512x512",
+        "--style", "watercolor", "--negative", "dogs",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    path = Path(done.stdout.strip())
+    with Image.open(path) as image:
+        parameters = image.info["parameters"]
+        embedded = json.loads(image.info["imagen"])
+    styled, negative, settings = parameters.split("\n")
+    assert styled.startswith("a red fox, loose watercolor painting")
+    assert negative.startswith("Negative prompt: photo, hard edges") and negative.endswith("dogs")
+    assert settings == (
+        "Steps: 20, Seed: 42, Size: 512x512, Model: mock-v1, Backend: mock, Style: watercolor"
+    )
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar == {**embedded, "file": path.name}
+    for key in (
+        "prompt", "prompt_styled", "negative_prompt", "style", "seed", "size", "steps",
+        "backend", "backend_type", "model", "latency_ms", "cost_usd", "created_at",
+        "imagen_version",
+    ):  # fmt: skip
+        assert key in sidecar, key
+    assert sidecar["backend_type"] == "mock"
+
+
+def test_metadata_json_can_be_switched_off(home):
+    home.write_config("output:\n  write_metadata_json: false\n")
+    done = home.imagen("generate", "x", "--size", "64x64")
+    assert done.returncode == 0, done.stderr
+    assert home.files() == [Path(done.stdout.strip())]
+
+
+def test_progress_bar_on_a_terminal_and_paths_still_clean(home):
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [str(IMAGEN), "generate", "x", "--count", "3", "--size", "64x64"],
+            env={**home.env, "TERM": "xterm-256color", "COLUMNS": "100"},
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+        )
+        os.close(follower)
+        stdout, _ = process.communicate(timeout=60)
+        terminal = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed when the process ended
+                break
+            if not chunk:
+                break
+            terminal += chunk
+    finally:
+        os.close(leader)
+    assert process.returncode == 0
+    assert len(stdout.splitlines()) == 3
+    assert all(Path(line).is_file() for line in stdout.splitlines())
+    text = terminal.decode(errors="replace")
+    assert "generating" in text  # the progress bar's label
+    assert text.count("mock (mock-v1) seed") == 3

@@ -1,0 +1,115 @@
+"""How long `imagen generate` takes on the mock backend.
+
+Prints, per size, the median and p95 of:
+  render     the mock's drawing + PNG encoding alone (the baseline)
+  pipeline   plan + backend + metadata + atomic write of image and sidecar,
+             in-process; its ratio to `render` is the framework's share
+  command    the whole `imagen generate` process, start-up included; its
+             ratio to `python -c 'import PIL.Image'` shows the start-up cost
+
+Run: .venv/bin/python bench/generate.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from imagen_tui.backends.mock import render
+from imagen_tui.pipeline import Spec, open_workbench, plan, run
+
+IMAGEN = Path(sys.executable).parent / "imagen"
+SIZES = ((512, 512), (1024, 1024))
+
+
+def _stats(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p95
+
+
+def _timed(fn, runs: int) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15)
+    runs = parser.parse_args().runs
+    print(
+        f"# {time.strftime('%Y-%m-%d')} {platform.node()} {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {runs} runs each, times in ms"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "HOME": tmp, "XDG_CONFIG_HOME": f"{tmp}/.config"}
+        os.environ.update({"HOME": tmp, "XDG_CONFIG_HOME": f"{tmp}/.config"})
+        workbench = open_workbench()
+        out = Path(tmp) / "out"
+        startup = _timed(
+            lambda: subprocess.run([sys.executable, "-c", "import PIL.Image"], check=True), runs
+        )
+        start_med, _ = _stats(startup)
+        print(f"{'baseline python -c import PIL.Image':<44} median {start_med:7.1f}")
+        for width, height in SIZES:
+            size = f"{width}x{height}"
+            base = _timed(
+                lambda w=width, h=height: render("a lighthouse at dusk", "", w, h, 20, 42), runs
+            )
+
+            def one(w: int = width, h: int = height) -> None:
+                p = plan(
+                    workbench, Spec("a lighthouse at dusk", size=(w, h), seed=42), directory=out
+                )
+                asyncio.run(run(p, workbench.backend(p.backend)))
+
+            pipe = _timed(one, runs)
+            cmd = _timed(
+                lambda s=size: subprocess.run(
+                    [
+                        str(IMAGEN),
+                        "generate",
+                        "a lighthouse at dusk",
+                        "--seed",
+                        "42",
+                        "--size",
+                        s,
+                        "--out",
+                        str(out),
+                    ],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                ),
+                runs,
+            )
+            base_med, base_p95 = _stats(base)
+            pipe_med, pipe_p95 = _stats(pipe)
+            cmd_med, cmd_p95 = _stats(cmd)
+            print(
+                f"{size:>9} render (baseline)          median {base_med:7.1f}  p95 {base_p95:7.1f}"
+            )
+            print(
+                f"{size:>9} pipeline in-process        median {pipe_med:7.1f}  p95 {pipe_p95:7.1f}"
+                f"  = {pipe_med / base_med:4.2f}x render, +{pipe_med - base_med:.1f} ms"
+            )
+            print(
+                f"{size:>9} imagen generate (process)  median {cmd_med:7.1f}  p95 {cmd_p95:7.1f}"
+                f"  = {cmd_med / start_med:4.2f}x bare start-up"
+            )
+
+
+if __name__ == "__main__":
+    main()
