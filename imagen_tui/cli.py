@@ -12,58 +12,17 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from imagen_tui import __version__
+from imagen_tui import __version__, cli_jobs
 from imagen_tui.backends import registry
+from imagen_tui.cli_args import Parser, add_prompt_options
 from imagen_tui.config import Config, resolve_config_path, write_sample
+from imagen_tui.console import PROG, columns, err
 from imagen_tui.errors import ImagenError
-from imagen_tui.pipeline import MAX_COUNT, Outcome, Spec, open_workbench, plan_tries, run
-from imagen_tui.sizes import parse_size
-
-PROG = "imagen"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (argparse prints the whole usage by default)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _bounded_int(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range; use {low} to {high}")
-        return value
-
-    return parse
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        return parse_size(text)
-    except ImagenError as error:
-        raise argparse.ArgumentTypeError(str(error).removeprefix("--size: ")) from None
-
-
-def _err(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
-
-
-def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-
+from imagen_tui.pipeline import Outcome, Spec, open_workbench, plan_tries, run
 
 # --------------------------------------------------------------------------- generate
 
@@ -147,7 +106,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
         rows.append(
             [name, block["type"], registry.model_of(block), default, registry.status(block)]
         )
-    print("\n".join(_columns(rows)))
+    print("\n".join(columns(rows)))
     return 0
 
 
@@ -175,7 +134,7 @@ def cmd_config_init(args: argparse.Namespace) -> int:
     path, _named = resolve_config_path(args.config)
     write_sample(path, force=args.force)
     print(path)
-    _err(f"wrote a sample config; check it with `{PROG} config check`")
+    err(f"wrote a sample config; check it with `{PROG} config check`")
     return 0
 
 
@@ -237,7 +196,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for name, block in sorted(workbench.backend_blocks.items()):
         status = registry.status(block)
         if status != "ok":
-            _err(f"warning: backend {name} is {status}")
+            err(f"warning: backend {name} is {status}")
     return 0
 
 
@@ -245,9 +204,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="ImaGen: generate images with any backend.")
+    parser = Parser(prog=PROG, description="ImaGen: generate images with any backend.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    config_flag = _Parser(add_help=False)
+    config_flag = Parser(add_help=False)
     config_flag.add_argument(
         "--config",
         metavar="PATH",
@@ -255,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="config file (default: $IMAGEN_CONFIG or $XDG_CONFIG_HOME/imagen.yaml)",
     )
     parser.add_argument("--config", metavar="PATH", default=None, help=argparse.SUPPRESS)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
 
     gen = commands.add_parser(
@@ -264,20 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="make images from a prompt; prints their paths",
         description="Make images from a prompt. Prints each image's path on stdout.",
     )
-    gen.add_argument("prompt", metavar="PROMPT", help="what the image should show")
-    gen.add_argument("--backend", metavar="NAME", help="backend instance (see `imagen backends`)")
-    gen.add_argument("--style", metavar="NAME", help="style preset (see `imagen styles`)")
-    gen.add_argument("--size", metavar="WxH", type=_size, help="image size, e.g. 1024x768")
-    gen.add_argument("--steps", metavar="N", type=_bounded_int(1, 500), help="sampling steps")
-    gen.add_argument("--seed", metavar="N", type=_bounded_int(0, 2**63 - 1), help="seed")
-    gen.add_argument("--negative", metavar="TEXT", help="what the image should not show")
-    gen.add_argument(
-        "--count",
-        metavar="N",
-        type=_bounded_int(1, MAX_COUNT),
-        default=1,
-        help=f"number of tries (1..{MAX_COUNT}), seeds SEED, SEED+1, ... or random",
-    )
+    add_prompt_options(gen)
     gen.add_argument("--out", metavar="DIR", help="output directory (default: output.directory)")
     gen.add_argument("--json", action="store_true", help="print one JSON object per image")
     gen.set_defaults(handler=cmd_generate)
@@ -288,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=cmd_backends)
     styles = commands.add_parser("styles", parents=[config_flag], help="list the style presets")
     styles.set_defaults(handler=cmd_styles)
+
+    cli_jobs.add_commands(commands, config_flag)
 
     config = commands.add_parser("config", help="write, show or check the config file")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
@@ -311,10 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ImagenError as error:
-        _err(str(error))
+        err(str(error))
         return error.exit_code
     except KeyboardInterrupt:
-        _err("interrupted; nothing partial was written")
+        err("interrupted; nothing partial was written")
         return 130
 
 

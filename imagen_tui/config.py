@@ -31,8 +31,10 @@ BUILTIN = "built-in default"
 DEFAULT_NAMING = "{date}/{time}_{slug}_{seed}"
 DEFAULT_BACKENDS: dict[str, dict[str, Any]] = {"mock": {"type": "mock"}}
 
-TOP_LEVEL_KEYS = ("default_backend", "output", "styles", "backends")
+TOP_LEVEL_KEYS = ("default_backend", "output", "styles", "backends", "database")
 OUTPUT_KEYS = ("directory", "naming", "write_metadata_json")
+DATABASE_KEYS = ("url", "url_env")
+DATABASE_URL_ENV = "IMAGEN_DATABASE_URL"
 
 # Keys that would hold a secret inline. Secrets come only through `*_env`
 # keys naming an environment variable, so they never sit in a file.
@@ -110,6 +112,30 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class DatabaseConfig:
+    """Which PostgreSQL to use; neither set means the embedded server."""
+
+    url: str | None = None  # a URL without a password
+    url_env: str | None = None  # the variable holding the URL (may carry a password)
+
+    def resolve(self) -> tuple[str | None, str]:
+        """The URL to connect to (None: embedded) and where it came from."""
+        if os.environ.get(DATABASE_URL_ENV):
+            return os.environ[DATABASE_URL_ENV], f"${DATABASE_URL_ENV}"
+        if self.url_env:
+            value = os.environ.get(self.url_env)
+            if not value:
+                raise ConfigError(
+                    f"database.url_env: the variable {self.url_env} is not set; export it "
+                    "or remove database.url_env to use the embedded server"
+                )
+            return value, f"${self.url_env}"
+        if self.url:
+            return self.url, "database.url"
+        return None, "embedded"
+
+
+@dataclass(frozen=True)
 class Config:
     """The effective configuration: the file's values over the built-in defaults."""
 
@@ -118,6 +144,7 @@ class Config:
     output: OutputConfig
     styles: Mapping[str, Any]  # user presets, checked by `prompt`
     backends: Mapping[str, Mapping[str, Any]]  # instance -> raw block, checked by the registry
+    database: DatabaseConfig = field(default_factory=lambda: DatabaseConfig())
     lines: Mapping[KeyPath, int] = field(default_factory=dict)
 
     def where(self, path: KeyPath) -> str | None:
@@ -259,8 +286,41 @@ def _build(path: Path | None, data: dict[str, Any], lines: dict[KeyPath, int]) -
         output=OutputConfig(directory=directory, naming=naming, write_metadata_json=write_json),
         styles=styles,
         backends=backends,
+        database=_database_block(data.get("database") or {}, locate),
         lines=lines,
     )
+
+
+def _database_block(block: Any, locate: Any) -> DatabaseConfig:
+    _expect(block, dict, ("database",), "a mapping (url or url_env)", locate)
+    _unknown_keys(block, DATABASE_KEYS, ("database",), locate)
+    url, url_env = block.get("url"), block.get("url_env")
+    if url is not None:
+        _expect(url, str, ("database", "url"), "a PostgreSQL URL", locate)
+        if _has_password(url):
+            raise ConfigError(
+                "database.url: the URL holds a password; secrets must not be written in the "
+                f"config file: put the URL in ${DATABASE_URL_ENV}, or in another variable "
+                "named by database.url_env",
+                locate(("database", "url")),
+            )
+    if url_env is not None:
+        _expect(url_env, str, ("database", "url_env"), "an environment variable name", locate)
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", url_env):
+            raise ConfigError(
+                f"database.url_env: {url_env!r} is not an environment variable name",
+                locate(("database", "url_env")),
+            )
+    return DatabaseConfig(url=url, url_env=url_env)
+
+
+def _has_password(url: str) -> bool:
+    import psycopg  # only needed when a URL is configured
+
+    try:
+        return bool(psycopg.conninfo.conninfo_to_dict(url).get("password"))
+    except psycopg.ProgrammingError:  # unparsable: reported properly at connect time
+        return False
 
 
 # --------------------------------------------------------------------------- sample

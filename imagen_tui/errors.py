@@ -40,3 +40,9 @@ class GenerationError(ImagenError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         self.transient = transient
         super().__init__(message)
+
+
+class DatabaseError(ImagenError):
+    """The database cannot be reached, started, or is at the wrong schema version."""
+
+    exit_code = 1

@@ -9,6 +9,7 @@ run()             Plan -> backend -> image file + metadata -> Outcome
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 from imagen_tui import __version__
 from imagen_tui.backends import registry
-from imagen_tui.backends.base import MAX_SEED, Backend, Request, Result, random_seed
+from imagen_tui.backends.base import MAX_SEED, Backend, Progress, Request, Result, random_seed
 from imagen_tui.config import Config, load_config
 from imagen_tui.errors import GenerationError, ImagenError, InputError
 from imagen_tui.metadata import parameters_text
@@ -28,6 +29,7 @@ from imagen_tui.naming import check_template, render_name
 from imagen_tui.output import EXTENSIONS, Written, write_image
 from imagen_tui.prompt import Style, load_styles, pick_style
 from imagen_tui.sizes import DEFAULT_SIZE, check_size
+from imagen_tui.thumbnails import make_thumbnail
 
 MAX_COUNT = 10
 MAX_STEPS = 500
@@ -100,6 +102,8 @@ class Outcome:
     result: Result
     written: Written
     record: dict[str, Any]  # the metadata stored in the PNG and the sidecar
+    sha256: str  # of the image bytes as returned by the backend
+    thumbnail: bytes | None = None  # a small JPEG, when asked for
 
     @property
     def path(self) -> Path:
@@ -227,10 +231,12 @@ def build_record(plan: Plan, result: Result, created: datetime) -> dict[str, Any
     }
 
 
-async def _call_backend(backend: Backend, request: Request) -> Result:
+async def _call_backend(
+    backend: Backend, request: Request, progress: Progress | None = None
+) -> Result:
     started = time.perf_counter()
     try:
-        result = await backend.generate(request)
+        result = await backend.generate(request, progress)
     except (ImagenError, asyncio.CancelledError):
         raise
     except Exception as error:  # an adapter bug or a library error: report, do not crash
@@ -245,9 +251,19 @@ async def _call_backend(backend: Backend, request: Request) -> Result:
     return result
 
 
-async def run(plan: Plan, backend: Backend) -> Outcome:
-    """Generate one planned image and write it with its metadata."""
-    result = await _call_backend(backend, plan.request)
+async def run(
+    plan: Plan,
+    backend: Backend,
+    *,
+    progress: Progress | None = None,
+    thumbnail: bool = False,
+) -> Outcome:
+    """Generate one planned image and write it with its metadata.
+
+    `progress` receives the backend's fraction done; `thumbnail` also makes a
+    small JPEG preview (for the database).
+    """
+    result = await _call_backend(backend, plan.request, progress)
     created = datetime.now(UTC).astimezone()
     record = build_record(plan, result, created)
     name = render_name(
@@ -297,4 +313,12 @@ async def run(plan: Plan, backend: Backend) -> Outcome:
         raise ImagenError(
             f"output: cannot write into {plan.directory}: {error.strerror or error}"
         ) from error
-    return Outcome(plan=plan, result=result, written=written, record=record)
+    preview = await asyncio.to_thread(make_thumbnail, result.image) if thumbnail else None
+    return Outcome(
+        plan=plan,
+        result=result,
+        written=written,
+        record=record,
+        sha256=hashlib.sha256(result.image).hexdigest(),
+        thumbnail=preview,
+    )

@@ -7,7 +7,7 @@ the constructor its `type` names in the registry (see `registry.py`).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -49,6 +49,11 @@ class Result:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+# Called by a backend with the fraction done (0..1) as a generation advances;
+# it may be called from any thread and must return at once.
+Progress = Callable[[float], None]
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A configured backend instance."""
@@ -57,6 +62,6 @@ class Backend(Protocol):
     type_name: str  # the registry type, e.g. "comfyui"
     model: str
 
-    async def generate(self, request: Request) -> Result: ...
+    async def generate(self, request: Request, progress: Progress | None = None) -> Result: ...
 
     async def aclose(self) -> None: ...

@@ -37,7 +37,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from imagen_tui.backends.base import Request, Result, random_seed
+from imagen_tui.backends.base import Progress, Request, Result, random_seed
 from imagen_tui.backends.registry import BackendType, Option
 from imagen_tui.errors import GenerationError
 
@@ -79,7 +79,7 @@ class MockBackend:
         self.delay_ms: int = options.get("delay_ms") or 0
         self.fail_if_prompt_contains: str | None = options.get("fail_if_prompt_contains")
 
-    async def generate(self, request: Request) -> Result:
+    async def generate(self, request: Request, progress: Progress | None = None) -> Result:
         seed = request.seed if request.seed is not None else random_seed()
         steps = request.steps or DEFAULT_STEPS
         marker = self.fail_if_prompt_contains
@@ -87,8 +87,12 @@ class MockBackend:
             raise GenerationError(
                 f"mock backend: prompt contains {marker!r} (fail_if_prompt_contains)"
             )
-        if self.delay_ms > 0:
-            await asyncio.sleep(self.delay_ms / 1000)
+        if self.delay_ms > 0:  # simulated GPU time, reported step by step like a sampler
+            ticks = min(steps, 50)
+            for tick in range(1, ticks + 1):
+                await asyncio.sleep(self.delay_ms / 1000 / ticks)
+                if progress is not None:
+                    progress(tick / ticks)
         png = await asyncio.to_thread(
             render,
             request.prompt,

@@ -1,0 +1,76 @@
+"""Connecting: which server (configured URL or the embedded one) and in what
+state its schema must be before a command may use it.
+
+The embedded server is ours, so it is migrated on first use. A configured
+server is migrated only by `imagen db migrate`; other commands refuse a
+schema that is behind and say which command to run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psycopg
+
+from imagen_tui.config import Config
+from imagen_tui.db import embedded, migrate
+from imagen_tui.errors import DatabaseError
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str
+    source: str  # "embedded", "$IMAGEN_DATABASE_URL", "database.url", ...
+
+    @property
+    def embedded(self) -> bool:
+        return self.source == "embedded"
+
+    @property
+    def display_url(self) -> str:
+        return redact(self.url)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, safe to print or log."""
+    url = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(password\s*=\s*)\S+", r"\1***", url)
+
+
+def locate(config: Config) -> Database:
+    """The server to use, starting the embedded one when no URL is configured."""
+    url, source = config.database.resolve()
+    if url is None:
+        return Database(url=embedded.server_url(), source="embedded")
+    return Database(url=url, source=source)
+
+
+def connect(url: str, **kwargs: object) -> psycopg.Connection:
+    try:
+        return psycopg.connect(url, **kwargs)  # type: ignore[arg-type]
+    except psycopg.OperationalError as error:
+        raise DatabaseError(f"cannot connect to {redact(url)}: {_first_line(error)}") from None
+
+
+async def aconnect(url: str, **kwargs: object) -> psycopg.AsyncConnection:
+    try:
+        return await psycopg.AsyncConnection.connect(url, **kwargs)  # type: ignore[arg-type]
+    except psycopg.OperationalError as error:
+        raise DatabaseError(f"cannot connect to {redact(url)}: {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def open_database(config: Config) -> Database:
+    """Locate the server and make sure its schema is current (migrating the embedded one)."""
+    database = locate(config)
+    with connect(database.url, autocommit=True) as conn:
+        if database.embedded:
+            migrate.migrate(conn)
+        else:
+            migrate.require_current(conn)
+    return database
