@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg import PgServer
+
 IMAGEN = Path(sys.executable).parent / "imagen"  # the installed console script
 
 # Variables that would make a test read the developer's own setup.
@@ -62,3 +64,21 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
     env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
     env["HOME"] = str(root)
     yield Home(root=root, env=env)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    server = PgServer.start(tmp_path_factory.mktemp("pg") / "data")
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def db_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, migrated database for this test only."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)
