@@ -167,7 +167,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         concurrency=args.concurrency, poll_interval=args.poll_interval, once=args.once
     )
 
-    async def main() -> None:
+    async def main() -> int:
         worker = Worker(workbench, queue, options)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -185,9 +185,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         await worker.run()
         summary = ", ".join(f"{n} {what}" for what, n in sorted(worker.stats.items()))
         logging.getLogger("imagen.worker").info("worker stopped: %s", summary or "no jobs")
+        return 130 if worker.forced else 0
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())
 
 
 # --------------------------------------------------------------------------- db

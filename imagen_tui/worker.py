@@ -173,6 +173,11 @@ class Worker:
     def stopping(self) -> bool:
         return self._stop_requests > 0
 
+    @property
+    def forced(self) -> bool:
+        """A second stop request cancelled in-flight jobs."""
+        return self._stop_requests > 1
+
     def stop(self) -> None:
         """First call: stop claiming, finish in-flight jobs. Second: cancel and release them."""
         self._stop_requests += 1
@@ -309,14 +314,15 @@ class Worker:
                 return
             raise
         except GenerationError as error:
-            await self._settle(job, "retry" if error.transient else "failed", str(error))
+            await self._settle(job, "retry" if error.transient else "failed", str(error), planned)
             return
         except ImagenError as error:  # the image could not be written: may be transient
-            await self._settle(job, "retry", str(error))
+            await self._settle(job, "retry", str(error), planned)
             return
         except Exception as error:
             log.exception("job %d: unexpected error", job.id)
-            await self._settle(job, "failed", f"internal error: {type(error).__name__}: {error}")
+            reason = f"internal error: {type(error).__name__}: {error}"
+            await self._settle(job, "failed", reason, planned)
             return
         finally:
             await progress.close()
@@ -336,21 +342,20 @@ class Worker:
             job, "done", f"image {image_id} {outcome.path} in {latency:.0f} ms", planned, outcome
         )
 
-    async def _settle(self, job: Job, outcome: str, error: str) -> None:
+    async def _settle(
+        self, job: Job, outcome: str, error: str, planned: Plan | None = None
+    ) -> None:
         """Record a failure: retry with backoff while attempts remain, else failed."""
         if outcome == "retry" and job.attempts < job.max_attempts:
             delay = backoff_delay(job.attempts)
             await self._persist(lambda: self.queue.retry(job, error, delay))
             self.stats["retried"] += 1
-            self._log(
-                job,
-                "retry",
-                f"in {delay:.1f} s (attempt {job.attempts}/{job.max_attempts}): {error}",
-            )
+            detail = f"in {delay:.1f} s (attempt {job.attempts}/{job.max_attempts}): {error}"
+            self._log(job, "retry", detail, planned)
             return
         await self._persist(lambda: self.queue.fail(job, error))
         self.stats["failed"] += 1
-        self._log(job, "failed", error)
+        self._log(job, "failed", error, planned)
 
     async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
         """Run a result write, retrying through database outages until it answers.
