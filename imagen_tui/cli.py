@@ -19,7 +19,7 @@ from typing import Any
 from imagen_tui import __version__, cli_jobs
 from imagen_tui.backends import registry
 from imagen_tui.cli_args import Parser, add_prompt_options
-from imagen_tui.config import Config, resolve_config_path, write_sample
+from imagen_tui.config import BUILTIN, Config, resolve_config_path, write_sample
 from imagen_tui.console import PROG, columns, err
 from imagen_tui.errors import ImagenError
 from imagen_tui.pipeline import Outcome, Spec, open_workbench, plan_tries, run
@@ -151,6 +151,15 @@ def _effective_rows(
             config.source(("output", "write_metadata_json")),
         ),
     ]
+    from imagen_tui.db.connect import redact  # the database modules load only when needed
+    from imagen_tui.db.embedded import data_directory as embedded_data_directory
+
+    url, origin = config.database.resolve()
+    if url is None:
+        rows.append(("database", f"embedded ({embedded_data_directory()})", BUILTIN))
+    else:
+        where = config.where(("database", "url")) if origin == "database.url" else origin
+        rows.append(("database", redact(url), where or origin))
     for name, block in sorted(blocks.items()):
         for key, value in block.items():
             path = ("backends", name, key)

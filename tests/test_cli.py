@@ -283,3 +283,35 @@ def test_progress_bar_on_a_terminal_and_paths_still_clean(home):
     text = terminal.decode(errors="replace")
     assert "generating" in text  # the progress bar's label
     assert text.count("mock (mock-v1) seed") == 3
+
+
+def test_config_show_names_the_database_without_its_password(home):
+    done = home.imagen("config", "show")
+    line = next(x for x in done.stdout.splitlines() if x.startswith("database ="))
+    assert "embedded (" in line and line.endswith("# built-in default")
+    home.env["IMAGEN_DATABASE_URL"] = "postgresql://app:hunter2@db.example:5432/imagen"
+    done = home.imagen("config", "show")
+    line = next(x for x in done.stdout.splitlines() if x.startswith("database ="))
+    assert "hunter2" not in done.stdout + done.stderr
+    assert line.startswith("database = postgresql://app:***@db.example:5432/imagen")
+    assert line.endswith("# $IMAGEN_DATABASE_URL")
+
+
+def test_database_url_with_a_password_in_the_file_is_refused(home):
+    home.write_config("database:\n  url: postgresql://app:hunter2@db/imagen\n")
+    done = home.imagen("config", "check")
+    assert done.returncode == 2
+    assert "database.url: the URL holds a password" in done.stderr
+    assert "hunter2" not in done.stderr
+
+
+def test_embedded_server_that_cannot_start_gives_one_clean_line(home):
+    blocker = home.root / "not-a-dir"
+    blocker.write_text("a file where the data directory should go")
+    home.env["XDG_DATA_HOME"] = str(blocker)
+    done = home.imagen("jobs")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("imagen: the embedded PostgreSQL in ")
+    assert "IMAGEN_DATABASE_URL" in line
