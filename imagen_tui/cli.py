@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -197,6 +198,7 @@ def _yaml_scalar(value: Any) -> str:
 def cmd_config_check(args: argparse.Namespace) -> int:
     workbench = open_workbench(args.config)
     config = workbench.config
+    config.database.resolve()  # a url_env naming an unset variable
     where = config.path or f"no config file ({resolve_config_path(args.config)[0]} is absent)"
     print(
         f"ok: {where}: {len(workbench.backend_blocks)} backend(s), "
@@ -273,6 +275,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err("interrupted; nothing partial was written")
         return 130
+    except BrokenPipeError:  # `imagen ... | head`: the reader left; not an error
+        # Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as error:
+        psycopg = sys.modules.get("psycopg")  # loaded only by the database commands
+        if psycopg is not None and isinstance(error, psycopg.Error):
+            from imagen_tui.db.connect import describe
+
+            err(describe(error))
+            return 1
+        raise
 
 
 if __name__ == "__main__":

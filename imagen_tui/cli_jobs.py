@@ -50,7 +50,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(json.dumps({"series_id": series_id, "job_ids": job_ids}))
     else:
         print(series_id)
-    err(f"series {series_id}: {len(job_ids)} tries queued (see `{PROG} series show {series_id}`)")
+    tries = "1 try" if len(job_ids) == 1 else f"{len(job_ids)} tries"
+    err(f"series {series_id}: {tries} queued (see `{PROG} series show {series_id}`)")
     return 0
 
 

@@ -117,6 +117,7 @@ class DatabaseConfig:
 
     url: str | None = None  # a URL without a password
     url_env: str | None = None  # the variable holding the URL (may carry a password)
+    url_env_where: str | None = None  # file:line of url_env, for its error
 
     def resolve(self) -> tuple[str | None, str]:
         """The URL to connect to (None: embedded) and where it came from."""
@@ -127,7 +128,8 @@ class DatabaseConfig:
             if not value:
                 raise ConfigError(
                     f"database.url_env: the variable {self.url_env} is not set; export it "
-                    "or remove database.url_env to use the embedded server"
+                    "or remove database.url_env to use the embedded server",
+                    self.url_env_where,
                 )
             return value, f"${self.url_env}"
         if self.url:
@@ -221,9 +223,14 @@ def _scan_secrets(value: Any, prefix: KeyPath, locate: Any) -> None:
         path = (*prefix, str(key))
         if _SECRET_KEY_RE.match(str(key)) and inner not in (None, ""):
             # Never echo the value: it is a secret.
+            if path[0] == "backends":
+                fix = f"put the value in an environment variable and set {key}_env: VARIABLE_NAME"
+            elif path[0] == "database":
+                fix = f"put the whole URL in ${DATABASE_URL_ENV} (or a variable named by url_env)"
+            else:
+                fix = "remove it and keep the secret in an environment variable"
             raise ConfigError(
-                f"{'.'.join(path)}: secrets must not be written in the config file; "
-                f"put the value in an environment variable and set {key}_env: VARIABLE_NAME",
+                f"{'.'.join(path)}: secrets must not be written in the config file; {fix}",
                 locate(path),
             )
         _scan_secrets(inner, path, locate)
@@ -311,7 +318,8 @@ def _database_block(block: Any, locate: Any) -> DatabaseConfig:
                 f"database.url_env: {url_env!r} is not an environment variable name",
                 locate(("database", "url_env")),
             )
-    return DatabaseConfig(url=url, url_env=url_env)
+    where = locate(("database", "url_env")) if url_env else None
+    return DatabaseConfig(url=url, url_env=url_env, url_env_where=where)
 
 
 def _has_password(url: str) -> bool:

@@ -61,6 +61,8 @@ class Queue(Protocol):
 
     async def rescue(self) -> list[tuple[int, str]]: ...
 
+    async def next_due(self) -> float | None: ...
+
     def wakeups(self) -> AsyncIterator[None]: ...
 
     def heartbeat(
@@ -254,9 +256,20 @@ class Worker:
                 if self.options.once:
                     return
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiting_on.wait(), self.options.poll_interval)
+                    await asyncio.wait_for(waiting_on.wait(), await self._idle_timeout())
                 continue
             await self._process(job)
+
+    async def _idle_timeout(self) -> float:
+        """How long to wait for a wake-up: the safety poll, or less when a job
+        waiting out its retry backoff becomes due sooner (no NOTIFY marks that)."""
+        try:
+            due = await self.queue.next_due()
+        except QueueUnavailable:
+            due = None
+        if due is None:
+            return self.options.poll_interval
+        return min(self.options.poll_interval, max(due, 0.01))
 
     async def _rescue_if_due(self) -> None:
         if time.monotonic() - self._last_rescue < self.options.poll_interval:

@@ -315,3 +315,27 @@ def test_embedded_server_that_cannot_start_gives_one_clean_line(home):
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("imagen: the embedded PostgreSQL in ")
     assert "IMAGEN_DATABASE_URL" in line
+
+
+def test_malformed_database_url_is_one_line(home):
+    home.env["IMAGEN_DATABASE_URL"] = "not a url at all"
+    done = home.imagen("jobs")
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert "is not a PostgreSQL URL" in line and "postgresql://" in line
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error(home):
+    import os
+
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before imagen writes a byte, as with `| head -0`
+    try:
+        done = subprocess.run(
+            [str(IMAGEN), "styles"], env=home.env, stdout=writer, stderr=subprocess.PIPE,
+            timeout=30,
+        )  # fmt: skip
+    finally:
+        os.close(writer)
+    assert done.stderr == b""
+    assert done.returncode == 0

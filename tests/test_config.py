@@ -164,3 +164,21 @@ def test_sample_config_is_valid_and_init_refuses_to_overwrite(home):
     assert home.config_path.read_text() == "default_backend: mock\n"
     write_sample(home.config_path, force=True)
     assert home.config_path.read_text() == SAMPLE_CONFIG
+
+
+def test_secret_outside_backends_gets_a_fix_that_exists(home):
+    message = error_of(home, "database:\n  password: hunter2\n")
+    assert message.startswith(f"{home.config_path}:2: database.password: secrets must not be")
+    assert "IMAGEN_DATABASE_URL" in message
+    assert "password_env" not in message and "hunter2" not in message
+
+
+def test_url_env_naming_an_unset_variable_is_reported_by_check(home, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_DB_URL", raising=False)
+    path = home.write_config("database:\n  url_env: NO_SUCH_DB_URL\n")
+    config = open_workbench(path).config
+    with pytest.raises(ConfigError) as caught:
+        config.database.resolve()
+    assert str(caught.value).startswith(
+        f"{path}:2: database.url_env: the variable NO_SUCH_DB_URL is not set"
+    )

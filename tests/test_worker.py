@@ -246,7 +246,9 @@ def test_transient_error_is_retried_with_backoff_then_succeeds(db_url, flaky_wor
     events: list[tuple[str, str | None]] = []
 
     async def scenario() -> None:
-        worker = make_worker(db_url, flaky_workbench, poll_interval=0.1)
+        # A poll far longer than the test: the retry must run when its backoff
+        # ends, not at the next safety poll.
+        worker = make_worker(db_url, flaky_workbench, poll_interval=600)
         running = asyncio.create_task(worker.run())
 
         def settled() -> bool:

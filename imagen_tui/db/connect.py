@@ -34,7 +34,7 @@ class Database:
 
 def redact(url: str) -> str:
     """The URL with any password replaced, safe to print or log."""
-    url = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    url = re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
     return re.sub(r"(password\s*=\s*)\S+", r"\1***", url)
 
 
@@ -49,15 +49,18 @@ def locate(config: Config) -> Database:
 def connect(url: str, **kwargs: object) -> psycopg.Connection:
     try:
         return psycopg.connect(url, **kwargs)  # type: ignore[arg-type]
+    except psycopg.ProgrammingError as error:  # not a connection string at all
+        raise DatabaseError(
+            f"{redact(url)!r} is not a PostgreSQL URL ({_first_line(error)}); "
+            "write postgresql://USER@HOST:PORT/DBNAME"
+        ) from None
     except psycopg.OperationalError as error:
         raise DatabaseError(f"cannot connect to {redact(url)}: {_first_line(error)}") from None
 
 
-async def aconnect(url: str, **kwargs: object) -> psycopg.AsyncConnection:
-    try:
-        return await psycopg.AsyncConnection.connect(url, **kwargs)  # type: ignore[arg-type]
-    except psycopg.OperationalError as error:
-        raise DatabaseError(f"cannot connect to {redact(url)}: {_first_line(error)}") from None
+def describe(error: psycopg.Error) -> str:
+    """One line for a database error a command did not expect."""
+    return f"database error: {_first_line(error)}"
 
 
 def _first_line(error: Exception) -> str:

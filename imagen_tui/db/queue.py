@@ -123,6 +123,12 @@ UPDATE imagen.jobs
 RETURNING id, status
 """
 
+# Seconds until the earliest pending job becomes due (retry backoff, run_at).
+_NEXT_DUE = """
+SELECT extract(epoch FROM min(run_at) - now()) AS seconds
+  FROM imagen.jobs WHERE status = 'pending'
+"""
+
 _RENEW = """
 UPDATE imagen.jobs SET lease_expires_at = now() + make_interval(secs => %(lease)s)
  WHERE id = ANY(%(ids)s) AND worker_id = %(me)s AND status = 'running'
@@ -253,6 +259,12 @@ class PgQueue:
 
     async def progress(self, job: Job, fraction: float) -> bool:
         return await self._write(_PROGRESS, self._fenced(job, progress=fraction))
+
+    async def next_due(self) -> float | None:
+        """Seconds until a pending job becomes claimable (<= 0: now); None: none pending."""
+        rows, _ = await self._run(_NEXT_DUE, {})
+        seconds = rows[0]["seconds"] if rows else None
+        return None if seconds is None else float(seconds)
 
     async def rescue(self) -> list[tuple[int, str]]:
         """Requeue (or fail) jobs whose lease expired; [(job id, new status)]."""

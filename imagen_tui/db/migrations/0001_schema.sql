@@ -58,7 +58,8 @@ CREATE TABLE imagen.series (
     backend           text,
     count             int NOT NULL DEFAULT 1 CHECK (count BETWEEN 1 AND 10),
     selected_image_id bigint,
-    created_at        timestamptz NOT NULL DEFAULT now()
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    CHECK ((width IS NULL) = (height IS NULL))
 );
 
 -- The queue. A minimal INSERT (just a prompt) is a valid job: NULL backend =
@@ -94,6 +95,7 @@ CREATE TABLE imagen.jobs (
     finished_at      timestamptz,
     updated_at       timestamptz NOT NULL DEFAULT now(),
     CHECK ((series_id IS NULL) = (series_idx IS NULL)),
+    CHECK ((width IS NULL) = (height IS NULL)),
     CHECK (status <> 'running' OR (worker_id IS NOT NULL AND lease_expires_at IS NOT NULL))
 );
 
