@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,10 +72,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
-    server = PgServer.start(tmp_path_factory.mktemp("pg") / "data")
-    yield server
-    server.shutdown()
+def pg_server() -> Iterator[PgServer]:
+    # Not under pytest's tmp_path: pytest prunes old numbered temp folders, and a
+    # concurrent pytest run on the same machine could delete a live data directory.
+    root = Path(tempfile.mkdtemp(prefix="imagen-pg-"))
+    server = PgServer.start(root / "data")
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -34,8 +34,9 @@ class Database:
 
 def redact(url: str) -> str:
     """The URL with any password replaced, safe to print or log."""
-    url = re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
-    return re.sub(r"(password\s*=\s*)\S+", r"\1***", url)
+    url = re.sub(r"(://[^:/@]*:)[^@/]+@", r"\1***@", url)  # postgresql://user:pw@host
+    # password=pw or password='quoted pw' in key=value strings and URL query parameters
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1***", url)
 
 
 def locate(config: Config) -> Database:

@@ -46,9 +46,13 @@ def server_url(pgdata: Path | None = None, database: str = DATABASE) -> str:
     pgdata = pgdata or data_directory()
     try:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        pgserver = _pgserver()
+        # get_server() hands back a handle cached per process without checking that
+        # its server still runs (it may have been stopped since): always look afresh.
+        pgserver.PostgresServer._instances.pop(pgdata.resolve(), None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            server = _pgserver().get_server(pgdata, cleanup_mode=None)
+            server = pgserver.get_server(pgdata, cleanup_mode=None)
         admin_url = server.get_uri()
     except Exception as error:
         log = pgdata / "log"

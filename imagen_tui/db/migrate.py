@@ -69,7 +69,13 @@ def current_version(conn: psycopg.Connection) -> int:
 
 
 def migrate(conn: psycopg.Connection) -> list[Migration]:
-    """Apply every migration not applied yet, each in its own transaction."""
+    """Apply every migration not applied yet, each in its own transaction.
+
+    `conn` must be in autocommit mode: the advisory lock and each migration's
+    transaction must not sit inside an outer transaction.
+    """
+    if not conn.autocommit:
+        raise ValueError("migrate() needs an autocommit connection")
     applied_now: list[Migration] = []
     conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
     try:

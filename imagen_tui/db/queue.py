@@ -202,7 +202,9 @@ class PgQueue:
 
     # ----------------------------------------------------------- work connection
 
-    async def _run(self, query: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    async def _run(
+        self, query: str, params: Mapping[str, Any] | None
+    ) -> tuple[list[dict[str, Any]], int]:
         """Run one statement on the work connection; (rows, rowcount)."""
         async with self._lock:
             try:
@@ -262,13 +264,15 @@ class PgQueue:
 
     async def next_due(self) -> float | None:
         """Seconds until a pending job becomes claimable (<= 0: now); None: none pending."""
-        rows, _ = await self._run(_NEXT_DUE, {})
+        rows, _ = await self._run(_NEXT_DUE, None)
         seconds = rows[0]["seconds"] if rows else None
         return None if seconds is None else float(seconds)
 
     async def rescue(self) -> list[tuple[int, str]]:
         """Requeue (or fail) jobs whose lease expired; [(job id, new status)]."""
-        rows, _ = await self._run(_RESCUE, {})
+        # No parameters: the %s in its format() calls are SQL's own, and psycopg
+        # would rewrite them into $n placeholders if any params (even {}) were given.
+        rows, _ = await self._run(_RESCUE, None)
         return [(row["id"], row["status"]) for row in rows]
 
     def heartbeat(
