@@ -1,0 +1,589 @@
+"""`imagen worker` as it runs in production: real processes on a real PostgreSQL.
+
+Every test starts the installed `imagen` console script in subprocesses,
+talks to the database only through its own short-lived connections (as a web
+UI or psql would), and checks what a user would notice: rows, files, exit
+codes and log lines. Waits poll the database with a bounded deadline; nothing
+asserts on wall-clock durations.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+
+from imagen_tui.db.repositories import uri_to_path
+from tests.conftest import IMAGEN, Home
+from tests.pg import PgServer
+
+T = TypeVar("T")
+
+# Log lines (format "%(asctime)s %(levelname)s %(message)s", see cmd_worker).
+START_RE = re.compile(r" INFO worker (\S+) on .*: (waiting for jobs|draining the queue once),")
+DONE_RE = re.compile(r" INFO job (\d+)(?:, [^:\n]*)?: done: image (\d+) ")
+RESCUED_RE = re.compile(r" WARNING job (\d+): lease expired, its worker is gone; now pending")
+
+FAST = ("--poll-interval", "0.5")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    what: str,
+    timeout: float = 30.0,
+    workers: Sequence[WorkerProcess] = (),
+) -> T:
+    """Poll `predicate` until it is truthy; fail clearly on timeout or if a worker dies."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        for worker in workers:
+            if worker.process.poll() is not None:
+                pytest.fail(
+                    f"worker exited with {worker.process.returncode} while waiting for {what}:\n"
+                    f"{worker.log()}"
+                )
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"--- worker log:\n{w.log()}" for w in workers)
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}\n{logs}")
+        time.sleep(0.05)
+
+
+def query(url: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """One statement on a fresh autocommit connection (survives server restarts)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def scalar(url: str, sql: str, params: Any = None) -> Any:
+    return query(url, sql, params)[0][0]
+
+
+def insert_jobs(url: str, count: int, prompt: str = "job", size: int = 64) -> list[int]:
+    """`count` jobs in one INSERT statement (one wake-up), like a bulk submit."""
+    rows = query(
+        url,
+        """INSERT INTO imagen.jobs (prompt, width, height)
+           SELECT %s || ' ' || i, %s, %s FROM generate_series(1, %s) AS i ORDER BY i
+           RETURNING id""",
+        (prompt, size, size, count),
+    )
+    return sorted(row[0] for row in rows)
+
+
+def job_row(url: str, job_id: int) -> dict[str, Any]:
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SELECT * FROM imagen.jobs WHERE id = %s", (job_id,))
+        assert cur.description is not None
+        names = [column.name for column in cur.description]
+        row = cur.fetchone()
+    assert row is not None, f"no job {job_id}"
+    return dict(zip(names, row, strict=True))
+
+
+def status_of(url: str, job_id: int) -> str:
+    return scalar(url, "SELECT status FROM imagen.jobs WHERE id = %s", (job_id,))
+
+
+def count_status(url: str, status: str) -> int:
+    return scalar(url, "SELECT count(*) FROM imagen.jobs WHERE status = %s", (status,))
+
+
+# A test-only audit trail of every status change, so transitions that last
+# microseconds (a rescued job is claimed again at once) can still be checked.
+HISTORY_SQL = """
+CREATE TABLE public.job_history (
+    n bigserial PRIMARY KEY, job_id bigint, status text, worker_id text, attempts int, error text
+);
+CREATE FUNCTION public.record_job_status() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.status IS NOT DISTINCT FROM NEW.status THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO public.job_history (job_id, status, worker_id, attempts, error)
+    VALUES (NEW.id, NEW.status, NEW.worker_id, NEW.attempts, NEW.error);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER zz_job_history AFTER INSERT OR UPDATE OF status ON imagen.jobs
+    FOR EACH ROW EXECUTE FUNCTION public.record_job_status();
+"""
+
+
+def install_history(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(HISTORY_SQL)
+
+
+def history(url: str, job_id: int) -> list[tuple[str, str | None, int, str | None]]:
+    rows = query(
+        url,
+        "SELECT status, worker_id, attempts, error FROM public.job_history"
+        " WHERE job_id = %s ORDER BY n",
+        (job_id,),
+    )
+    return [(status, worker, attempts, error) for status, worker, attempts, error in rows]
+
+
+def write_config(home: Home, delay_ms: int = 0) -> Path:
+    """Mock backend (optionally slow) writing under the temp HOME; the output dir."""
+    out = home.root / "out"
+    home.write_config(
+        f"output:\n  directory: {out}\n"
+        f"backends:\n  mock:\n    type: mock\n    delay_ms: {delay_ms}\n"
+    )
+    return out
+
+
+def pngs(out: Path) -> list[Path]:
+    return sorted(out.rglob("*.png")) if out.exists() else []
+
+
+def part_files(out: Path) -> list[Path]:
+    return sorted(out.rglob("*.part")) if out.exists() else []
+
+
+@pytest.fixture
+def restartable(pg_server: PgServer) -> Iterator[PgServer]:
+    """The session server, guaranteed to be running again after the test."""
+    yield pg_server
+    try:
+        with psycopg.connect(pg_server.admin_url, autocommit=True, connect_timeout=3):
+            return
+    except psycopg.OperationalError:
+        pg_server.start_again()
+
+
+def run_imagen(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(IMAGEN), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def parse_series_show(stdout: str) -> list[dict[str, str]]:
+    """The tries table of `imagen series show`, sliced at the header's column starts."""
+    lines = stdout.splitlines()
+    header_at = next(i for i, line in enumerate(lines) if line.startswith("IDX"))
+    header = lines[header_at]
+    names = ["IDX", "STATUS", "SEED", "WINNER", "PATH / ERROR"]
+    starts = [header.index(name) for name in names]
+    ends = [*starts[1:], None]
+    return [
+        {
+            name: line[start:end].strip()
+            for name, start, end in zip(names, starts, ends, strict=True)
+        }
+        for line in lines[header_at + 1 :]
+        if line.strip()
+    ]
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    @property
+    def worker_id(self) -> str | None:
+        match = START_RE.search(self.log())
+        return match.group(1) if match else None
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def done_lines(self) -> list[tuple[int, int]]:
+        """(job id, image id) of every `done` log line."""
+        return [(int(j), int(i)) for j, i in DONE_RE.findall(self.log())]
+
+    def wait(self, timeout: float = 30) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"worker still running after {timeout:g} s:\n{self.log()}")
+
+    def terminate(self, timeout: float = 30) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+
+@dataclass
+class Workers:
+    home: Home
+    logs: Path
+    started: list[WorkerProcess] = field(default_factory=list)
+
+    def start(self, db_url: str | None, *args: str) -> WorkerProcess:
+        env = {k: v for k, v in self.home.env.items() if k != "IMAGEN_DATABASE_URL"}
+        if db_url is not None:
+            env["IMAGEN_DATABASE_URL"] = db_url
+        log_path = self.logs / f"worker-{len(self.started) + 1}.log"
+        # Logs go to files, not pipes: 500 jobs' lines would fill a pipe buffer.
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [str(IMAGEN), "worker", *args],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        worker = WorkerProcess(process, log_path)
+        self.started.append(worker)
+        return worker
+
+    def start_and_wait(self, db_url: str | None, *args: str) -> WorkerProcess:
+        worker = self.start(db_url, *args)
+        wait_until(lambda: worker.worker_id, "the worker's start line", workers=[worker])
+        return worker
+
+    def kill_leftovers(self) -> None:
+        for worker in self.started:
+            if worker.process.poll() is None:
+                worker.process.kill()
+                worker.process.wait(10)
+
+
+@pytest.fixture
+def workers(home: Home, tmp_path: Path) -> Iterator[Workers]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    pool = Workers(home, logs)
+    try:
+        yield pool
+    finally:
+        pool.kill_leftovers()
+    crashed = [w.log() for w in pool.started if "Traceback" in w.log()]
+    assert not crashed, "a worker logged a traceback:\n" + "\n".join(crashed)
+
+
+# --------------------------------------------------------------------------- 1. draining
+
+
+@pytest.mark.parametrize("n_workers", [2, 4])
+def test_workers_drain_500_jobs_each_done_exactly_once(home, db_url, workers, n_workers):
+    out = write_config(home)
+    job_ids = insert_jobs(db_url, 500)
+    assert len(job_ids) == 500
+
+    procs = [workers.start(db_url, "--once", *FAST, "--lease", "5") for _ in range(n_workers)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.log()
+
+    # Every job done once, first attempt, with its image recorded.
+    rows = query(db_url, "SELECT status, attempts, count(*) FROM imagen.jobs GROUP BY 1, 2")
+    assert rows == [("done", 1, 500)]
+    images = query(db_url, "SELECT id, job_id, storage_uri FROM imagen.images")
+    assert len(images) == 500
+    assert {job_id for _, job_id, _ in images} == set(job_ids)
+    linked = scalar(
+        db_url,
+        """SELECT count(*) FROM imagen.jobs j JOIN imagen.images i
+             ON i.id = j.image_id AND i.job_id = j.id""",
+    )
+    assert linked == 500  # every job's image_id set, pointing at its own image
+    usage = query(db_url, "SELECT job_id, caller FROM imagen.usage")
+    assert len(usage) == 500
+    assert {job_id for job_id, _ in usage} == set(job_ids)
+
+    # 500 files on disk, exactly the recorded ones, no leftovers.
+    files = pngs(out)
+    assert len(files) == 500
+    assert {uri_to_path(uri) for _, _, uri in images} == set(files)
+    assert part_files(out) == []
+
+    # The logs together: 500 `done` lines, one per job, naming the recorded image.
+    done_lines = [line for proc in procs for line in proc.done_lines()]
+    assert len(done_lines) == 500
+    assert {job for job, _ in done_lines} == set(job_ids)
+    assert dict(done_lines) == {job_id: image_id for image_id, job_id, _ in images}
+    for proc in procs:
+        assert " dropped: " not in proc.log() and " retry: " not in proc.log()
+
+    # Each worker's log agrees with the usage rows it wrote (caller = worker id).
+    by_caller = Counter(caller for _, caller in usage)
+    ids = [proc.worker_id for proc in procs]
+    assert len(set(ids)) == n_workers and None not in ids
+    assert set(by_caller) <= set(ids)
+    for proc in procs:
+        mine = {job_id for job_id, caller in usage if caller == proc.worker_id}
+        assert mine == {job for job, _ in proc.done_lines()}
+
+
+# --------------------------------------------------------------------------- 2. SIGKILL
+
+
+def test_sigkilled_worker_job_is_rescued_after_lease_and_done_once(home, db_url, workers):
+    out = write_config(home, delay_ms=3000)
+    install_history(db_url)
+    [job_id] = insert_jobs(db_url, 1, prompt="rescue me")
+
+    doomed = workers.start_and_wait(db_url, *FAST, "--lease", "2")
+    wait_until(
+        lambda: status_of(db_url, job_id) == "running", "the job to be running", workers=[doomed]
+    )
+    doomed_id = doomed.worker_id
+    assert job_row(db_url, job_id)["worker_id"] == doomed_id
+    os.kill(doomed.process.pid, signal.SIGKILL)
+    assert doomed.wait() == -signal.SIGKILL
+
+    rescuer = workers.start_and_wait(db_url, *FAST, "--lease", "2")
+    wait_until(
+        lambda: status_of(db_url, job_id) == "done",
+        "the rescued job to be done",
+        workers=[rescuer],
+    )
+    rescuer_id = rescuer.worker_id
+    assert rescuer.terminate() == 0, rescuer.log()
+
+    # The row's life: claimed by the dead worker, handed back by the lease
+    # rescue (attempt counted, error naming the lease), claimed and finished
+    # by the second worker.
+    trail = history(db_url, job_id)
+    assert [(status, worker, attempts) for status, worker, attempts, _ in trail] == [
+        ("pending", None, 0),
+        ("running", doomed_id, 1),
+        ("pending", None, 1),
+        ("running", rescuer_id, 2),
+        ("done", rescuer_id, 2),
+    ]
+    rescue_error = trail[2][3]
+    assert rescue_error is not None and "lease" in rescue_error and doomed_id in rescue_error
+    assert [int(j) for j in RESCUED_RE.findall(rescuer.log())] == [job_id]
+
+    row = job_row(db_url, job_id)
+    assert (row["status"], row["attempts"], row["error"]) == ("done", 2, None)
+    images = query(db_url, "SELECT id, storage_uri FROM imagen.images WHERE job_id = %s", (job_id,))
+    assert len(images) == 1
+    assert scalar(db_url, "SELECT count(*) FROM imagen.images") == 1
+    assert row["image_id"] == images[0][0]
+    assert pngs(out) == [uri_to_path(images[0][1])]
+    assert part_files(out) == []
+    assert query(db_url, "SELECT caller FROM imagen.usage") == [(rescuer_id,)]
+    assert rescuer.done_lines() == [(job_id, images[0][0])]
+    assert doomed.done_lines() == []
+
+
+# --------------------------------------------------------------------------- 3-4. restarts
+
+
+def test_worker_idle_through_database_restart_reconnects(home, db_url, restartable, workers):
+    out = write_config(home)
+    worker = workers.start_and_wait(db_url, *FAST, "--lease", "5")
+    assert "waiting for jobs" in worker.log()
+    wait_until(
+        lambda: scalar(
+            db_url,
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE query = 'LISTEN imagen_jobs' AND datname = current_database()",
+        ),
+        "the worker to LISTEN",
+        workers=[worker],
+    )
+
+    restartable.stop()
+    wait_until(
+        lambda: "database unavailable, retrying" in worker.log(),
+        "the worker to notice the outage",
+        workers=[worker],
+    )
+    restartable.start_again()
+
+    # A fresh server: a LISTEN session on it can only be the worker's new one.
+    wait_until(
+        lambda: scalar(
+            db_url,
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE query = 'LISTEN imagen_jobs' AND datname = current_database()",
+        ),
+        "the worker to LISTEN again",
+        workers=[worker],
+    )
+    job_ids = insert_jobs(db_url, 3, prompt="after restart")
+    wait_until(lambda: count_status(db_url, "done") == 3, "3 jobs done", workers=[worker])
+
+    assert worker.alive()
+    assert "database back after" in worker.log()
+    assert {job for job, _ in worker.done_lines()} == set(job_ids)
+    assert scalar(db_url, "SELECT count(*) FROM imagen.images") == 3
+    assert len(pngs(out)) == 3
+    assert worker.terminate() == 0, worker.log()
+
+
+def test_job_in_flight_survives_database_restart(home, db_url, restartable, workers):
+    out = write_config(home, delay_ms=2000)
+    install_history(db_url)
+    [job_id] = insert_jobs(db_url, 1, prompt="through the outage")
+    worker = workers.start_and_wait(db_url, *FAST, "--lease", "10")
+    wait_until(
+        lambda: status_of(db_url, job_id) == "running", "the job to be running", workers=[worker]
+    )
+    restartable.stop()  # mid-job: the simulated GPU time is 2 s
+    time.sleep(1)  # a real outage, not a blip
+    restartable.start_again()
+
+    wait_until(lambda: status_of(db_url, job_id) == "done", "the job to be done", workers=[worker])
+    assert worker.alive()
+    worker_id = worker.worker_id
+
+    # The lease (10 s) never ran out: nobody rescued or retried it.
+    assert [(s, w, a) for s, w, a, _ in history(db_url, job_id)] == [
+        ("pending", None, 0),
+        ("running", worker_id, 1),
+        ("done", worker_id, 1),
+    ]
+    row = job_row(db_url, job_id)
+    assert (row["status"], row["attempts"]) == ("done", 1)
+    images = query(db_url, "SELECT id, storage_uri FROM imagen.images")
+    assert len(images) == 1 and images[0][0] == row["image_id"]
+    assert pngs(out) == [uri_to_path(images[0][1])]
+    assert part_files(out) == []
+    assert query(db_url, "SELECT caller FROM imagen.usage") == [(worker_id,)]
+    assert worker.done_lines() == [(job_id, images[0][0])]
+    assert worker.terminate() == 0, worker.log()
+
+
+# --------------------------------------------------------------------------- 5. SIGTERM
+
+
+def test_sigterm_finishes_the_running_job_and_claims_no_more(home, db_url, workers):
+    out = write_config(home, delay_ms=1500)
+    first, *rest = insert_jobs(db_url, 3, prompt="graceful")
+    worker = workers.start(db_url, *FAST, "--lease", "5")
+    wait_until(
+        lambda: status_of(db_url, first) == "running", "the first job to run", workers=[worker]
+    )
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.log()
+
+    assert "stopping: no new claims; waiting for 1 job(s)" in worker.log()
+    assert status_of(db_url, first) == "done"
+    for job_id in rest:
+        row = job_row(db_url, job_id)
+        assert (row["status"], row["attempts"], row["worker_id"]) == ("pending", 0, None)
+    assert [job for job, _ in worker.done_lines()] == [first]
+    assert len(pngs(out)) == 1
+    assert part_files(out) == []
+
+
+# --------------------------------------------------------------------------- 6. plain SQL
+
+
+def test_series_inserted_with_plain_sql_is_rendered_and_picked(home, db_url, workers):
+    out = write_config(home)
+    worker = workers.start_and_wait(db_url, *FAST, "--lease", "5")
+
+    # What a web UI would do: one transaction, series row plus its tries, prompt only.
+    with psycopg.connect(db_url) as conn, conn.transaction():
+        row = conn.execute(
+            "INSERT INTO imagen.series (prompt, count) VALUES ('a lighthouse', 3) RETURNING id"
+        ).fetchone()
+        assert row is not None
+        series_id = row[0]
+        conn.execute(
+            """INSERT INTO imagen.jobs (series_id, series_idx, prompt)
+               SELECT %s, i, 'a lighthouse' FROM generate_series(1, 3) AS i""",
+            (series_id,),
+        )
+
+    wait_until(lambda: count_status(db_url, "done") == 3, "3 tries done", workers=[worker])
+    images = query(
+        db_url,
+        "SELECT series_idx, id FROM imagen.images WHERE series_id = %s ORDER BY series_idx",
+        (series_id,),
+    )
+    assert [idx for idx, _ in images] == [1, 2, 3]
+    image_of = dict(images)
+    assert len(pngs(out)) == 3
+
+    env = {**home.env, "IMAGEN_DATABASE_URL": db_url}
+    shown = run_imagen(env, "series", "show", str(series_id))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"series {series_id}: a lighthouse")
+    tries = parse_series_show(shown.stdout)
+    assert [(t["IDX"], t["STATUS"], t["WINNER"]) for t in tries] == [
+        ("1", "done", ""),
+        ("2", "done", ""),
+        ("3", "done", ""),
+    ]
+    for attempt in tries:
+        assert attempt["SEED"].isdigit()
+        assert Path(attempt["PATH / ERROR"]).is_file()
+
+    picked = run_imagen(env, "series", "pick", str(series_id), "--idx", "2")
+    assert picked.returncode == 0, picked.stderr
+    selected = scalar(
+        db_url, "SELECT selected_image_id FROM imagen.series WHERE id = %s", (series_id,)
+    )
+    assert selected == image_of[2]
+    shown = run_imagen(env, "series", "show", str(series_id))
+    assert [t["WINNER"] for t in parse_series_show(shown.stdout)] == ["", "*", ""]
+    assert worker.terminate() == 0, worker.log()
+
+
+# --------------------------------------------------------------------------- 7. embedded
+
+
+def test_embedded_default_end_to_end(home, workers):
+    out = write_config(home)
+    env = {k: v for k, v in home.env.items() if k != "IMAGEN_DATABASE_URL"}
+    try:
+        submitted = run_imagen(env, "submit", "a red fox", "--count", "3", "--size", "64x64")
+        assert submitted.returncode == 0, submitted.stderr
+        series_id = submitted.stdout.strip()
+        assert series_id.isdigit(), submitted.stdout
+        assert (home.root / ".local" / "share" / "imagen" / "pgdata" / "PG_VERSION").is_file()
+
+        worker = workers.start(None, "--once")
+        assert worker.wait(timeout=120) == 0, worker.log()
+        assert "(embedded): draining the queue once" in worker.log()
+        assert len(worker.done_lines()) == 3
+
+        shown = run_imagen(env, "series", "show", series_id)
+        assert shown.returncode == 0, shown.stderr
+        tries = parse_series_show(shown.stdout)
+        assert [(t["IDX"], t["STATUS"]) for t in tries] == [
+            ("1", "done"),
+            ("2", "done"),
+            ("3", "done"),
+        ]
+        paths = {Path(t["PATH / ERROR"]) for t in tries}
+        for attempt in tries:
+            assert attempt["SEED"].isdigit()
+            assert Path(attempt["PATH / ERROR"]).is_file()
+        assert paths == set(pngs(out))
+
+        picked = run_imagen(env, "series", "pick", series_id, "--idx", "2")
+        assert picked.returncode == 0, picked.stderr
+        assert f"series {series_id}: try 2 " in picked.stderr
+    finally:
+        stopped = run_imagen(env, "db", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "embedded PostgreSQL stopped" in stopped.stderr
