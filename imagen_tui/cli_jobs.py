@@ -8,22 +8,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagen_tui.cli_args import add_prompt_options, bounded_int, positive_float
+from imagen_tui.config import Config
 from imagen_tui.console import PROG, columns, err, one_line
 from imagen_tui.errors import InputError
 from imagen_tui.pipeline import MAX_COUNT, open_workbench
 from imagen_tui.prompt import pick_style
 
+if TYPE_CHECKING:
+    import psycopg
+
+
+def _connected(config: Config) -> contextlib.AbstractContextManager[psycopg.Connection]:
+    """A connection to the configured database, its schema checked (or migrated)."""
+    from imagen_tui.db.connect import connect, open_database
+
+    return connect(open_database(config).url)
+
+
 # --------------------------------------------------------------------------- submit
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from imagen_tui.db.connect import connect, open_database
     from imagen_tui.db.repositories import NewSeries, submit_series
 
     workbench = open_workbench(args.config)
@@ -43,8 +55,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         seed=args.seed,
         backend=args.backend,
     )
-    database = open_database(workbench.config)
-    with connect(database.url) as conn:
+    with _connected(workbench.config) as conn:
         series_id, job_ids = submit_series(conn, new)
     if args.json:
         print(json.dumps({"series_id": series_id, "job_ids": job_ids}))
@@ -63,11 +74,9 @@ def _when(value: Any) -> str:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from imagen_tui.db.connect import connect, open_database
     from imagen_tui.db.repositories import list_jobs
 
-    database = open_database(open_workbench(args.config).config)
-    with connect(database.url) as conn:
+    with _connected(open_workbench(args.config).config) as conn:
         jobs = list_jobs(conn, args.status, args.limit)
     rows = [["ID", "STATUS", "SERIES", "SEED", "TRIES", "CREATED", "PROMPT / ERROR"]]
     for job in jobs:
@@ -89,11 +98,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_series_list(args: argparse.Namespace) -> int:
-    from imagen_tui.db.connect import connect, open_database
     from imagen_tui.db.repositories import list_series
 
-    database = open_database(open_workbench(args.config).config)
-    with connect(database.url) as conn:
+    with _connected(open_workbench(args.config).config) as conn:
         series = list_series(conn, args.limit)
     rows = [["ID", "DONE", "FAILED", "WINNER", "CREATED", "PROMPT"]]
     for item in series:
@@ -113,11 +120,9 @@ def cmd_series_list(args: argparse.Namespace) -> int:
 
 
 def cmd_series_show(args: argparse.Namespace) -> int:
-    from imagen_tui.db.connect import connect, open_database
     from imagen_tui.db.repositories import series_detail
 
-    database = open_database(open_workbench(args.config).config)
-    with connect(database.url) as conn:
+    with _connected(open_workbench(args.config).config) as conn:
         detail = series_detail(conn, args.id)
     if args.json:
         print(json.dumps(detail, default=str, ensure_ascii=False))
@@ -141,11 +146,9 @@ def cmd_series_show(args: argparse.Namespace) -> int:
 
 
 def cmd_series_pick(args: argparse.Namespace) -> int:
-    from imagen_tui.db.connect import connect, open_database
     from imagen_tui.db.repositories import pick_winner
 
-    database = open_database(open_workbench(args.config).config)
-    with connect(database.url) as conn:
+    with _connected(open_workbench(args.config).config) as conn:
         image_id = pick_winner(conn, args.id, args.idx)
     err(f"series {args.id}: try {args.idx} (image {image_id}) is the winner")
     return 0
