@@ -222,7 +222,15 @@ class Worker:
             self._slots = [
                 asyncio.create_task(self._slot()) for _ in range(self.options.concurrency)
             ]
-            await asyncio.gather(*self._slots, return_exceptions=True)
+            outcomes = await asyncio.gather(*self._slots, return_exceptions=True)
+            crashes = [
+                outcome
+                for outcome in outcomes
+                if isinstance(outcome, BaseException)
+                and not isinstance(outcome, asyncio.CancelledError)
+            ]
+            if crashes:  # a bug: exit non-zero so a supervisor restarts the worker
+                raise crashes[0]
         finally:
             if listener is not None:
                 listener.cancel()

@@ -336,3 +336,14 @@ def test_progress_events_are_throttled_to_two_per_second(db_url, workbench):
     assert 2 <= len(progress_events) <= 2 + 2 * elapsed
     assert progress_events == sorted(progress_events)
     assert 0 < progress_events[-1] <= 1
+
+
+def test_a_crashing_slot_is_not_swallowed(db_url, workbench, monkeypatch):
+    worker = make_worker(db_url, workbench, once=True)
+
+    async def broken_claim():
+        raise RuntimeError("bug in claim")
+
+    monkeypatch.setattr(worker.queue, "claim", broken_claim)
+    with pytest.raises(RuntimeError, match="bug in claim"):
+        asyncio.run(worker.run())
