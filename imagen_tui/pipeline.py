@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from imagen_tui import __version__
@@ -251,6 +251,45 @@ async def _call_backend(
     return result
 
 
+def _write_files(
+    plan: Plan, name: PurePosixPath, result: Result, chunks: dict[str, str], record: dict[str, Any]
+) -> Written:
+    """write_image for one outcome, its errors told in the user's terms."""
+    try:
+        return write_image(
+            plan.directory,
+            name,
+            result.image,
+            result.mime_type,
+            text_chunks=chunks,
+            sidecar=record if plan.write_json else None,
+        )
+    except ValueError as error:  # the bytes are not the image type the backend claimed
+        raise GenerationError(f"{plan.backend}: returned a broken image: {error}") from error
+    except OSError as error:  # disk full, permissions changed since planning, ...
+        raise ImagenError(
+            f"output: cannot write into {plan.directory}: {error.strerror or error}"
+        ) from error
+
+
+def _thumbnail_of(plan: Plan, image: bytes) -> bytes:
+    try:
+        return make_thumbnail(image)
+    except (OSError, ValueError) as error:  # Pillow cannot decode what the backend sent
+        raise GenerationError(f"{plan.backend}: returned an unreadable image: {error}") from error
+
+
+async def _undo_write(writing: asyncio.Future[Written]) -> None:
+    """Wait for a write still running in its thread, then remove what it wrote."""
+    try:
+        written = await asyncio.shield(writing)
+    except BaseException:
+        return  # the write failed: write_image leaves nothing behind
+    for path in (written.image, written.sidecar):
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
 async def run(
     plan: Plan,
     backend: Backend,
@@ -297,23 +336,26 @@ async def run(
         ),
         "imagen": json.dumps(record, ensure_ascii=False),
     }
+    # The files are written (waiting on the disk) while the preview is made (on the
+    # CPU). Whatever stops the run after that, a failed preview or a cancellation
+    # (a lost lease), waits for the write and removes its files: nothing half-done stays.
+    writing = asyncio.ensure_future(
+        asyncio.to_thread(_write_files, plan, name, result, chunks, record)
+    )
+    previewing = (
+        asyncio.ensure_future(asyncio.to_thread(_thumbnail_of, plan, result.image))
+        if thumbnail
+        else None
+    )
     try:
-        written = await asyncio.to_thread(
-            write_image,
-            plan.directory,
-            name,
-            result.image,
-            result.mime_type,
-            text_chunks=chunks,
-            sidecar=record if plan.write_json else None,
-        )
-    except ValueError as error:  # the bytes are not the image type the backend claimed
-        raise GenerationError(f"{plan.backend}: returned a broken image: {error}") from error
-    except OSError as error:  # disk full, permissions changed since planning, ...
-        raise ImagenError(
-            f"output: cannot write into {plan.directory}: {error.strerror or error}"
-        ) from error
-    preview = await asyncio.to_thread(make_thumbnail, result.image) if thumbnail else None
+        written = await asyncio.shield(writing)
+        preview = await previewing if previewing is not None else None
+    except BaseException:
+        if previewing is not None:
+            previewing.cancel()  # its thread runs on; its result is dropped
+            previewing.add_done_callback(lambda done: done.cancelled() or done.exception())
+        await _undo_write(writing)
+        raise
     return Outcome(
         plan=plan,
         result=result,

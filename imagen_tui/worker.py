@@ -200,7 +200,8 @@ class Worker:
     async def _pause(self, seconds: float) -> None:
         """Sleep until woken, stopped, or `seconds` pass."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):  # no extra Task, unlike wait_for
+                await self._wake.wait()
 
     def _lease_lost(self, job_id: int) -> None:
         self._lost.add(job_id)
@@ -249,8 +250,11 @@ class Worker:
         while not self.stopping:
             waiting_on = self._wake
             try:
-                await self._rescue_if_due()
                 job = await self.queue.claim()
+                # Rescue passes (1-3 ms) run when the queue looks empty and after a
+                # job, never between a wake-up and its claim.
+                if job is None and await self._rescue_if_due():
+                    continue  # jobs came back to the queue: claim them
             except QueueUnavailable as error:
                 failures += 1
                 if failures == 1:
@@ -264,9 +268,12 @@ class Worker:
                 if self.options.once:
                     return
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiting_on.wait(), await self._idle_timeout())
+                    async with asyncio.timeout(await self._idle_timeout()):
+                        await waiting_on.wait()
                 continue
             await self._process(job)
+            with contextlib.suppress(QueueUnavailable):  # the next claim reports it
+                await self._rescue_if_due()
 
     async def _idle_timeout(self) -> float:
         """How long to wait for a wake-up: the safety poll, or less when a job
@@ -279,12 +286,17 @@ class Worker:
             return self.options.poll_interval
         return min(self.options.poll_interval, max(due, 0.01))
 
-    async def _rescue_if_due(self) -> None:
+    async def _rescue_if_due(self) -> int:
+        """A rescue pass, at most once per poll interval; how many jobs are pending again."""
         if time.monotonic() - self._last_rescue < self.options.poll_interval:
-            return
+            return 0
         self._last_rescue = time.monotonic()
+        requeued = 0
         for job_id, status in await self.queue.rescue():
             log.warning("job %d: lease expired, its worker is gone; now %s", job_id, status)
+            if status == "pending":
+                requeued += 1
+        return requeued
 
     # ----------------------------------------------------------- one job
 

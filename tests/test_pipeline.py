@@ -1,0 +1,62 @@
+"""The shared generate path: what is left on disk when a run does not finish."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from imagen_tui import pipeline
+from imagen_tui.errors import GenerationError
+from imagen_tui.pipeline import Spec, open_workbench, plan, run
+
+
+@pytest.fixture
+def planned(home):
+    workbench = open_workbench()
+    return workbench, plan(workbench, Spec("a red fox", size=(64, 64), seed=1))
+
+
+def test_an_unreadable_image_for_the_thumbnail_leaves_no_files(planned, monkeypatch):
+    workbench, job = planned
+
+    def broken(_image: bytes) -> bytes:
+        raise OSError("cannot identify image file")
+
+    monkeypatch.setattr(pipeline, "make_thumbnail", broken)
+    with pytest.raises(GenerationError, match="returned an unreadable image"):
+        asyncio.run(run(job, workbench.backend(job.backend), thumbnail=True))
+    assert not [p for p in job.directory.rglob("*") if p.is_file()]
+
+
+def test_a_run_cancelled_while_its_files_are_written_removes_them(planned, monkeypatch):
+    workbench, job = planned
+    started, release = threading.Event(), threading.Event()
+    real_write = pipeline.write_image
+
+    def slow_write(*args, **kwargs):
+        started.set()
+        release.wait(10)  # the cancellation lands while this thread is writing
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "write_image", slow_write)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(run(job, workbench.backend(job.backend), thumbnail=True))
+        await asyncio.to_thread(started.wait, 10)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert not [p for p in job.directory.rglob("*") if p.is_file()]
+
+
+def test_a_finished_run_keeps_image_and_sidecar(planned):
+    workbench, job = planned
+    outcome = asyncio.run(run(job, workbench.backend(job.backend), thumbnail=True))
+    assert outcome.path.is_file() and outcome.written.sidecar.is_file()
+    assert outcome.thumbnail and outcome.thumbnail[:2] == b"\xff\xd8"  # a JPEG
