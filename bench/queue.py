@@ -121,8 +121,12 @@ def _die_with_parent() -> None:
 def _child_main(spec: WorkerSpec, pipe: Connection, go: Any) -> None:
     _die_with_parent()
     try:
-        main = _imagen_worker if spec.kind == "imagen" else _pgq_worker
-        asyncio.run(main(spec, pipe, go))
+        if spec.kind == "imagen":  # on the event loop `imagen worker` uses
+            from imagen_tui.worker import run_loop
+
+            run_loop(_imagen_worker(spec, pipe, go))
+        else:  # pgqueuer as it ships: asyncio's own loop
+            asyncio.run(_pgq_worker(spec, pipe, go))
     except BaseException:
         with contextlib.suppress(Exception):
             pipe.send(("error", traceback.format_exc()))

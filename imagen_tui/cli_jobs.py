@@ -160,7 +160,7 @@ def cmd_series_pick(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from imagen_tui.db.connect import open_database
     from imagen_tui.db.queue import PgQueue
-    from imagen_tui.worker import Worker, WorkerOptions, new_worker_id
+    from imagen_tui.worker import Worker, WorkerOptions, new_worker_id, run_loop
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     workbench = open_workbench(args.config)
@@ -191,7 +191,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         logging.getLogger("imagen.worker").info("worker stopped: %s", summary or "no jobs")
         return 130 if worker.forced else 0
 
-    return asyncio.run(main())
+    return run_loop(main())
 
 
 # --------------------------------------------------------------------------- db

@@ -22,9 +22,9 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from imagen_tui.db.queue import Completion, Job, QueueUnavailable, backoff_delay
 from imagen_tui.errors import GenerationError, ImagenError, InputError
@@ -70,6 +70,19 @@ class Queue(Protocol):
     ) -> Heartbeat: ...
 
     async def close(self) -> None: ...
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run the worker's event loop: uvloop where it is installed, else asyncio's.
+
+    uvloop takes ~0.1 ms off each pickup (NOTIFY -> claim -> start), a fifth of
+    the Python share of it (docs/performance.md).
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def new_worker_id() -> str:
