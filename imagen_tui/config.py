@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ _SECRET_KEY_RE = re.compile(
 )
 
 KeyPath = tuple[str, ...]
+Locate = Callable[[KeyPath], str | None]  # key path -> `file:line` for error messages
 
 
 # --------------------------------------------------------------------------- YAML
@@ -196,15 +197,21 @@ def load_config(explicit: str | Path | None = None) -> Config:
     return _build(path, data, lines)
 
 
-def _where(path: Path | None, lines: Mapping[KeyPath, int], key: KeyPath) -> str | None:
-    if path is None:
-        return None
-    line = lines.get(key)
-    return f"{path}:{line}" if line else str(path)
+def locator(path: Path | None, lines: Mapping[KeyPath, int]) -> Locate:
+    """Where a key of a YAML file is, for errors: `file:line`, the file when the key
+    has no line of its own, None when there is no file (built-in values)."""
+
+    def locate(key: KeyPath) -> str | None:
+        if path is None:
+            return None
+        line = lines.get(key)
+        return f"{path}:{line}" if line else str(path)
+
+    return locate
 
 
 def _unknown_keys(
-    block: Mapping[str, Any], allowed: tuple[str, ...], prefix: KeyPath, locate: Any
+    block: Mapping[str, Any], allowed: tuple[str, ...], prefix: KeyPath, locate: Locate
 ) -> None:
     for key in block:
         if key not in allowed:
@@ -215,7 +222,7 @@ def _unknown_keys(
             )
 
 
-def _scan_secrets(value: Any, prefix: KeyPath, locate: Any) -> None:
+def _scan_secrets(value: Any, prefix: KeyPath, locate: Locate) -> None:
     """Refuse any key that holds a secret inline, anywhere in the file."""
     if not isinstance(value, dict):
         return
@@ -236,15 +243,13 @@ def _scan_secrets(value: Any, prefix: KeyPath, locate: Any) -> None:
         _scan_secrets(inner, path, locate)
 
 
-def _expect(value: Any, kind: type, key: KeyPath, what: str, locate: Any) -> None:
+def _expect(value: Any, kind: type, key: KeyPath, what: str, locate: Locate) -> None:
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ConfigError(f"{'.'.join(key)}: expected {what}, got {value!r}", locate(key))
 
 
 def _build(path: Path | None, data: dict[str, Any], lines: dict[KeyPath, int]) -> Config:
-    def locate(key: KeyPath) -> str | None:
-        return _where(path, lines, key)
-
+    locate = locator(path, lines)
     _scan_secrets(data, (), locate)
     _unknown_keys(data, TOP_LEVEL_KEYS, (), locate)
 
@@ -298,7 +303,7 @@ def _build(path: Path | None, data: dict[str, Any], lines: dict[KeyPath, int]) -
     )
 
 
-def _database_block(block: Any, locate: Any) -> DatabaseConfig:
+def _database_block(block: Any, locate: Locate) -> DatabaseConfig:
     _expect(block, dict, ("database",), "a mapping (url or url_env)", locate)
     _unknown_keys(block, DATABASE_KEYS, ("database",), locate)
     url, url_env = block.get("url"), block.get("url_env")

@@ -3,20 +3,18 @@ how a preset turns a prompt into the prompt a backend receives."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagen_tui.config import Config, KeyPath, load_yaml
+from imagen_tui.config import Config, KeyPath, Locate, load_yaml, locator
 from imagen_tui.errors import ConfigError, InputError
 from imagen_tui.resources import presets_path
 from imagen_tui.sizes import parse_size
 
 PLACEHOLDER = "{prompt}"
 STYLE_KEYS = ("description", "prompt", "negative", "size", "steps")
-
-Locate = Callable[[KeyPath], str | None]
 
 
 @dataclass(frozen=True)
@@ -106,10 +104,7 @@ def load_shipped(path: Path | None = None) -> dict[str, Style]:
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping of preset name -> preset", f"{path}:1")
 
-    def locate(key: KeyPath) -> str | None:
-        return f"{path}:{lines[key]}" if key in lines else str(path)
-
-    return _parse_all(data, (), locate, "shipped")
+    return _parse_all(data, (), locator(path, lines), "shipped")
 
 
 def load_styles(config: Config) -> dict[str, Style]:

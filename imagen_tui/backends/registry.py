@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagen_tui.backends.base import Backend
+from imagen_tui.config import Locate
 from imagen_tui.errors import ConfigError
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-Locate = Callable[[tuple[str, ...]], str | None]
 
 
 @dataclass(frozen=True)
