@@ -18,7 +18,7 @@ from imagen_tui.cli_args import add_prompt_options, bounded_int, positive_float
 from imagen_tui.config import Config
 from imagen_tui.console import PROG, columns, err, one_line
 from imagen_tui.errors import InputError
-from imagen_tui.pipeline import MAX_COUNT, open_workbench
+from imagen_tui.pipeline import MAX_COUNT, clean_prompt, open_workbench
 from imagen_tui.prompt import pick_style
 
 if TYPE_CHECKING:
@@ -39,13 +39,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from imagen_tui.db.repositories import NewSeries, submit_series
 
     workbench = open_workbench(args.config)
-    if not args.prompt.strip():
-        raise InputError("PROMPT: the prompt is empty; say what the image should show")
+    prompt = clean_prompt(args.prompt)
     # The worker applies the style with its own presets; checking here catches typos early.
     pick_style(workbench.styles, args.style)
     width, height = args.size or (None, None)
     new = NewSeries(
-        prompt=args.prompt.strip(),
+        prompt=prompt,
         count=args.count,
         negative_prompt=(args.negative or "").strip(),
         style=args.style,

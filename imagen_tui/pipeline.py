@@ -123,6 +123,14 @@ def _check_directory(directory: Path) -> None:
         raise InputError(f"--out: {probe} is not writable; choose a directory you can write to")
 
 
+def clean_prompt(prompt: str) -> str:
+    """The prompt without surrounding blanks; InputError when nothing is left."""
+    prompt = prompt.strip()
+    if not prompt:
+        raise InputError("PROMPT: the prompt is empty; say what the image should show")
+    return prompt
+
+
 def plan(
     workbench: Workbench,
     spec: Spec,
@@ -132,9 +140,7 @@ def plan(
     directory: Path | None = None,
 ) -> Plan:
     """Check a Spec against the workbench; raise InputError naming the field at fault."""
-    prompt = spec.prompt.strip()
-    if not prompt:
-        raise InputError("PROMPT: the prompt is empty; say what the image should show")
+    prompt = clean_prompt(spec.prompt)
     backend_name = spec.backend or workbench.config.default_backend
     block = workbench.backend_blocks.get(backend_name)
     if block is None:

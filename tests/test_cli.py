@@ -339,3 +339,16 @@ def test_output_cut_short_by_the_reader_is_not_an_error(home):
         os.close(writer)
     assert done.stderr == b""
     assert done.returncode == 0
+
+
+def test_submit_with_a_blank_prompt_exits_2_and_queues_nothing(home, db_url):
+    import psycopg
+
+    home.env["IMAGEN_DATABASE_URL"] = db_url
+    done = home.imagen("submit", " \t ", "--count", "3")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "PROMPT: the prompt is empty" in done.stderr
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM imagen.series").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM imagen.jobs").fetchone() == (0,)
