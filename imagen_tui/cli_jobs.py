@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import signal
@@ -25,11 +24,11 @@ if TYPE_CHECKING:
     import psycopg
 
 
-def _connected(config: Config) -> contextlib.AbstractContextManager[psycopg.Connection]:
+def _connected(config: Config) -> psycopg.Connection:
     """A connection to the configured database, its schema checked (or migrated)."""
-    from imagen_tui.db.connect import connect, open_database
+    from imagen_tui.db.connect import connect_checked
 
-    return connect(open_database(config).url)
+    return connect_checked(config)
 
 
 # --------------------------------------------------------------------------- submit

@@ -69,12 +69,29 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def _check_schema(conn: psycopg.Connection, database: Database) -> None:
+    if database.embedded:
+        migrate.migrate(conn)
+    else:
+        migrate.require_current(conn)
+
+
 def open_database(config: Config) -> Database:
     """Locate the server and make sure its schema is current (migrating the embedded one)."""
     database = locate(config)
     with connect(database.url, autocommit=True) as conn:
-        if database.embedded:
-            migrate.migrate(conn)
-        else:
-            migrate.require_current(conn)
+        _check_schema(conn, database)
     return database
+
+
+def connect_checked(config: Config) -> psycopg.Connection:
+    """`open_database` and a connection to it in one: the connection that checked the
+    schema is the one returned (autocommit; use `conn.transaction()` for atomic work)."""
+    database = locate(config)
+    conn = connect(database.url, autocommit=True)
+    try:
+        _check_schema(conn, database)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
