@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from imagen_tui.backends.mock import render
-from imagen_tui.pipeline import Spec, open_workbench, plan, run
+from imagen_tui.core.pipeline import Spec, open_workbench, plan, run
 
 IMAGEN = Path(sys.executable).parent / "imagen"
 SIZES = ((512, 512), (1024, 1024))

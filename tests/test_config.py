@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from imagen_tui.config import SAMPLE_CONFIG, load_config, write_sample
+from imagen_tui.core.pipeline import open_workbench
 from imagen_tui.errors import ConfigError
-from imagen_tui.pipeline import open_workbench
 
 
 def error_of(home, text: str) -> str:

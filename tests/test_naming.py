@@ -7,8 +7,8 @@ from pathlib import PurePosixPath
 
 import pytest
 
+from imagen_tui.core.naming import DEFAULT_TEMPLATE, TOKENS, check_template, render_name, slugify
 from imagen_tui.errors import ConfigError
-from imagen_tui.naming import DEFAULT_TEMPLATE, TOKENS, check_template, render_name, slugify
 
 WHEN = datetime(2026, 11, 23, 15, 30, 12)
 

@@ -15,16 +15,16 @@ from pathlib import Path, PurePosixPath
 import pytest
 from PIL import Image, PngImagePlugin
 
-from imagen_tui import output
-from imagen_tui.errors import InputError
-from imagen_tui.metadata import (
+from imagen_tui.core import output
+from imagen_tui.core.metadata import (
     add_png_text,
     parameters_text,
     read_png_text,
     sidecar_path,
 )
-from imagen_tui.naming import render_name
-from imagen_tui.output import Written, write_image
+from imagen_tui.core.naming import render_name
+from imagen_tui.core.output import Written, write_image
+from imagen_tui.errors import InputError
 
 WHEN = datetime(2026, 11, 23, 15, 30, 12)
 

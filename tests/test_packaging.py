@@ -21,12 +21,12 @@ def test_wheel_ships_presets_and_runs_from_its_own_files(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         assert "imagen_tui/styles/presets.yaml" in names
-        assert "imagen_tui/cli.py" in names
+        assert "imagen_tui/cli/__init__.py" in names
         unpacked = tmp_path / "site"
         archive.extractall(unpacked)
     # Run from the unpacked wheel alone (PYTHONPATH wins over the editable install).
     probe = (
-        "import imagen_tui, imagen_tui.resources as r; "
+        "import imagen_tui, imagen_tui.core.resources as r; "
         "print(imagen_tui.__file__); print(r.presets_path())"
     )
     done = subprocess.run(

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from imagen_tui import pipeline
+from imagen_tui.core import pipeline
+from imagen_tui.core.pipeline import Spec, open_workbench, plan, run
 from imagen_tui.errors import GenerationError
-from imagen_tui.pipeline import Spec, open_workbench, plan, run
 
 
 @pytest.fixture

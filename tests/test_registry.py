@@ -62,8 +62,8 @@ def test_bool_is_not_a_number(remote_type):
 
 
 def test_unconfigured_backend_is_refused_by_generate(remote_type, home, monkeypatch):
+    from imagen_tui.core.pipeline import Spec, open_workbench, plan
     from imagen_tui.errors import InputError
-    from imagen_tui.pipeline import Spec, open_workbench, plan
 
     monkeypatch.delenv("TEST_REMOTE_TOKEN", raising=False)
     path = home.write_config("backends:\n  cloud:\n    type: test-remote\n")

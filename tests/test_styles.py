@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from imagen_tui.core.pipeline import open_workbench
+from imagen_tui.core.prompt import load_shipped, pick_style
 from imagen_tui.errors import InputError
-from imagen_tui.pipeline import open_workbench
-from imagen_tui.prompt import load_shipped, pick_style
 
 EXPECTED = {
     "blog-header",

@@ -18,10 +18,10 @@ from PIL import Image
 from imagen_tui.backends import registry
 from imagen_tui.backends.base import Request, Result
 from imagen_tui.backends.mock import MockBackend
+from imagen_tui.core.pipeline import Workbench, open_workbench
 from imagen_tui.db.queue import PgQueue
 from imagen_tui.errors import GenerationError
-from imagen_tui.pipeline import Workbench, open_workbench
-from imagen_tui.worker import Worker, WorkerOptions, new_worker_id
+from imagen_tui.jobs.worker import Worker, WorkerOptions, new_worker_id
 
 
 @pytest.fixture

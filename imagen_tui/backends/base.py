@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from imagen_tui.sizes import DEFAULT_SIZE
+from imagen_tui.core.sizes import DEFAULT_SIZE
 
 MAX_SEED = 2**63 - 1  # fits PostgreSQL bigint; random seeds stay below 2**32
 RANDOM_SEED_BOUND = 2**32

@@ -228,7 +228,7 @@ class PgQueue:
         )
         if claim:
             # A claim does not wait for its WAL flush (~0.6 ms of a ~2 ms pickup on
-            # bench/queue.py's VM). If the server crashes before the flush, the claim
+            # bench/job_queue.py's VM). If the server crashes before the flush, the claim
             # is lost: the job is pending again, and whatever this worker then
             # writes for it is refused by the fence, as for a lease lost. Anything
             # committed after it (a completion) flushes the claim's WAL too.

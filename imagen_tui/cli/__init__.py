@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from imagen_tui import __version__, cli_jobs
+from imagen_tui import __version__
 from imagen_tui.backends import registry
-from imagen_tui.cli_args import Parser, add_prompt_options
+from imagen_tui.cli import jobs as cli_jobs
+from imagen_tui.cli.args import Parser, add_prompt_options
+from imagen_tui.cli.console import PROG, columns, err
 from imagen_tui.config import BUILTIN, Config, resolve_config_path, write_sample
-from imagen_tui.console import PROG, columns, err
+from imagen_tui.core.pipeline import Outcome, Spec, open_workbench, plan_tries, run
 from imagen_tui.errors import ImagenError
-from imagen_tui.pipeline import Outcome, Spec, open_workbench, plan_tries, run
 
 # --------------------------------------------------------------------------- generate
 

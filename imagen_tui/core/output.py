@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from imagen_tui.core.metadata import add_png_text, sidecar_path
 from imagen_tui.errors import InputError
-from imagen_tui.metadata import add_png_text, sidecar_path
 
 EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 

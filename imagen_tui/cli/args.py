@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from imagen_tui.backends.base import MAX_SEED
+from imagen_tui.core.pipeline import MAX_COUNT, MAX_STEPS
+from imagen_tui.core.sizes import parse_size
 from imagen_tui.errors import ImagenError
-from imagen_tui.pipeline import MAX_COUNT, MAX_STEPS
-from imagen_tui.sizes import parse_size
 
 
 class Parser(argparse.ArgumentParser):

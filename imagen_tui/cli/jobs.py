@@ -13,12 +13,12 @@ import logging
 import signal
 from typing import TYPE_CHECKING, Any
 
-from imagen_tui.cli_args import add_prompt_options, bounded_int, positive_float
+from imagen_tui.cli.args import add_prompt_options, bounded_int, positive_float
+from imagen_tui.cli.console import PROG, columns, err, one_line
 from imagen_tui.config import Config
-from imagen_tui.console import PROG, columns, err, one_line
+from imagen_tui.core.pipeline import MAX_COUNT, clean_prompt, open_workbench
+from imagen_tui.core.prompt import pick_style
 from imagen_tui.errors import InputError
-from imagen_tui.pipeline import MAX_COUNT, clean_prompt, open_workbench
-from imagen_tui.prompt import pick_style
 
 if TYPE_CHECKING:
     import psycopg
@@ -158,7 +158,7 @@ def cmd_series_pick(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from imagen_tui.db.connect import open_database
     from imagen_tui.db.queue import PgQueue
-    from imagen_tui.worker import Worker, WorkerOptions, new_worker_id, run_loop
+    from imagen_tui.jobs.worker import Worker, WorkerOptions, new_worker_id, run_loop
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     workbench = open_workbench(args.config)

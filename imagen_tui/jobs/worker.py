@@ -26,10 +26,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from imagen_tui.core.pipeline import Outcome, Plan, Spec, Workbench, plan, run
+from imagen_tui.core.thumbnails import THUMBNAIL_MIME
 from imagen_tui.db.queue import Completion, Job, QueueUnavailable, backoff_delay
 from imagen_tui.errors import GenerationError, ImagenError, InputError
-from imagen_tui.pipeline import Outcome, Plan, Spec, Workbench, plan, run
-from imagen_tui.thumbnails import THUMBNAIL_MIME
 
 log = logging.getLogger("imagen.worker")
 

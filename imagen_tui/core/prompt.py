@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from imagen_tui.config import Config, KeyPath, Locate, load_yaml, locator
+from imagen_tui.core.resources import presets_path
+from imagen_tui.core.sizes import parse_size
 from imagen_tui.errors import ConfigError, InputError
-from imagen_tui.resources import presets_path
-from imagen_tui.sizes import parse_size
 
 PLACEHOLDER = "{prompt}"
 STYLE_KEYS = ("description", "prompt", "negative", "size", "steps")

@@ -1,14 +1,14 @@
 """How fast the job queue picks up and drains jobs, next to pgqueuer on the same server.
 
 Run:  .venv/bin/pip install -e '.[bench]'    (pgqueuer + asyncpg: the reference)
-      .venv/bin/python bench/queue.py [--samples 200] [--drain-jobs 5000] [--no-profile]
+      .venv/bin/python bench/job_queue.py [--samples 200] [--drain-jobs 5000] [--no-profile]
                                       [--only latency,pgq_latency,...] (see _phases)
 
 Everything runs on a fresh private embedded PostgreSQL (stock settings: fsync
 and synchronous_commit on) started in a temp dir and stopped at the end. Each
 phase gets its own database (ours cloned from a migrated template, pgqueuer's
 from an installed one). Workers are separate OS processes (multiprocessing,
-spawn): ours is the real `imagen_tui.worker.Worker` over `PgQueue`, with a
+spawn): ours is the real `imagen_tui.jobs.worker.Worker` over `PgQueue`, with a
 bench backend type `instant` registered in the worker process that returns a
 PNG rendered once at start-up; the reference is pgqueuer's `QueueManager` on
 its asyncpg driver with a no-op `async def` entrypoint.
@@ -37,17 +37,7 @@ how much CPU they used during each phase. The process exits non-zero only on
 errors; missed targets are reported.
 """
 
-# ruff: noqa: E402
 from __future__ import annotations
-
-import os
-import sys
-
-# This file shares its name with the standard library's `queue`, and Python puts
-# the script's own directory first on sys.path: drop it before anything (asyncio,
-# multiprocessing, ...) imports `queue`, in this process and in spawned workers.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != _HERE]
 
 import argparse
 import asyncio
@@ -56,10 +46,12 @@ import ctypes
 import json
 import logging
 import multiprocessing as mp
+import os
 import platform
 import shutil
 import signal
 import statistics
+import sys
 import tempfile
 import time
 import traceback
@@ -122,7 +114,7 @@ def _child_main(spec: WorkerSpec, pipe: Connection, go: Any) -> None:
     _die_with_parent()
     try:
         if spec.kind == "imagen":  # on the event loop `imagen worker` uses
-            from imagen_tui.worker import run_loop
+            from imagen_tui.jobs.worker import run_loop
 
             run_loop(_imagen_worker(spec, pipe, go))
         else:  # pgqueuer as it ships: asyncio's own loop
@@ -168,11 +160,11 @@ class Probe:
 
 def _install_probes(probe: Probe, mode: str) -> None:
     """Wrap the worker's stages (in this process only) to time them."""
-    import imagen_tui.output as output
-    import imagen_tui.pipeline as pipeline
-    import imagen_tui.worker as worker_module
+    import imagen_tui.core.output as output
+    import imagen_tui.core.pipeline as pipeline
+    import imagen_tui.jobs.worker as worker_module
     from imagen_tui.db.queue import PgQueue
-    from imagen_tui.worker import Worker
+    from imagen_tui.jobs.worker import Worker
 
     original_claim = PgQueue.claim
 
@@ -208,7 +200,7 @@ def _install_probes(probe: Probe, mode: str) -> None:
 
 
 async def _imagen_worker(spec: WorkerSpec, pipe: Connection, go: Any) -> None:
-    # What `imagen worker` does (cli_jobs.cmd_worker), minus argument parsing
+    # What `imagen worker` does (imagen_tui.cli.jobs.cmd_worker), minus argument parsing
     # and with the bench backend registered first.
     logging.basicConfig(
         filename=spec.log_path, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
@@ -216,9 +208,9 @@ async def _imagen_worker(spec: WorkerSpec, pipe: Connection, go: Any) -> None:
     from imagen_tui.backends import registry
     from imagen_tui.backends.base import Progress, Request, Result
     from imagen_tui.backends.mock import render
+    from imagen_tui.core.pipeline import open_workbench
     from imagen_tui.db.queue import PgQueue
-    from imagen_tui.pipeline import open_workbench
-    from imagen_tui.worker import Worker, WorkerOptions, new_worker_id
+    from imagen_tui.jobs.worker import Worker, WorkerOptions, new_worker_id
 
     images = {size: render(PROMPT, "", size[0], size[1], 20, 42) for size in spec.sizes}
     probe = Probe()
@@ -874,7 +866,7 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def _report(bench: Bench, results: dict[str, Any]) -> None:
     args = bench.args
     print()
-    print("# Job queue benchmark (bench/queue.py)")
+    print("# Job queue benchmark (bench/job_queue.py)")
     for line in _machine(bench):
         print(f"# {line}")
     print()

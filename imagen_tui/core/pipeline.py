@@ -23,13 +23,13 @@ from imagen_tui import __version__
 from imagen_tui.backends import registry
 from imagen_tui.backends.base import MAX_SEED, Backend, Progress, Request, Result, random_seed
 from imagen_tui.config import Config, load_config
+from imagen_tui.core.metadata import parameters_text
+from imagen_tui.core.naming import check_template, render_name
+from imagen_tui.core.output import EXTENSIONS, Written, write_image
+from imagen_tui.core.prompt import Style, load_styles, pick_style
+from imagen_tui.core.sizes import DEFAULT_SIZE, check_size
+from imagen_tui.core.thumbnails import make_thumbnail
 from imagen_tui.errors import GenerationError, ImagenError, InputError
-from imagen_tui.metadata import parameters_text
-from imagen_tui.naming import check_template, render_name
-from imagen_tui.output import EXTENSIONS, Written, write_image
-from imagen_tui.prompt import Style, load_styles, pick_style
-from imagen_tui.sizes import DEFAULT_SIZE, check_size
-from imagen_tui.thumbnails import make_thumbnail
 
 MAX_COUNT = 10
 MAX_STEPS = 500

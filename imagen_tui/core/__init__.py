@@ -1,0 +1,1 @@
+"""The shared core: request spec, workbench, the generate pipeline and its parts."""

@@ -1,0 +1,1 @@
+"""The job worker and the types it shares with any queue implementation."""

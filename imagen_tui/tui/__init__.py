@@ -1,0 +1,1 @@
+"""The Textual workbench (`imagen-tui`). Filled in by the TUI issue."""
