@@ -70,4 +70,7 @@ def test_unconfigured_backend_is_refused_by_generate(remote_type, home, monkeypa
     workbench = open_workbench(path)
     with pytest.raises(InputError) as caught:
         plan(workbench, Spec(prompt="x", backend="cloud"))
-    assert str(caught.value) == "--backend: cloud is not configured (set TEST_REMOTE_TOKEN)"
+    assert (caught.value.field, caught.value.message) == (
+        "backend",
+        "cloud is not configured (set TEST_REMOTE_TOKEN)",
+    )

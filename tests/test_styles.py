@@ -61,6 +61,7 @@ def test_unknown_style_lists_known_names(home):
     with pytest.raises(InputError) as caught:
         pick_style(styles, "vaporwave")
     message = str(caught.value)
-    assert message.startswith("--style: unknown style 'vaporwave'; known styles: ")
+    assert caught.value.field == "style"
+    assert message.startswith("style: unknown style 'vaporwave'; known styles: ")
     for name in EXPECTED:
         assert name in message

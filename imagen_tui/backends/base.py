@@ -11,10 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from imagen_tui.core.sizes import DEFAULT_SIZE
+from imagen_tui.limits import DEFAULT_SIZE, MAX_SEED, RANDOM_SEED_BOUND
 
-MAX_SEED = 2**63 - 1  # fits PostgreSQL bigint; random seeds stay below 2**32
-RANDOM_SEED_BOUND = 2**32
+__all__ = ["MAX_SEED", "Backend", "Progress", "Request", "Result", "random_seed"]
 
 
 def random_seed() -> int:

@@ -21,7 +21,7 @@ from imagen_tui import __version__
 from imagen_tui.backends import registry
 from imagen_tui.cli import jobs as cli_jobs
 from imagen_tui.cli.args import Parser, add_prompt_options
-from imagen_tui.cli.console import PROG, columns, err
+from imagen_tui.cli.console import PROG, columns, describe, err
 from imagen_tui.config import BUILTIN, Config, resolve_config_path, write_sample
 from imagen_tui.core.pipeline import Outcome, Spec, open_workbench, plan_tries, run
 from imagen_tui.errors import ImagenError
@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ImagenError as error:
-        err(str(error))
+        err(describe(error))
         return error.exit_code
     except KeyboardInterrupt:
         err("interrupted; nothing partial was written")
@@ -283,9 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         psycopg = sys.modules.get("psycopg")  # loaded only by the database commands
         if psycopg is not None and isinstance(error, psycopg.Error):
-            from imagen_tui.db.connect import describe
+            from imagen_tui.db.connect import describe as describe_db
 
-            err(describe(error))
+            err(describe_db(error))
             return 1
         raise
 

@@ -10,7 +10,7 @@ from typing import NoReturn
 from imagen_tui.backends.base import MAX_SEED
 from imagen_tui.core.pipeline import MAX_COUNT, MAX_STEPS
 from imagen_tui.core.sizes import parse_size
-from imagen_tui.errors import ImagenError
+from imagen_tui.errors import InputError
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,8 +46,8 @@ def positive_float(text: str) -> float:
 def size_arg(text: str) -> tuple[int, int]:
     try:
         return parse_size(text)
-    except ImagenError as error:
-        raise argparse.ArgumentTypeError(str(error).removeprefix("--size: ")) from None
+    except InputError as error:
+        raise argparse.ArgumentTypeError(error.message) from None
 
 
 def add_prompt_options(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,35 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from imagen_tui.errors import ImagenError, InputError
+
 PROG = "imagen"
+
+# How the CLI names a request field in an error: the flag or argument that sets it.
+_FIELD_NAMES = {
+    "prompt": "PROMPT",
+    "negative_prompt": "--negative",
+    "width": "--size",
+    "height": "--size",
+    "series": "ID",
+    "job": "ID",
+}
+
+
+def field_name(field: str) -> str:
+    """`style` -> `--style`, `prompt` -> `PROMPT`; config keys and `$VARS` as they are."""
+    if field in _FIELD_NAMES:
+        return _FIELD_NAMES[field]
+    if field.startswith(("$", "-")) or "." in field or field.isupper():
+        return field
+    return "--" + field.replace("_", "-")
+
+
+def describe(error: ImagenError) -> str:
+    """An error as the CLI shows it: an input error names its flag."""
+    if isinstance(error, InputError) and error.field:
+        return f"{field_name(error.field)}: {error.message}"
+    return str(error)
 
 
 def err(message: str) -> None:

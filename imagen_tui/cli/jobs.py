@@ -235,7 +235,9 @@ def cmd_db_stop(args: argparse.Namespace) -> int:
 
     workbench = open_workbench(args.config)
     if workbench.config.database.resolve()[0] is not None:
-        raise InputError("db stop: only the embedded server is started by ImaGen; none is in use")
+        raise InputError(
+            None, "db stop: only the embedded server is started by ImaGen; none is in use"
+        )
     stopped = embedded.stop()
     err("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
     return 0

@@ -99,18 +99,19 @@ def _target_folder(directory: Path, name: PurePosixPath) -> Path:
     """
     if name.is_absolute() or not name.name or ".." in name.parts:
         raise InputError(
-            f"output.naming: {str(name)!r} is not a relative file name; "
-            "use a template such as {date}/{slug}"
+            "output.naming",
+            f"{str(name)!r} is not a relative file name; use a template such as {{date}}/{{slug}}",
         )
     root = directory.resolve()
     try:
         folder = (root / name).parent.resolve()
     except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
-        raise InputError(f"output.naming: cannot resolve {str(name)!r}: {error}") from None
+        raise InputError("output.naming", f"cannot resolve {str(name)!r}: {error}") from None
     if not folder.is_relative_to(root):
         raise InputError(
-            f"output.naming: {str(name)!r} resolves outside the output directory {root} "
-            f"(to {folder}, through a symlink); remove the symlink or change the template"
+            "output.naming",
+            f"{str(name)!r} resolves outside the output directory {root} "
+            f"(to {folder}, through a symlink); remove the symlink or change the template",
         )
     return folder
 

@@ -118,16 +118,16 @@ def _check_directory(directory: Path) -> None:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise InputError(f"--out: {probe} is a file, not a directory; choose another directory")
+        raise InputError("out", f"{probe} is a file, not a directory; choose another directory")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"--out: {probe} is not writable; choose a directory you can write to")
+        raise InputError("out", f"{probe} is not writable; choose a directory you can write to")
 
 
 def clean_prompt(prompt: str) -> str:
     """The prompt without surrounding blanks; InputError when nothing is left."""
     prompt = prompt.strip()
     if not prompt:
-        raise InputError("PROMPT: the prompt is empty; say what the image should show")
+        raise InputError("prompt", "the prompt is empty; say what the image should show")
     return prompt
 
 
@@ -145,19 +145,19 @@ def plan(
     block = workbench.backend_blocks.get(backend_name)
     if block is None:
         known = ", ".join(sorted(workbench.backend_blocks))
-        raise InputError(f"--backend: no backend named {backend_name!r}; configured: {known}")
+        raise InputError("backend", f"no backend named {backend_name!r}; configured: {known}")
     status = registry.status(block)
     if status != "ok":
-        raise InputError(f"--backend: {backend_name} is {status}")
+        raise InputError("backend", f"{backend_name} is {status}")
     style = pick_style(workbench.styles, spec.style)
     width, height = spec.size or (style.size if style and style.size else DEFAULT_SIZE)
     check_size(width, height)
     steps = spec.steps if spec.steps is not None else (style.steps if style else None)
     if steps is not None and not 1 <= steps <= MAX_STEPS:
-        raise InputError(f"--steps: {steps} is out of range; use 1 to {MAX_STEPS}")
+        raise InputError("steps", f"{steps} is out of range; use 1 to {MAX_STEPS}")
     seed = random_seed() if spec.seed is None else spec.seed
     if not 0 <= seed <= MAX_SEED:
-        raise InputError(f"--seed: {seed} is out of range; use 0 to {MAX_SEED}")
+        raise InputError("seed", f"{seed} is out of range; use 0 to {MAX_SEED}")
     directory = (directory or workbench.config.output.directory).expanduser().absolute()
     _check_directory(directory)
     styled, negative = style.apply(prompt, spec.negative) if style else (prompt, spec.negative)
@@ -195,7 +195,7 @@ def plan_tries(
 ) -> list[Plan]:
     """N tries of one prompt, each with its own seed: the given seed + i, or random."""
     if not 1 <= count <= MAX_COUNT:
-        raise InputError(f"--count: {count} is out of range; use 1 to {MAX_COUNT}")
+        raise InputError("count", f"{count} is out of range; use 1 to {MAX_COUNT}")
     plans = []
     for i in range(count):
         seed = None if spec.seed is None else spec.seed + i

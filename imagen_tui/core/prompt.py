@@ -121,5 +121,5 @@ def pick_style(styles: Mapping[str, Style], name: str | None) -> Style | None:
         return None
     style = styles.get(name)
     if style is None:
-        raise InputError(f"--style: unknown style {name!r}; known styles: {', '.join(styles)}")
+        raise InputError("style", f"unknown style {name!r}; known styles: {', '.join(styles)}")
     return style

@@ -5,31 +5,31 @@ from __future__ import annotations
 import re
 
 from imagen_tui.errors import InputError
+from imagen_tui.limits import DEFAULT_SIZE, MAX_SIDE, MIN_SIDE
 
-MIN_SIDE = 64
-MAX_SIDE = 2048
-DEFAULT_SIZE = (1024, 1024)
+__all__ = ["DEFAULT_SIZE", "MAX_SIDE", "MIN_SIDE", "check_size", "format_size", "parse_size"]
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX\u00d7]\s*(\d+)\s*$")
 
 
-def parse_size(text: str, field: str = "--size") -> tuple[int, int]:
+def parse_size(text: str, field: str = "size") -> tuple[int, int]:
     """Parse `512x768` into (512, 768); raise InputError naming `field` otherwise."""
     match = _SIZE_RE.match(str(text))
     if not match:
-        raise InputError(f"{field}: {text!r} is not a size; write WIDTHxHEIGHT, e.g. 1024x768")
+        raise InputError(field, f"{text!r} is not a size; write WIDTHxHEIGHT, e.g. 1024x768")
     width, height = int(match.group(1)), int(match.group(2))
     check_size(width, height, field)
     return width, height
 
 
-def check_size(width: int, height: int, field: str = "--size") -> None:
+def check_size(width: int, height: int, field: str = "size") -> None:
     """Raise InputError unless both sides lie within MIN_SIDE..MAX_SIDE."""
     for side in (width, height):
         if not MIN_SIDE <= side <= MAX_SIDE:
             raise InputError(
-                f"{field}: {width}x{height} is out of range; "
-                f"each side must be {MIN_SIDE} to {MAX_SIDE} pixels"
+                field,
+                f"{width}x{height} is out of range; "
+                f"each side must be {MIN_SIDE} to {MAX_SIDE} pixels",
             )
 
 

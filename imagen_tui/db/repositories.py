@@ -97,7 +97,9 @@ def series_detail(conn: psycopg.Connection, series_id: int) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
         series = cur.execute("SELECT * FROM imagen.series WHERE id = %s", (series_id,)).fetchone()
         if series is None:
-            raise InputError(f"ID: no series {series_id}; list them with `imagen series list`")
+            raise InputError(
+                "series", f"no series {series_id}; list them with `imagen series list`"
+            )
         series["tries"] = cur.execute(
             """SELECT j.series_idx AS idx, j.id AS job_id, j.status, j.progress, j.error,
                       coalesce(i.seed, j.seed) AS seed, i.id AS image_id, i.storage_uri,
@@ -118,10 +120,10 @@ def pick_winner(conn: psycopg.Connection, series_id: int, idx: int) -> int:
     detail = series_detail(conn, series_id)
     chosen = next((t for t in detail["tries"] if t["idx"] == idx), None)
     if chosen is None:
-        raise InputError(f"--idx: series {series_id} has tries 1 to {detail['count']}, not {idx}")
+        raise InputError("idx", f"series {series_id} has tries 1 to {detail['count']}, not {idx}")
     if chosen["image_id"] is None:
         raise InputError(
-            f"--idx: try {idx} of series {series_id} has no image yet (it is {chosen['status']})"
+            "idx", f"try {idx} of series {series_id} has no image yet (it is {chosen['status']})"
         )
     conn.execute(
         "UPDATE imagen.series SET selected_image_id = %s WHERE id = %s",

@@ -1,0 +1,58 @@
+"""Every bound ImaGen enforces, in one place.
+
+The front ends (argument parsers, form fields), the core checks and the
+database schema all use these numbers; `tests/test_limits.py` checks that the
+schema's CHECK constraints agree with them. This module imports nothing, so
+anything (`imagen --help` included) may read it for free.
+"""
+
+from __future__ import annotations
+
+# Image size: each side, in pixels.
+MIN_SIDE = 64
+MAX_SIDE = 2048
+DEFAULT_SIZE = (1024, 1024)
+
+MIN_STEPS = 1
+MAX_STEPS = 500
+
+# Tries of one prompt (a series; `--count`, the TUI's slider).
+MIN_COUNT = 1
+MAX_COUNT = 10
+
+# Seeds fit PostgreSQL's bigint; random seeds stay below 2**32, which every
+# backend accepts.
+MIN_SEED = 0
+MAX_SEED = 2**63 - 1
+RANDOM_SEED_BOUND = 2**32
+
+# Database ids are bigint identities.
+MAX_ID = 2**63 - 1
+
+# Job statuses, and the transitions a user (not a worker) may ask for.
+JOB_STATUSES = ("pending", "running", "done", "failed", "canceled")
+CANCELABLE_STATUSES = ("pending", "running")
+RETRYABLE_STATUSES = ("failed", "canceled")
+
+# Scheduling columns of a job (higher priority runs first).
+MIN_PRIORITY = -100
+MAX_PRIORITY = 100
+DEFAULT_MAX_ATTEMPTS = 3
+MIN_MAX_ATTEMPTS = 1
+MAX_MAX_ATTEMPTS = 10
+
+# The worker.
+MAX_CONCURRENCY = 64
+DEFAULT_LEASE_S = 60.0
+MIN_LEASE_S = 1.0
+MAX_LEASE_S = 86_400.0  # a day
+DEFAULT_POLL_S = 5.0
+MIN_POLL_S = 0.1
+MAX_POLL_S = 3_600.0
+PROGRESS_INTERVAL_S = 0.5  # at most two progress writes per second per job
+
+# Listings.
+MAX_LIST_LIMIT = 10_000
+
+# A variable named by a `*_env` config key.
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
