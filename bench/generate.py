@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 
 from imagen_tui.backends.mock import render
-from imagen_tui.core.pipeline import Spec, open_workbench, plan, run
+from imagen_tui.core.pipeline import plan, run
+from imagen_tui.core.spec import RequestSpec
+from imagen_tui.core.workbench import open_workbench
 
 IMAGEN = Path(sys.executable).parent / "imagen"
 SIZES = ((512, 512), (1024, 1024))
@@ -71,7 +73,9 @@ def main() -> None:
 
             def one(w: int = width, h: int = height) -> None:
                 p = plan(
-                    workbench, Spec("a lighthouse at dusk", size=(w, h), seed=42), directory=out
+                    workbench,
+                    RequestSpec("a lighthouse at dusk", width=w, height=h, seed=42),
+                    directory=out,
                 )
                 asyncio.run(run(p, workbench.backend(p.backend)))
 

@@ -208,7 +208,7 @@ async def _imagen_worker(spec: WorkerSpec, pipe: Connection, go: Any) -> None:
     from imagen_tui.backends import registry
     from imagen_tui.backends.base import Progress, Request, Result
     from imagen_tui.backends.mock import render
-    from imagen_tui.core.pipeline import open_workbench
+    from imagen_tui.core.workbench import open_workbench
     from imagen_tui.db.queue import PgQueue
     from imagen_tui.jobs.worker import Worker, WorkerOptions, new_worker_id
 

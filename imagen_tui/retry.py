@@ -45,7 +45,7 @@ def backoff_delay(
     The jitter (75-100 % of the step) keeps workers that failed together from
     retrying in lockstep.
     """
-    delay = min(cap, base * 2 ** max(0, attempt - 1))
+    delay = min(cap, base * 2.0 ** max(0, attempt - 1))
     return delay * random.uniform(0.75, 1.0)
 
 

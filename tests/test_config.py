@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagen_tui.config import SAMPLE_CONFIG, load_config, write_sample
-from imagen_tui.core.pipeline import open_workbench
+from imagen_tui.core.workbench import open_workbench
 from imagen_tui.errors import ConfigError
 
 
@@ -68,7 +68,7 @@ def test_unknown_output_key(home):
     message = error_of(home, "output:\n  naming: '{slug}'\n  dir: /x\n")
     assert message == (
         f"{home.config_path}:3: output.dir: unknown key; "
-        "known keys here: directory, naming, write_metadata_json"
+        "known keys here: directory, naming, series_naming, write_metadata_json"
     )
 
 

@@ -8,14 +8,16 @@ import threading
 import pytest
 
 from imagen_tui.core import pipeline
-from imagen_tui.core.pipeline import Spec, open_workbench, plan, run
+from imagen_tui.core.pipeline import plan, run
+from imagen_tui.core.spec import RequestSpec
+from imagen_tui.core.workbench import open_workbench
 from imagen_tui.errors import GenerationError
 
 
 @pytest.fixture
 def planned(home):
     workbench = open_workbench()
-    return workbench, plan(workbench, Spec("a red fox", size=(64, 64), seed=1))
+    return workbench, plan(workbench, RequestSpec("a red fox", width=64, height=64, seed=1))
 
 
 def test_an_unreadable_image_for_the_thumbnail_leaves_no_files(planned, monkeypatch):

@@ -27,7 +27,7 @@ REMOTE = registry.BackendType(
 def remote_type() -> Iterator[None]:
     registry.register(REMOTE)
     yield
-    registry._TYPES.pop(REMOTE.name)
+    registry.unregister(REMOTE.name)
 
 
 def test_defaults_are_filled_and_ints_accepted_for_floats(remote_type):
@@ -62,14 +62,16 @@ def test_bool_is_not_a_number(remote_type):
 
 
 def test_unconfigured_backend_is_refused_by_generate(remote_type, home, monkeypatch):
-    from imagen_tui.core.pipeline import Spec, open_workbench, plan
+    from imagen_tui.core.pipeline import plan
+    from imagen_tui.core.spec import RequestSpec
+    from imagen_tui.core.workbench import open_workbench
     from imagen_tui.errors import InputError
 
     monkeypatch.delenv("TEST_REMOTE_TOKEN", raising=False)
     path = home.write_config("backends:\n  cloud:\n    type: test-remote\n")
     workbench = open_workbench(path)
     with pytest.raises(InputError) as caught:
-        plan(workbench, Spec(prompt="x", backend="cloud"))
+        plan(workbench, RequestSpec(prompt="x", backend="cloud"))
     assert (caught.value.field, caught.value.message) == (
         "backend",
         "cloud is not configured (set TEST_REMOTE_TOKEN)",

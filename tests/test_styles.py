@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from imagen_tui.core.pipeline import open_workbench
 from imagen_tui.core.prompt import load_shipped, pick_style
+from imagen_tui.core.workbench import open_workbench
 from imagen_tui.errors import InputError
 
 EXPECTED = {

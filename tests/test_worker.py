@@ -1,4 +1,6 @@
-"""The worker against a real PostgreSQL, in-process: claim -> pipeline -> complete."""
+"""The worker against a real PostgreSQL, in-process: claim -> pipeline -> record,
+and every way that can go wrong (lost leases, lost replies, refused writes,
+crashing slots, stops, retries running out, cancels)."""
 
 from __future__ import annotations
 
@@ -6,37 +8,86 @@ import asyncio
 import hashlib
 import io
 import json
+import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from PIL import Image
 
 from imagen_tui.backends import registry
-from imagen_tui.backends.base import Request, Result
+from imagen_tui.backends.base import Progress, Request, Result
 from imagen_tui.backends.mock import MockBackend
-from imagen_tui.core.pipeline import Workbench, open_workbench
+from imagen_tui.core.workbench import Workbench, open_workbench
 from imagen_tui.db.queue import PgQueue
 from imagen_tui.errors import GenerationError
-from imagen_tui.jobs.worker import Worker, WorkerOptions, new_worker_id
+from imagen_tui.jobs.types import Job
+from imagen_tui.jobs.worker import Worker, WorkerCrashed, WorkerOptions, new_worker_id
+from tests.proxy import pg_proxy
+
+# --------------------------------------------------------------------------- helpers
+
+
+class Gate:
+    """Shared by the test and the `gate` backend instances: each generation
+    waits until the test opens the gate, and what happened is recorded."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.entered: list[Request] = []
+        self.cancelled = 0
+        self.fail_with: BaseException | None = None
+
+    async def wait_entered(self, n: int = 1, timeout: float = 20) -> None:
+        await wait_for(lambda: len(self.entered) >= n, timeout, f"{n} generation(s) to start")
+
+
+GATE = Gate()
+
+
+class GateBackend(MockBackend):
+    async def generate(self, request: Request, progress: Progress | None = None) -> Result:
+        GATE.entered.append(request)
+        try:
+            await GATE.open.wait()
+        except asyncio.CancelledError:
+            GATE.cancelled += 1
+            raise
+        if GATE.fail_with is not None:
+            raise GATE.fail_with
+        return await super().generate(request, progress)
 
 
 @pytest.fixture
-def workbench(home) -> Workbench:
+def workbench(home) -> Iterator[Workbench]:
+    global GATE
+    GATE = Gate()
+    mock = registry.get_type("mock")
+    assert mock is not None
+    registry.register(registry.BackendType("gate", "test", mock.options, GateBackend, "gate-v1"))
     path = home.write_config(
         f"output:\n  directory: {home.root / 'out'}\n"
         "backends:\n"
         "  slow:\n    type: mock\n    delay_ms: 1500\n"
         "  broken:\n    type: mock\n    fail_if_prompt_contains: boom\n"
+        "  gate:\n    type: gate\n"
     )
-    return open_workbench(path)
+    yield open_workbench(path)
+    registry.unregister("gate")
 
 
-def make_worker(db_url: str, workbench: Workbench, lease_s: float = 30, **options) -> Worker:
-    queue = PgQueue(db_url, new_worker_id(), lease_s=lease_s)
+def make_worker(
+    db_url: str,
+    workbench: Workbench,
+    lease_s: float = 30,
+    queue: PgQueue | None = None,
+    **options: Any,
+) -> Worker:
+    queue = queue or PgQueue(db_url, new_worker_id(), lease_s=lease_s)
     return Worker(workbench, queue, WorkerOptions(**options))
 
 
@@ -64,12 +115,24 @@ def add_job(db_url: str, prompt: str = "a red fox", **columns: object) -> int:
     return job_id
 
 
-async def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+def files_in(directory: Path) -> list[Path]:
+    """Every file under `directory`, hidden ones included."""
+    return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not await asyncio.to_thread(predicate):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+            raise AssertionError(f"timed out waiting for {what or 'a condition'}")
+        await asyncio.sleep(0.02)
+
+
+def status_is(db_url: str, job_id: int, status: str) -> Callable[[], bool]:
+    return lambda: job_row(db_url, job_id)["status"] == status
+
+
+# --------------------------------------------------------------------------- the happy path
 
 
 def test_job_done_writes_image_rows_and_file(db_url, workbench):
@@ -81,7 +144,7 @@ def test_job_done_writes_image_rows_and_file(db_url, workbench):
     assert job["status"] == "done"
     assert job["attempts"] == 1
     assert job["progress"] == 1
-    assert job["worker_id"] is not None and job["lease_expires_at"] is None
+    assert job["lease_id"] is not None and job["lease_expires_at"] is None
     (image,) = sql(
         db_url,
         "SELECT id, job_id, series_id, seed, width, height, model, storage_uri, sha256, "
@@ -93,6 +156,10 @@ def test_job_done_writes_image_rows_and_file(db_url, workbench):
     assert image_owner == owner  # the job's owner, not the worker's
     path = Path(uri.removeprefix("file://"))
     assert path.is_file()
+    # Only the image and its sidecar stay: no temp file, no journal link.
+    assert files_in(workbench.config.output.directory) == sorted([path, path.with_suffix(".json")])
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert (sidecar["job"], sidecar["series"], sidecar["seed"]) == (job_id, None, 42)
     with Image.open(io.BytesIO(bytes(thumb))) as preview:
         assert preview.format == "JPEG" and max(preview.size) <= 256
     assert len(sha) == 64
@@ -111,6 +178,102 @@ def test_null_seed_is_random_and_recorded(db_url, workbench):
     job = job_row(db_url, job_id)
     ((image_seed,),) = sql(db_url, "SELECT seed FROM imagen.images")
     assert job["seed"] == image_seed is not None
+
+
+def test_drains_a_backlog(db_url, workbench):
+    sql(
+        db_url,
+        "INSERT INTO imagen.jobs (prompt, width, height) "
+        "SELECT 'fox ' || i, 64, 64 FROM generate_series(1, 25) i",
+    )
+    worker = make_worker(db_url, workbench, once=True)
+    asyncio.run(worker.run())
+    assert worker.stats["done"] == 25
+    assert sql(db_url, "SELECT status, count(*) FROM imagen.jobs GROUP BY status") == [("done", 25)]
+
+
+def test_series_tries_land_in_one_folder_and_solo_jobs_keep_their_naming(db_url, workbench):
+    ((series_id,),) = sql(
+        db_url, "INSERT INTO imagen.series (prompt, count) VALUES ('a fox', 3) RETURNING id"
+    )
+    sql(
+        db_url,
+        "INSERT INTO imagen.jobs (series_id, series_idx, prompt, width, height, seed) "
+        "SELECT %s, i, 'a fox', 64, 64, 100 + i FROM generate_series(1, 3) i",
+        (series_id,),
+    )
+    solo = add_job(db_url, "solo fox", seed=7)
+    asyncio.run(make_worker(db_url, workbench, once=True).run())
+    rows = sql(
+        db_url,
+        "SELECT series_id, series_idx, seed, storage_uri FROM imagen.images ORDER BY job_id",
+    )
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (series_id, 1, 101),
+        (series_id, 2, 102),
+        (series_id, 3, 103),
+        (None, None, 7),
+    ]
+    paths = [Path(r[3].removeprefix("file://")) for r in rows]
+    # output.series_naming: {date}/series-{series}_{slug}/{idx:02d}_{seed}
+    folders = {path.parent for path in paths[:3]}
+    assert len(folders) == 1
+    (folder,) = folders
+    assert folder.name == f"series-{series_id}_a-fox"
+    assert [path.name for path in paths[:3]] == ["01_101.png", "02_102.png", "03_103.png"]
+    # a solo job: output.naming, {date}/{time}_{slug}_{seed}
+    assert paths[3].parent == folder.parent and paths[3].name.endswith("_solo-fox_7.png")
+    sidecar = json.loads(paths[0].with_suffix(".json").read_text())
+    assert sidecar["series"] == series_id and sidecar["idx"] == 1  # a number, like the CLI's
+    ((solo_series,),) = sql(
+        db_url, "SELECT series_id FROM imagen.images WHERE job_id = %s", (solo,)
+    )
+    assert solo_series is None
+
+
+def test_notify_wakes_an_idle_worker_long_before_the_safety_poll(db_url, workbench):
+    async def scenario() -> None:
+        worker = make_worker(db_url, workbench, poll_interval=120)
+        running = asyncio.create_task(worker.run())
+        # The worker found the queue empty and now waits (up to 120 s) for a wake-up.
+        async with asyncio.timeout(20):
+            await worker.idle.wait()
+        job_id = add_job(db_url)
+        await wait_for(status_is(db_url, job_id, "done"), 15, "the job, without the safety poll")
+        worker.stop()
+        await running
+
+    asyncio.run(scenario())
+
+
+def test_progress_events_are_throttled_to_two_per_second(db_url, workbench):
+    job_id = add_job(db_url, backend="slow", steps=50)  # 50 progress ticks in 1.5 s
+    progress_events: list[float] = []
+
+    async def scenario() -> float:
+        listener = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+        await listener.execute("LISTEN imagen_job_events")
+        worker = make_worker(db_url, workbench, once=True)
+        started = time.monotonic()
+        await worker.run()
+        elapsed = time.monotonic() - started
+        async for note in listener.notifies(timeout=0.5):
+            event = json.loads(note.payload)
+            assert "owner" not in event  # payloads are hints: no user ids in them
+            if event["id"] == job_id and event["status"] == "running":
+                progress_events.append(event["progress"])
+        await listener.close()
+        return elapsed
+
+    elapsed = asyncio.run(scenario())
+    assert job_row(db_url, job_id)["status"] == "done"
+    # the claim's 0, then at most one write per half second
+    assert 2 <= len(progress_events) <= 2 + 2 * elapsed
+    assert progress_events == sorted(progress_events)
+    assert 0 < progress_events[-1] <= 1
+
+
+# --------------------------------------------------------------------------- bad jobs
 
 
 def test_bad_job_parameters_fail_with_the_reason(db_url, workbench):
@@ -134,95 +297,61 @@ def test_generation_failure_is_stored_and_not_retried(db_url, workbench):
     assert job["status"] == "failed"
     assert "fail_if_prompt_contains" in job["error"]
     assert job["finished_at"] is not None
-    assert not list((workbench.config.output.directory).rglob("*.png"))
+    assert job["seed"] is not None  # the seed it was given is kept, so a retry reuses it
+    assert not files_in(workbench.config.output.directory)
 
 
-def test_drains_a_backlog(db_url, workbench):
-    sql(
-        db_url,
-        "INSERT INTO imagen.jobs (prompt, width, height) "
-        "SELECT 'fox ' || i, 64, 64 FROM generate_series(1, 25) i",
-    )
+def test_an_unexpected_error_fails_only_that_job_and_the_worker_goes_on(db_url, workbench):
+    """A backend bug (here a TypeError, as a malformed option once raised in plan)
+    fails its own job with the real error; the next job is still done."""
+    GATE.open.set()
+    GATE.fail_with = TypeError("unhashable type: 'list'")
+    poisoned = add_job(db_url, backend="gate")
+    healthy = add_job(db_url)
     worker = make_worker(db_url, workbench, once=True)
     asyncio.run(worker.run())
-    assert worker.stats["done"] == 25
-    assert sql(db_url, "SELECT status, count(*) FROM imagen.jobs GROUP BY status") == [("done", 25)]
+    job = job_row(db_url, poisoned)
+    assert (job["status"], job["attempts"]) == ("failed", 1)
+    assert "TypeError: unhashable type: 'list'" in job["error"]
+    assert job_row(db_url, healthy)["status"] == "done"
+    assert worker.stats == {"failed": 1, "done": 1}
 
 
-def test_series_propagates_to_images_and_solo_jobs_have_none(db_url, workbench):
-    ((series_id,),) = sql(
-        db_url, "INSERT INTO imagen.series (prompt, count) VALUES ('fox', 3) RETURNING id"
-    )
-    sql(
-        db_url,
-        "INSERT INTO imagen.jobs (series_id, series_idx, prompt, width, height, seed) "
-        "SELECT %s, i, 'fox', 64, 64, 100 + i FROM generate_series(1, 3) i",
-        (series_id,),
-    )
-    solo = add_job(db_url, "solo fox")
-    asyncio.run(make_worker(db_url, workbench, once=True).run())
-    rows = sql(db_url, "SELECT series_id, series_idx, seed FROM imagen.images ORDER BY id")
-    assert sorted(rows, key=str) == sorted(
-        [(series_id, 1, 101), (series_id, 2, 102), (series_id, 3, 103), (None, None, rows[-1][2])],
-        key=str,
-    )
-    ((solo_series,),) = sql(
-        db_url, "SELECT series_id FROM imagen.images WHERE job_id = %s", (solo,)
-    )
-    assert solo_series is None
+def test_an_adapter_that_cannot_even_be_built_fails_its_job_not_the_worker(db_url, home):
+    def broken_factory(name: str, block: object) -> Any:
+        raise KeyError("model")
 
-
-def test_notify_wakes_an_idle_worker_long_before_the_safety_poll(db_url, workbench):
-    async def scenario() -> None:
-        worker = make_worker(db_url, workbench, poll_interval=120)
-        running = asyncio.create_task(worker.run())
-        # idle: the queue is empty and the listener is attached
-        await wait_for(
-            lambda: (
-                sql(
-                    db_url,
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND query LIKE 'LISTEN%%'",
-                )[0][0]
-                > 0
-            ),
-            what="the worker's LISTEN",
+    registry.register(registry.BackendType("unbuildable", "test", (), broken_factory, "x"))
+    try:
+        path = home.write_config(
+            f"output:\n  directory: {home.root / 'out'}\nbackends:\n  bad:\n    type: unbuildable\n"
         )
-        await asyncio.sleep(0.3)  # past its first claim: now it waits (up to 120 s)
-        job_id = add_job(db_url)
-        await wait_for(lambda: job_row(db_url, job_id)["status"] == "done", timeout=15,
-                       what="the job to be done without waiting for the poll")  # fmt: skip
-        worker.stop()
-        await running
+        workbench = open_workbench(path)
+        broken, fine = add_job(db_url, backend="bad"), add_job(db_url)
+        asyncio.run(make_worker(db_url, workbench, once=True).run())
+    finally:
+        registry.unregister("unbuildable")
+    assert job_row(db_url, broken)["status"] == "failed"
+    assert "KeyError" in job_row(db_url, broken)["error"]
+    assert job_row(db_url, fine)["status"] == "done"
 
-    asyncio.run(scenario())
 
-
-def test_graceful_stop_finishes_the_running_job_and_claims_nothing_more(db_url, workbench):
-    first = add_job(db_url, backend="slow")
-    later = [add_job(db_url), add_job(db_url)]
-
-    async def scenario() -> None:
-        worker = make_worker(db_url, workbench, poll_interval=0.2)
-        running = asyncio.create_task(worker.run())
-        await wait_for(lambda: job_row(db_url, first)["status"] == "running", what="a claim")
-        worker.stop()
-        await running
-
-    asyncio.run(scenario())
-    assert job_row(db_url, first)["status"] == "done"
-    assert [job_row(db_url, job)["status"] for job in later] == ["pending", "pending"]
+# --------------------------------------------------------------------------- retries
 
 
 class _Flaky(MockBackend):
-    """A remote backend that times out once, then works (as rate-limited APIs do)."""
+    """A remote backend that fails transiently `failures` times (as rate-limited APIs do)."""
 
-    calls: int = 0
+    calls = 0
+    failures = 1
+    retry_after: float | None = None
 
-    async def generate(self, request: Request, progress=None) -> Result:
+    async def generate(self, request: Request, progress: Progress | None = None) -> Result:
         _Flaky.calls += 1
-        if _Flaky.calls == 1:
-            raise GenerationError("flaky: 503 from the server", transient=True)
+        if _Flaky.calls <= _Flaky.failures:
+            raise GenerationError(
+                "flaky: 503 from the server", transient=True, retry_after=_Flaky.retry_after
+            )
         return await super().generate(request, progress)
 
 
@@ -230,16 +359,14 @@ class _Flaky(MockBackend):
 def flaky_workbench(home) -> Iterator[Workbench]:
     mock = registry.get_type("mock")
     assert mock is not None
-    registry.register(
-        registry.BackendType("flaky", "test", mock.options, _Flaky, mock.default_model)
-    )
-    _Flaky.calls = 0
+    registry.register(registry.BackendType("flaky", "test", mock.options, _Flaky, "m"))
+    _Flaky.calls, _Flaky.failures, _Flaky.retry_after = 0, 1, None
     path = home.write_config(
         f"output:\n  directory: {home.root / 'out'}\n"
         "default_backend: f\nbackends:\n  f:\n    type: flaky\n"
     )
     yield open_workbench(path)
-    registry._TYPES.pop("flaky")
+    registry.unregister("flaky")
 
 
 def test_transient_error_is_retried_with_backoff_then_succeeds(db_url, flaky_workbench):
@@ -269,82 +396,358 @@ def test_transient_error_is_retried_with_backoff_then_succeeds(db_url, flaky_wor
     assert sql(db_url, "SELECT count(*) FROM imagen.images") == [(1,)]
 
 
-def test_lost_lease_cancels_the_generation_and_drops_the_result(db_url, workbench):
-    job_id = add_job(db_url, backend="slow")
+def test_transient_retries_run_out_at_max_attempts(db_url, flaky_workbench):
+    _Flaky.failures = 99
+    job_id = add_job(db_url, max_attempts=2)
+
+    async def scenario() -> Worker:
+        worker = make_worker(db_url, flaky_workbench, poll_interval=600)
+        running = asyncio.create_task(worker.run())
+        await wait_for(status_is(db_url, job_id, "failed"), what="the job to fail for good")
+        worker.stop()
+        await running
+        return worker
+
+    worker = asyncio.run(scenario())
+    job = job_row(db_url, job_id)
+    assert (job["attempts"], job["error"]) == (2, "flaky: 503 from the server")
+    assert _Flaky.calls == 2
+    assert worker.stats == {"retried": 1, "failed": 1}
+
+
+def test_a_retry_waits_as_long_as_the_backend_asked(db_url, flaky_workbench):
+    _Flaky.retry_after = 3600.0  # Retry-After: an hour
+    job_id = add_job(db_url)
 
     async def scenario() -> None:
+        worker = make_worker(db_url, flaky_workbench, poll_interval=600)
+        running = asyncio.create_task(worker.run())
+        await wait_for(status_is(db_url, job_id, "pending"), what="the job to be requeued")
+        worker.stop()
+        await running
+
+    asyncio.run(scenario())
+    ((wait_s,),) = sql(
+        db_url,
+        "SELECT extract(epoch FROM run_at - now()) FROM imagen.jobs WHERE id = %s",
+        (job_id,),
+    )
+    assert 3000 < wait_s <= 3600  # not the backoff's half second
+
+
+# --------------------------------------------------------------------------- leases
+
+
+def test_lost_lease_cancels_the_generation_and_drops_the_result(db_url, workbench):
+    job_id = add_job(db_url, backend="gate")
+
+    async def scenario() -> Worker:
         worker = make_worker(db_url, workbench, lease_s=0.6, poll_interval=0.2)
         running = asyncio.create_task(worker.run())
-        await wait_for(lambda: job_row(db_url, job_id)["status"] == "running", what="a claim")
-        # Another worker took it over (as after a rescue): our lease is gone.
+        await GATE.wait_entered()
+        # Another claim took it over (as after a rescue): our lease token is gone.
         takeover = (
-            "UPDATE imagen.jobs SET worker_id = 'elsewhere', "
+            "UPDATE imagen.jobs SET worker_id = 'elsewhere', lease_id = gen_random_uuid(), "
             "lease_expires_at = now() + interval '1 hour' WHERE id = %s"
         )
         sql(db_url, takeover, (job_id,))
         await wait_for(lambda: worker.stats["dropped"] == 1, what="the result to be dropped")
         worker.stop()
         await running
+        return worker
 
     asyncio.run(scenario())
+    assert GATE.cancelled == 1  # the heartbeat stopped the generation; it never finished
     job = job_row(db_url, job_id)
     assert job["status"] == "running" and job["worker_id"] == "elsewhere"  # untouched
     assert sql(db_url, "SELECT count(*) FROM imagen.images") == [(0,)]
-    assert not list(workbench.config.output.directory.rglob("*.png"))
+    assert not files_in(workbench.config.output.directory)
 
 
-def test_completion_after_losing_the_lease_writes_nothing_and_removes_the_file(
-    db_url, workbench, monkeypatch
-):
+class TakeoverQueue(PgQueue):
+    """A queue whose job is taken over by another claim just before it records a result."""
+
+    async def complete(self, job: Job, done: Any) -> int | None:
+        sql(
+            self.url,
+            "UPDATE imagen.jobs SET lease_id = gen_random_uuid() WHERE id = %s",
+            (job.id,),
+        )
+        return await super().complete(job, done)
+
+
+def test_completion_after_losing_the_lease_writes_nothing_and_removes_the_file(db_url, workbench):
     job_id = add_job(db_url)
-    worker = make_worker(db_url, workbench, lease_s=30, once=True)
-    original = worker.queue.complete
-
-    async def complete_after_takeover(job, done):
-        sql(db_url, "UPDATE imagen.jobs SET worker_id = 'elsewhere' WHERE id = %s", (job.id,))
-        return await original(job, done)
-
-    monkeypatch.setattr(worker.queue, "complete", complete_after_takeover)
+    queue = TakeoverQueue(db_url, new_worker_id())
+    worker = make_worker(db_url, workbench, queue=queue, once=True)
     asyncio.run(worker.run())
-    assert worker.stats["dropped"] == 1
+    assert worker.stats == {"dropped": 1}
     assert job_row(db_url, job_id)["status"] == "running"
     assert sql(db_url, "SELECT count(*) FROM imagen.images") == [(0,)]
     assert sql(db_url, "SELECT count(*) FROM imagen.usage") == [(0,)]
-    assert not list(workbench.config.output.directory.rglob("*.*"))
+    assert not files_in(workbench.config.output.directory)  # image, sidecar, journal: gone
 
 
-def test_progress_events_are_throttled_to_two_per_second(db_url, workbench):
-    job_id = add_job(db_url, backend="slow", steps=50)  # 50 progress ticks in 1.5 s
-    progress_events: list[float] = []
+def test_a_job_claimed_again_under_a_new_lease_is_recorded_once(db_url, workbench):
+    """A claim lost on a server crash (it commits without waiting for the WAL flush)
+    puts the job back to pending while this very worker still renders it; the
+    worker may then claim it again in another slot. Only the newer claim's
+    result may land: fencing on the worker id alone accepted both."""
+    job_id = add_job(db_url, backend="gate")
 
-    async def scenario() -> float:
-        listener = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
-        await listener.execute("LISTEN imagen_job_events")
-        worker = make_worker(db_url, workbench, once=True)
-        started = time.monotonic()
-        await worker.run()
-        elapsed = time.monotonic() - started
-        async for note in listener.notifies(timeout=0.5):
-            event = json.loads(note.payload)
-            if event["id"] == job_id and event["status"] == "running":
-                progress_events.append(event["progress"])
-        await listener.close()
-        return elapsed
+    async def scenario() -> Worker:
+        worker = make_worker(db_url, workbench, concurrency=2, poll_interval=0.2)
+        running = asyncio.create_task(worker.run())
+        await GATE.wait_entered(1)
+        first_lease = job_row(db_url, job_id)["lease_id"]
+        # The claim is "lost": the job is pending again, as after the crash.
+        sql(
+            db_url,
+            "UPDATE imagen.jobs SET status = 'pending', worker_id = NULL, lease_id = NULL, "
+            "lease_expires_at = NULL, attempts = 0 WHERE id = %s",
+            (job_id,),
+        )
+        await GATE.wait_entered(2)  # the second slot claimed it again
+        assert job_row(db_url, job_id)["lease_id"] not in (None, first_lease)
+        GATE.open.set()
+        await wait_for(status_is(db_url, job_id, "done"), what="the job to be done")
+        await wait_for(lambda: worker.stats["dropped"] + worker.stats["done"] == 2)
+        worker.stop()
+        await running
+        return worker
 
-    elapsed = asyncio.run(scenario())
-    assert job_row(db_url, job_id)["status"] == "done"
-    # the claim's 0, then at most one write per half second
-    assert 2 <= len(progress_events) <= 2 + 2 * elapsed
-    assert progress_events == sorted(progress_events)
-    assert 0 < progress_events[-1] <= 1
+    worker = asyncio.run(scenario())
+    assert worker.stats == {"done": 1, "dropped": 1}
+    ((images, image_uri),) = sql(
+        db_url, "SELECT count(*), min(storage_uri) FROM imagen.images WHERE job_id = %s", (job_id,)
+    )
+    assert images == 1
+    pngs = sorted(workbench.config.output.directory.rglob("*.png"))
+    assert [p.as_uri() for p in pngs] == [image_uri]  # the dropped run left no file
 
 
-def test_a_crashing_slot_is_not_swallowed(db_url, workbench, monkeypatch):
-    worker = make_worker(db_url, workbench, once=True)
+def test_a_lost_reply_to_the_completion_keeps_the_image(db_url, workbench):
+    """The completion commits, but the connection dies before its reply arrives.
+    The worker retries; the retry must find its own result, not delete the image
+    the committed row points to."""
+    job_id = add_job(db_url, "a lighthouse", seed=5)
 
-    async def broken_claim():
-        raise RuntimeError("bug in claim")
-
-    monkeypatch.setattr(worker.queue, "claim", broken_claim)
-    with pytest.raises(RuntimeError, match="bug in claim"):
+    with pg_proxy(db_url) as proxy:
+        proxy.cut_after_reply(b"INSERT INTO imagen.images")
+        worker = make_worker(proxy.url, workbench, once=True)
         asyncio.run(worker.run())
+        assert proxy.cut_done.is_set()  # the reply really was lost
+
+    assert worker.stats == {"done": 1}
+    job = job_row(db_url, job_id)
+    assert job["status"] == "done"
+    ((image_id, uri),) = sql(db_url, "SELECT id, storage_uri FROM imagen.images")
+    assert job["image_id"] == image_id
+    image = Path(uri.removeprefix("file://"))
+    assert image.is_file() and image.with_suffix(".json").is_file()
+    assert files_in(workbench.config.output.directory) == sorted(
+        [image, image.with_suffix(".json")]
+    )
+
+
+def test_a_database_refusing_the_result_fails_the_job_and_removes_its_files(db_url, workbench):
+    """Not a connection error: a constraint refuses the completion (here another
+    images row already holds the job's one slot). The job fails with the real
+    message, nothing is left on disk, and the worker goes on."""
+    job_id = add_job(db_url, backend="gate")
+    next_job = add_job(db_url)
+
+    async def scenario() -> Worker:
+        worker = make_worker(db_url, workbench, poll_interval=0.2)
+        running = asyncio.create_task(worker.run())
+        await GATE.wait_entered()
+        sql(
+            db_url,
+            "INSERT INTO imagen.images (job_id, seed, width, height, backend, model, mime_type, "
+            "sha256, bytes, storage_uri) VALUES (%s, 1, 64, 64, 'x', 'x', 'image/png', 'x', 1, "
+            "'file:///elsewhere.png')",
+            (job_id,),
+        )
+        GATE.open.set()
+        await wait_for(status_is(db_url, next_job, "done"), what="the next job")
+        worker.stop()
+        await running
+        return worker
+
+    worker = asyncio.run(scenario())
+    job = job_row(db_url, job_id)
+    assert job["status"] == "failed"
+    assert job["error"].startswith("the database refused the result: duplicate key value")
+    assert worker.stats == {"failed": 1, "done": 1}
+    ((uri,),) = sql(db_url, "SELECT storage_uri FROM imagen.images WHERE job_id = %s", (next_job,))
+    image = Path(uri.removeprefix("file://"))
+    assert files_in(workbench.config.output.directory) == sorted(
+        [image, image.with_suffix(".json")]
+    )
+
+
+# --------------------------------------------------------------------------- cancel
+
+
+def test_canceling_a_running_job_stops_its_generation_at_once(db_url, workbench):
+    """The worker hears the job event: the lease here is an hour, so its next
+    heartbeat is 20 minutes away and cannot be what stops the generation."""
+    job_id = add_job(db_url, backend="gate")
+
+    async def scenario() -> Worker:
+        worker = make_worker(db_url, workbench, lease_s=3600, poll_interval=0.2)
+        running = asyncio.create_task(worker.run())
+        await GATE.wait_entered()
+        sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (job_id,))
+        await wait_for(lambda: GATE.cancelled == 1, what="the generation to be cancelled")
+        worker.stop()
+        await running
+        return worker
+
+    worker = asyncio.run(scenario())
+    assert worker.stats == {"dropped": 1}
+    job = job_row(db_url, job_id)
+    assert (job["status"], job["image_id"]) == ("canceled", None)
+    assert job["finished_at"] is not None
+    assert not files_in(workbench.config.output.directory)
+
+
+def test_a_forged_cancel_event_does_not_stop_a_job(db_url, workbench):
+    """Any session may NOTIFY: the worker asks the database before cancelling."""
+    job_id = add_job(db_url, backend="gate")
+
+    async def scenario() -> Worker:
+        worker = make_worker(db_url, workbench, lease_s=3600, poll_interval=0.2)
+        running = asyncio.create_task(worker.run())
+        await GATE.wait_entered()
+        forged = json.dumps({"id": job_id, "status": "canceled"})
+        sql(db_url, "SELECT pg_notify('imagen_job_events', %s)", (forged,))
+        await wait_for(lambda: worker.cancel_checks == 1, what="the hint to be checked")
+        GATE.open.set()
+        await wait_for(status_is(db_url, job_id, "done"), what="the job to finish")
+        worker.stop()
+        await running
+        return worker
+
+    worker = asyncio.run(scenario())
+    assert GATE.cancelled == 0
+    assert worker.stats == {"done": 1}
+
+
+# --------------------------------------------------------------------------- stops and crashes
+
+
+def test_graceful_stop_finishes_the_running_job_and_claims_nothing_more(db_url, workbench):
+    first = add_job(db_url, backend="gate")
+    later = [add_job(db_url), add_job(db_url)]
+
+    async def scenario() -> None:
+        worker = make_worker(db_url, workbench, poll_interval=0.2)
+        running = asyncio.create_task(worker.run())
+        await GATE.wait_entered()
+        worker.stop()
+        GATE.open.set()
+        await running
+
+    asyncio.run(scenario())
+    assert job_row(db_url, first)["status"] == "done"
+    assert [job_row(db_url, job)["status"] for job in later] == ["pending", "pending"]
+
+
+def test_a_second_stop_cancels_the_job_and_hands_it_back_with_its_attempt(db_url, workbench):
+    job_id = add_job(db_url, backend="gate")
+
+    async def scenario() -> Worker:
+        worker = make_worker(db_url, workbench, poll_interval=0.2)
+        running = asyncio.create_task(worker.run())
+        await GATE.wait_entered()
+        assert job_row(db_url, job_id)["attempts"] == 1
+        worker.stop()
+        worker.stop()
+        await running
+        return worker
+
+    worker = asyncio.run(scenario())
+    assert worker.forced
+    assert GATE.cancelled == 1
+    assert worker.stats == {"released": 1}
+    job = job_row(db_url, job_id)
+    assert (job["status"], job["attempts"], job["worker_id"], job["lease_id"]) == (
+        "pending",
+        0,  # the attempt is given back: the stop was not the job's fault
+        None,
+        None,
+    )
+
+
+class CrashingQueue(PgQueue):
+    """A queue whose second claim hits a bug."""
+
+    claims = 0
+
+    async def claim(self) -> Job | None:
+        CrashingQueue.claims += 1
+        if CrashingQueue.claims == 2:
+            raise RuntimeError("bug in claim")
+        return await super().claim()
+
+
+def test_a_crashing_slot_is_logged_at_once_and_stops_the_worker(db_url, workbench, caplog):
+    """With two slots, one crashes while the other renders: the crash is logged
+    at once (not when the worker stops), the other slot finishes its job, and
+    the worker ends with WorkerCrashed (exit 1, so systemd restarts it)."""
+    job_id = add_job(db_url, backend="gate")
+    CrashingQueue.claims = 0
+    queue = CrashingQueue(db_url, new_worker_id())
+
+    async def scenario() -> None:
+        worker = make_worker(db_url, workbench, queue=queue, concurrency=2, poll_interval=0.2)
+        running = asyncio.create_task(worker.run())
+        await wait_for(
+            lambda: any("worker slot crashed" in r.message for r in caplog.records),
+            what="the crash to be logged",
+        )
+        assert job_row(db_url, job_id)["status"] == "running"  # logged before the job ended
+        GATE.open.set()
+        with pytest.raises(WorkerCrashed, match="RuntimeError: bug in claim"):
+            await running
+
+    with caplog.at_level(logging.INFO, logger="imagen.worker"):
+        asyncio.run(scenario())
+    assert job_row(db_url, job_id)["status"] == "done"
+    crash_lines = [r for r in caplog.records if "worker slot crashed" in r.message]
+    assert len(crash_lines) == 1 and crash_lines[0].exc_info is not None
+
+
+# --------------------------------------------------------------------------- outages
+
+
+def test_an_outage_while_recording_is_logged_once_and_ridden_out(db_url, workbench, caplog):
+    job_id = add_job(db_url, backend="gate")
+
+    async def scenario(proxy: Any) -> Worker:
+        worker = make_worker(proxy.url, workbench, lease_s=60, poll_interval=0.2)
+        running = asyncio.create_task(worker.run())
+        await GATE.wait_entered()
+        proxy.down()
+        GATE.open.set()
+        before = proxy.connections
+        # The completion keeps trying: at least three refused connections.
+        await wait_for(lambda: proxy.connections >= before + 3, what="retries")
+        proxy.up()
+        await wait_for(status_is(db_url, job_id, "done"), what="the job to be recorded")
+        worker.stop()
+        await running
+        return worker
+
+    with caplog.at_level(logging.INFO), pg_proxy(db_url) as proxy:
+        worker = asyncio.run(scenario(proxy))
+    assert worker.stats == {"done": 1}
+    messages = [r.getMessage() for r in caplog.records]
+    mine = [m for m in messages if m.startswith(f"job {job_id}: database")]
+    assert len(mine) == 2, mine  # one line when the outage began, one when it ended
+    assert "database unavailable, retrying" in mine[0]
+    assert "database back after" in mine[1]
+    for component in ("listener", "claims"):
+        lines = [m for m in messages if m.startswith(f"{component}: database unavailable")]
+        assert len(lines) <= 1, lines

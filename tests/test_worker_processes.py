@@ -402,7 +402,7 @@ def test_worker_idle_through_database_restart_reconnects(home, db_url, restartab
         lambda: scalar(
             db_url,
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE query = 'LISTEN imagen_jobs' AND datname = current_database()",
+            " WHERE query LIKE 'LISTEN %' AND datname = current_database()",
         ),
         "the worker to LISTEN",
         workers=[worker],
@@ -421,7 +421,7 @@ def test_worker_idle_through_database_restart_reconnects(home, db_url, restartab
         lambda: scalar(
             db_url,
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE query = 'LISTEN imagen_jobs' AND datname = current_database()",
+            " WHERE query LIKE 'LISTEN %' AND datname = current_database()",
         ),
         "the worker to LISTEN again",
         workers=[worker],

@@ -1,10 +1,3 @@
-"""Backend adapters and their registry. Importing this package registers the
-built-in types."""
-
-from imagen_tui.backends.base import Backend, Request, Result
-from imagen_tui.backends.mock import MOCK_TYPE
-from imagen_tui.backends.registry import register
-
-register(MOCK_TYPE)
-
-__all__ = ["Backend", "Request", "Result"]
+"""Backend adapters: the protocol they speak (`base`), the registry from a
+config `type:` to an adapter (`registry`, which imports each adapter on first
+use), the shared HTTP policy of remote adapters (`http`), and the adapters."""

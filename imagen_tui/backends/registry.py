@@ -3,10 +3,16 @@
 Each adapter declares its config block as a tuple of `Option`s; the registry
 validates a block against them (unknown keys, types, bounds, env-var names)
 so adapters receive clean values and users get errors that name the key.
+
+Built-in adapters are listed by module path and imported on first use, so a
+command that only ever uses the mock never imports an HTTP or WebSocket
+client. `register` adds a type at run time (a plugin, a test, a benchmark)
+and `unregister` removes it again.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -16,8 +22,14 @@ from typing import Any
 from imagen_tui.backends.base import Backend
 from imagen_tui.config import Locate
 from imagen_tui.errors import ConfigError
+from imagen_tui.limits import ENV_NAME_PATTERN
 
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME_RE = re.compile(ENV_NAME_PATTERN)
+
+# type name -> "module:attribute" of its BackendType
+BUILTIN_TYPES: dict[str, str] = {
+    "mock": "imagen_tui.backends.mock:MOCK_TYPE",
+}
 
 
 @dataclass(frozen=True)
@@ -46,19 +58,40 @@ class BackendType:
     default_model: str
 
 
-_TYPES: dict[str, BackendType] = {}
+_TYPES: dict[str, BackendType] = {}  # registered or already imported
 
 
 def register(backend_type: BackendType) -> None:
+    """Add (or replace) a backend type for this process."""
     _TYPES[backend_type.name] = backend_type
 
 
+def unregister(name: str) -> None:
+    """Remove a type added with `register`; a built-in one is imported again on next use."""
+    _TYPES.pop(name, None)
+
+
 def known_types() -> list[str]:
-    return sorted(_TYPES)
+    return sorted(set(_TYPES) | set(BUILTIN_TYPES))
 
 
 def get_type(name: str) -> BackendType | None:
-    return _TYPES.get(name)
+    """The type named `name`, importing a built-in adapter on first use; None if unknown."""
+    backend_type = _TYPES.get(name)
+    if backend_type is None and name in BUILTIN_TYPES:
+        module, attribute = BUILTIN_TYPES[name].split(":")
+        backend_type = getattr(importlib.import_module(module), attribute)
+        assert isinstance(backend_type, BackendType)
+        _TYPES[name] = backend_type
+    return backend_type
+
+
+def _type_of(block: Mapping[str, Any]) -> BackendType:
+    """The type of a validated block (validate_block made sure it exists)."""
+    backend_type = get_type(str(block["type"]))
+    if backend_type is None:
+        raise ConfigError(f"unknown backend type {block['type']!r}")
+    return backend_type
 
 
 def _no_location(_path: tuple[str, ...]) -> str | None:
@@ -97,7 +130,7 @@ def validate_block(
     """Check one `backends.<instance>` block; return it with defaults filled in."""
     prefix = ("backends", instance)
     type_name = block.get("type")
-    backend_type = _TYPES.get(str(type_name))
+    backend_type = get_type(str(type_name))
     if backend_type is None:
         raise ConfigError(
             f"backends.{instance}.type: unknown backend type {type_name!r}; "
@@ -132,7 +165,7 @@ def validate_block(
 
 def missing_env(block: Mapping[str, Any]) -> list[str]:
     """The environment variables a validated block names that are not set."""
-    backend_type = _TYPES[block["type"]]
+    backend_type = _type_of(block)
     return [
         block[option.name]
         for option in backend_type.options
@@ -149,9 +182,9 @@ def status(block: Mapping[str, Any]) -> str:
 
 
 def model_of(block: Mapping[str, Any]) -> str:
-    return str(block.get("model") or _TYPES[block["type"]].default_model)
+    return str(block.get("model") or _type_of(block).default_model)
 
 
 def create(instance: str, block: Mapping[str, Any]) -> Backend:
     """Build a backend from a validated block."""
-    return _TYPES[block["type"]].factory(instance, block)
+    return _type_of(block).factory(instance, block)

@@ -1,11 +1,20 @@
-"""Printing helpers shared by the CLI modules: one-line errors, plain tables."""
+"""Printing for the CLI: one-line errors, plain tables, JSON lines, user text made safe.
+
+stdout carries what scripts consume (paths, ids, tables, JSON); stderr the
+lines for humans. Every value a user (or another user, through the shared
+database) controls goes through `imagen_tui.text` before it is printed, so
+escape sequences in a prompt or a style name reach the terminal literally.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 from imagen_tui.errors import ImagenError, InputError
+from imagen_tui.text import json_text, literal, one_line
 
 PROG = "imagen"
 
@@ -37,21 +46,49 @@ def describe(error: ImagenError) -> str:
 
 
 def err(message: str) -> None:
-    """A line for humans on stderr, prefixed with the program name."""
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    """A line for humans on stderr, prefixed with the program name (user text escaped)."""
+    print(f"{PROG}: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def warn(error: InputError) -> None:
+    err(f"warning: {describe(error)}")
+
+
+def out(line: str) -> None:
+    """A line on stdout, its user text shown literally."""
+    print(literal(line), flush=True)
+
+
+def json_line(value: Any) -> None:
+    """One JSON document on one line of stdout (timestamps in ISO 8601)."""
+    print(json_text(value, default=_json_default), flush=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return None  # thumbnails and other binary data have no place on a terminal
+    return str(value)
+
+
+def when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def cell(text: str | None, limit: int = 60) -> str:
+    """User text squeezed into one table cell: escaped, one line, bounded."""
+    return one_line(text or "", limit)
 
 
 def columns(rows: Sequence[Sequence[str]]) -> list[str]:
     """Left-aligned columns, two spaces apart (plain text: fine in pipes and logs)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        "  ".join(text.ljust(w) for text, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
 
 
-def one_line(text: str, limit: int = 60) -> str:
-    """User text squeezed onto one table cell: no control characters, bounded length."""
-    flat = "".join(ch if ch.isprintable() else " " for ch in text)
-    flat = " ".join(flat.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+def table(rows: Sequence[Sequence[str]]) -> None:
+    print("\n".join(columns(rows)), flush=True)

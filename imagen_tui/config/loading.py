@@ -29,10 +29,12 @@ from imagen_tui.errors import ConfigError
 CONFIG_FILENAME = "imagen.yaml"
 BUILTIN = "built-in default"
 DEFAULT_NAMING = "{date}/{time}_{slug}_{seed}"
+# The tries of one series share a folder; {date} and {time} are the series' creation.
+DEFAULT_SERIES_NAMING = "{date}/series-{series}_{slug}/{idx:02d}_{seed}"
 DEFAULT_BACKENDS: dict[str, dict[str, Any]] = {"mock": {"type": "mock"}}
 
 TOP_LEVEL_KEYS = ("default_backend", "output", "styles", "backends", "database")
-OUTPUT_KEYS = ("directory", "naming", "write_metadata_json")
+OUTPUT_KEYS = ("directory", "naming", "series_naming", "write_metadata_json")
 DATABASE_KEYS = ("url", "url_env")
 DATABASE_URL_ENV = "IMAGEN_DATABASE_URL"
 
@@ -108,7 +110,8 @@ def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
 @dataclass(frozen=True)
 class OutputConfig:
     directory: Path
-    naming: str = DEFAULT_NAMING
+    naming: str = DEFAULT_NAMING  # solo images (`imagen generate`, jobs without a series)
+    series_naming: str = DEFAULT_SERIES_NAMING  # the tries of a queued series
     write_metadata_json: bool = True
 
 
@@ -266,6 +269,8 @@ def _build(path: Path | None, data: dict[str, Any], lines: dict[KeyPath, int]) -
             directory = path.parent / directory  # relative to the config file
     naming = output_block.get("naming", DEFAULT_NAMING)
     _expect(naming, str, ("output", "naming"), "a naming template string", locate)
+    series_naming = output_block.get("series_naming", DEFAULT_SERIES_NAMING)
+    _expect(series_naming, str, ("output", "series_naming"), "a naming template string", locate)
     write_json = output_block.get("write_metadata_json", True)
     _expect(write_json, bool, ("output", "write_metadata_json"), "true or false", locate)
 
@@ -295,7 +300,12 @@ def _build(path: Path | None, data: dict[str, Any], lines: dict[KeyPath, int]) -
     return Config(
         path=path,
         default_backend=default_backend,
-        output=OutputConfig(directory=directory, naming=naming, write_metadata_json=write_json),
+        output=OutputConfig(
+            directory=directory,
+            naming=naming,
+            series_naming=series_naming,
+            write_metadata_json=write_json,
+        ),
         styles=styles,
         backends=backends,
         database=_database_block(data.get("database") or {}, locate),
@@ -353,6 +363,9 @@ output:
   # {slug} {seed} {backend} {model} {width} {height} {idx} {series} {style}.
   # A "/" makes subdirectories. Existing files are never overwritten.
   naming: "{date}/{time}_{slug}_{seed}"
+  # The tries of one queued series share a folder of their own; here {date}
+  # and {time} are when the series was submitted.
+  series_naming: "{date}/series-{series}_{slug}/{idx:02d}_{seed}"
   # Write <image>.json beside each image with the full parameters.
   write_metadata_json: true
 

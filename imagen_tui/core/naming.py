@@ -43,7 +43,7 @@ TOKENS: frozenset[str] = frozenset(
 DEFAULT_TEMPLATE = DEFAULT_NAMING  # the config default
 
 # Number tokens may be zero-padded: {seed:08d}, {idx:03}. Nothing else takes a spec.
-_NUMBER_TOKENS = frozenset({"seed", "width", "height", "idx"})
+_NUMBER_TOKENS = frozenset({"seed", "width", "height", "idx", "series"})
 _ZERO_PAD = re.compile(r"0[1-9][0-9]?d?")
 
 SLUG_MAX_BYTES = 120
@@ -87,7 +87,8 @@ def check_template(template: str, field: str = "output.naming", where: str | Non
         if spec and (name not in _NUMBER_TOKENS or not _ZERO_PAD.fullmatch(spec)):
             fail(
                 f"{{{name}:{spec}}} has an unsupported format; only number tokens "
-                "(seed, width, height, idx) take one, and only zero-padding such as {idx:03d}"
+                "(seed, width, height, idx, series) take one, and only zero-padding "
+                "such as {idx:03d}"
             )
 
     for component in template.split("/"):
@@ -139,7 +140,7 @@ def render_name(template: str, fields: Mapping[str, object]) -> PurePosixPath:
     for literal, name, spec, _conversion in Formatter().parse(template):
         rendered.append(literal)  # parse() has already turned {{ and }} into { and }
         if name is not None:
-            rendered.append(_format_value(values[name], spec))
+            rendered.append(_format_value(values[name], spec or ""))
 
     *folders, file_name = [
         _truncate_to_bytes(component, COMPONENT_MAX_BYTES)

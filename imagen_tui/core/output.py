@@ -11,6 +11,13 @@
   complete file gets the final name; if anything fails or is interrupted (even
   Ctrl-C), the temp file, the image, the sidecar and any folder made for them
   are removed again.
+
+A caller that records the image elsewhere (the worker, in the database) asks
+for a *journal*: the hidden temp file is then kept as a second hard link to
+the image, named `.imagen-journal-<token>-*.part`, until the caller drops it
+once the image is recorded (or known to be unwanted). If the process is
+killed in between, the link is what lets a later sweep find the image and
+ask the database whether anything refers to it (`jobs.sweep`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ from imagen_tui.errors import InputError
 
 EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 
+TEMP_SUFFIX = ".part"
+JOURNAL_PREFIX = ".imagen-journal-"
+
 # os.link fails with these on filesystems without hard links (FAT, some network
 # and FUSE mounts); there we fall back to an existence check and os.replace.
 _NO_HARD_LINKS = frozenset(
@@ -43,6 +53,26 @@ class Written:
 
     image: Path
     sidecar: Path | None
+    journal: Path | None = None  # the hidden second link to the image, when asked for
+
+    def drop_journal(self) -> None:
+        """The image is recorded (or gone): its journal link is no longer needed."""
+        if self.journal is not None:
+            self.journal.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        """Delete the image, its sidecar and its journal link."""
+        for path in (self.image, self.sidecar, self.journal):
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+
+def journal_token(file_name: str) -> str | None:
+    """The token of a journal link's file name (see `write_image`), else None."""
+    if not (file_name.startswith(JOURNAL_PREFIX) and file_name.endswith(TEMP_SUFFIX)):
+        return None
+    token, separator, _random = file_name[len(JOURNAL_PREFIX) :].rpartition("-")
+    return token if separator and token else None
 
 
 def write_image(
@@ -53,12 +83,15 @@ def write_image(
     *,
     text_chunks: Mapping[str, str],
     sidecar: Mapping[str, Any] | None,
+    journal: str | None = None,
 ) -> Written:
     """Write `image` as `directory/name` plus the extension of `mime_type`.
 
     `name` comes from `naming.render_name`. PNGs get `text_chunks` embedded;
     other types are written as they are. When `sidecar` is not None, it is saved
     as JSON beside the image, with `"file"` set to the image's file name.
+    With a `journal` token (letters, digits and dashes), the image's hidden
+    temp file stays as a second link, `Written.journal` (see the module doc).
 
     Raises ValueError for an unknown MIME type or a PNG that is not one,
     InputError when the name would land outside `directory`, and OSError when
@@ -74,16 +107,17 @@ def write_image(
     created_folders: list[Path] = []
     image_path: Path | None = None
     sidecar_file: Path | None = None
+    journal_path: Path | None = None
     try:
         _make_folders(folder, created_folders)
-        image_path = _claim_free_name(folder, name.name, extension, data)
+        image_path, journal_path = _claim_free_name(folder, name.name, extension, data, journal)
         if sidecar is not None:
             sidecar_file = sidecar_path(image_path)
             _write_sidecar(sidecar_file, {**sidecar, "file": image_path.name})
-        return Written(image=image_path, sidecar=sidecar_file)
+        return Written(image=image_path, sidecar=sidecar_file, journal=journal_path)
     except BaseException:
         # Both names were free when the image claimed its own, so they are ours to remove.
-        for path in (image_path, sidecar_file):
+        for path in (image_path, sidecar_file, journal_path):
             if path is not None:
                 path.unlink(missing_ok=True)
         _remove_empty_folders(created_folders)
@@ -137,9 +171,14 @@ def _remove_empty_folders(created: list[Path]) -> None:
             path.rmdir()
 
 
-def _claim_free_name(folder: Path, stem: str, extension: str, data: bytes) -> Path:
-    """Write `data` under the first free name of `stem`, `stem-2`, ... and return it."""
-    temp = _write_temp_file(folder, data)
+def _claim_free_name(
+    folder: Path, stem: str, extension: str, data: bytes, journal: str | None = None
+) -> tuple[Path, Path | None]:
+    """Write `data` under the first free name of `stem`, `stem-2`, ...; return that
+    path and, with a `journal` token, the temp file kept as its second link."""
+    prefix = f"{JOURNAL_PREFIX}{journal}-" if journal else "."
+    temp = _write_temp_file(folder, data, prefix=prefix)
+    kept: Path | None = None
     try:
         number = 1
         while True:
@@ -156,9 +195,12 @@ def _claim_free_name(folder: Path, stem: str, extension: str, data: bytes) -> Pa
                 if error.errno not in _NO_HARD_LINKS:
                     raise
                 os.replace(temp, candidate)  # no hard links here: rely on the check above
-            return candidate
+                return candidate, None  # (and no journal link either)
+            kept = temp if journal else None
+            return candidate, kept
     finally:
-        temp.unlink(missing_ok=True)  # after os.replace it is already gone
+        if kept is None:
+            temp.unlink(missing_ok=True)  # after os.replace it is already gone
 
 
 def _is_taken(image_path: Path) -> bool:
@@ -176,13 +218,13 @@ def _write_sidecar(path: Path, payload: Mapping[str, Any]) -> None:
         temp.unlink(missing_ok=True)
 
 
-def _write_temp_file(folder: Path, data: bytes) -> Path:
+def _write_temp_file(folder: Path, data: bytes, prefix: str = ".") -> Path:
     """Write `data` to a new hidden `.part` file in `folder`, flushed to disk.
 
     mkstemp makes the file 0o600; it gets ordinary permissions (0o666 minus
     the umask) so the final image is readable like any other file.
     """
-    descriptor, name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
+    descriptor, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=TEMP_SUFFIX)
     temp = Path(name)
     try:
         with os.fdopen(descriptor, "wb") as file:

@@ -1,9 +1,12 @@
 """The one generate path shared by the CLI, the worker and the TUI.
 
-open_workbench()  config + presets + backend blocks, all checked
-plan()            what the user asked for (a Spec) -> a checked Plan;
-                  every input error is raised here, before anything runs
-run()             Plan -> backend -> image file + metadata -> Outcome
+plan()   what the user asked for (a RequestSpec) -> a checked Plan: backend
+         chosen and configured, style applied, size, steps and seed settled,
+         output directory writable. Every input error is raised here, before
+         anything runs.
+run()    Plan -> backend -> image file + metadata -> Outcome
+
+The workbench (config, presets, backends) comes from `core.workbench`.
 """
 
 from __future__ import annotations
@@ -12,77 +15,29 @@ import asyncio
 import hashlib
 import json
 import os
+import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from imagen_tui import __version__
-from imagen_tui.backends import registry
-from imagen_tui.backends.base import MAX_SEED, Backend, Progress, Request, Result, random_seed
-from imagen_tui.config import Config, load_config
+from imagen_tui.backends.base import Backend, Progress, Request, Result, random_seed
 from imagen_tui.core.metadata import parameters_text
-from imagen_tui.core.naming import check_template, render_name
+from imagen_tui.core.naming import render_name
 from imagen_tui.core.output import EXTENSIONS, Written, write_image
-from imagen_tui.core.prompt import Style, load_styles, pick_style
-from imagen_tui.core.sizes import DEFAULT_SIZE, check_size
+from imagen_tui.core.prompt import Style, pick_style
+from imagen_tui.core.spec import RequestSpec, try_seeds
 from imagen_tui.core.thumbnails import make_thumbnail
+from imagen_tui.core.workbench import Workbench
 from imagen_tui.errors import GenerationError, ImagenError, InputError
-
-MAX_COUNT = 10
-MAX_STEPS = 500
-
-
-@dataclass
-class Workbench:
-    """A checked configuration with the backend instances built on demand."""
-
-    config: Config
-    styles: dict[str, Style]
-    backend_blocks: dict[str, dict[str, Any]]  # instance -> validated block
-    _backends: dict[str, Backend] = field(default_factory=dict)
-
-    def backend(self, name: str) -> Backend:
-        if name not in self._backends:
-            self._backends[name] = registry.create(name, self.backend_blocks[name])
-        return self._backends[name]
-
-    async def aclose(self) -> None:
-        backends, self._backends = list(self._backends.values()), {}
-        for backend in backends:
-            await backend.aclose()
-
-
-def open_workbench(config_path: str | Path | None = None) -> Workbench:
-    """Load the config and check every block of it; raise ConfigError on the first fault."""
-    config = load_config(config_path)
-    blocks = {
-        name: registry.validate_block(name, block, config.where)
-        for name, block in config.backends.items()
-    }
-    check_template(config.output.naming, where=config.where(("output", "naming")))
-    return Workbench(config=config, styles=load_styles(config), backend_blocks=blocks)
-
-
-@dataclass(frozen=True)
-class Spec:
-    """What the user asked for, as typed: any field may be left to the defaults."""
-
-    prompt: str
-    negative: str = ""
-    style: str | None = None
-    size: tuple[int, int] | None = None
-    steps: int | None = None
-    seed: int | None = None
-    backend: str | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+from imagen_tui.limits import DEFAULT_SIZE
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A checked Spec for one image: everything `run` needs, nothing left to guess."""
+    """A checked, fully resolved request: everything `run` needs, nothing left to guess."""
 
     prompt: str  # the user's prompt, before the style
     style: Style | None
@@ -93,7 +48,11 @@ class Plan:
     naming: str
     write_json: bool
     idx: int = 1
-    series: str | None = None
+    series: int | None = None  # the queue's series id
+    job: int | None = None  # the queue's job id
+    # The time `{date}` and `{time}` name the files by; None: when the image is
+    # written. A series passes its own creation time, so its folder never splits.
+    named_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -110,57 +69,72 @@ class Outcome:
         return self.written.image
 
 
-def _check_directory(directory: Path) -> None:
-    """Refuse an output directory that cannot be created or written, without creating it."""
+_WRITABLE: set[Path] = set()  # directories a probe file was created in by this process
+
+
+def check_directory(directory: Path) -> None:
+    """Refuse an output directory that cannot be created or written, creating nothing.
+
+    The deepest existing folder is probed by creating (and removing) a file:
+    access checks say yes to root even where nothing can be created (/proc, a
+    read-only mount). A folder that passed stays trusted for this process.
+    """
     probe = directory
-    while not probe.exists():
-        if probe.parent == probe:
-            break
+    while not probe.exists() and probe.parent != probe:
         probe = probe.parent
-    if probe.exists() and not probe.is_dir():
+    if probe in _WRITABLE:
+        return
+    if not probe.is_dir():
         raise InputError("out", f"{probe} is a file, not a directory; choose another directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError("out", f"{probe} is not writable; choose a directory you can write to")
+    try:
+        descriptor, name = tempfile.mkstemp(dir=probe, prefix=".imagen-probe-")
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise InputError(
+            "out", f"cannot write in {probe} ({reason}); choose a directory you can write to"
+        ) from None
+    os.close(descriptor)
+    os.unlink(name)
+    _WRITABLE.add(probe)
 
 
-def clean_prompt(prompt: str) -> str:
-    """The prompt without surrounding blanks; InputError when nothing is left."""
-    prompt = prompt.strip()
-    if not prompt:
-        raise InputError("prompt", "the prompt is empty; say what the image should show")
-    return prompt
+def _output_directory(workbench: Workbench, directory: str | Path | None) -> Path:
+    if directory is None:
+        chosen = workbench.config.output.directory
+    elif not str(directory).strip():
+        raise InputError("out", "is empty; name a directory, or leave it out for output.directory")
+    else:
+        chosen = Path(directory)
+    chosen = chosen.expanduser().absolute()
+    check_directory(chosen)
+    return chosen
 
 
 def plan(
     workbench: Workbench,
-    spec: Spec,
+    spec: RequestSpec,
     *,
     idx: int = 1,
-    series: str | None = None,
-    directory: Path | None = None,
+    series: int | None = None,
+    job: int | None = None,
+    named_at: datetime | None = None,
+    directory: str | Path | None = None,
 ) -> Plan:
-    """Check a Spec against the workbench; raise InputError naming the field at fault."""
-    prompt = clean_prompt(spec.prompt)
-    backend_name = spec.backend or workbench.config.default_backend
-    block = workbench.backend_blocks.get(backend_name)
-    if block is None:
-        known = ", ".join(sorted(workbench.backend_blocks))
-        raise InputError("backend", f"no backend named {backend_name!r}; configured: {known}")
-    status = registry.status(block)
+    """Check a RequestSpec against the workbench; raise InputError naming the field at fault."""
+    spec = spec.checked()
+    backend_name, block = workbench.backend_block(spec.backend)
+    status = workbench.backend_status(backend_name)
     if status != "ok":
         raise InputError("backend", f"{backend_name} is {status}")
     style = pick_style(workbench.styles, spec.style)
     width, height = spec.size or (style.size if style and style.size else DEFAULT_SIZE)
-    check_size(width, height)
     steps = spec.steps if spec.steps is not None else (style.steps if style else None)
-    if steps is not None and not 1 <= steps <= MAX_STEPS:
-        raise InputError("steps", f"{steps} is out of range; use 1 to {MAX_STEPS}")
     seed = random_seed() if spec.seed is None else spec.seed
-    if not 0 <= seed <= MAX_SEED:
-        raise InputError("seed", f"{seed} is out of range; use 0 to {MAX_SEED}")
-    directory = (directory or workbench.config.output.directory).expanduser().absolute()
-    _check_directory(directory)
-    styled, negative = style.apply(prompt, spec.negative) if style else (prompt, spec.negative)
+    output = workbench.config.output
+    if style:
+        styled, negative = style.apply(spec.prompt, spec.negative_prompt)
+    else:
+        styled, negative = spec.prompt, spec.negative_prompt
     request = Request(
         prompt=styled,
         negative_prompt=negative.strip(),
@@ -172,43 +146,33 @@ def plan(
         options=dict(spec.options),
     )
     return Plan(
-        prompt=prompt,
+        prompt=spec.prompt,
         style=style,
         backend=backend_name,
-        backend_type=block["type"],
+        backend_type=str(block["type"]),
         request=request,
-        directory=directory,
-        naming=workbench.config.output.naming,
-        write_json=workbench.config.output.write_metadata_json,
+        directory=_output_directory(workbench, directory),
+        naming=output.naming if series is None else output.series_naming,
+        write_json=output.write_metadata_json,
         idx=idx,
         series=series,
+        job=job,
+        named_at=named_at,
     )
 
 
 def plan_tries(
     workbench: Workbench,
-    spec: Spec,
+    spec: RequestSpec,
     count: int,
     *,
-    series: str | None = None,
-    directory: Path | None = None,
+    directory: str | Path | None = None,
 ) -> list[Plan]:
-    """N tries of one prompt, each with its own seed: the given seed + i, or random."""
-    if not 1 <= count <= MAX_COUNT:
-        raise InputError("count", f"{count} is out of range; use 1 to {MAX_COUNT}")
-    plans = []
-    for i in range(count):
-        seed = None if spec.seed is None else spec.seed + i
-        plans.append(
-            plan(
-                workbench,
-                replace(spec, seed=seed),
-                idx=i + 1,
-                series=series,
-                directory=directory,
-            )
-        )
-    return plans
+    """`count` tries of one prompt, each with its own seed: the given seed + i, or random."""
+    return [
+        plan(workbench, replace(spec, seed=seed), idx=i, directory=directory)
+        for i, seed in enumerate(try_seeds(spec.seed, count), start=1)
+    ]
 
 
 def build_record(plan: Plan, result: Result, created: datetime) -> dict[str, Any]:
@@ -232,6 +196,7 @@ def build_record(plan: Plan, result: Result, created: datetime) -> dict[str, Any
         "cost_usd": result.cost_usd,
         "idx": plan.idx,
         "series": plan.series,
+        "job": plan.job,
         "created_at": created.isoformat(timespec="seconds"),
         "imagen_version": __version__,
     }
@@ -258,7 +223,12 @@ async def _call_backend(
 
 
 def _write_files(
-    plan: Plan, name: PurePosixPath, result: Result, chunks: dict[str, str], record: dict[str, Any]
+    plan: Plan,
+    name: PurePosixPath,
+    result: Result,
+    chunks: dict[str, str],
+    record: dict[str, Any],
+    journal: str | None,
 ) -> Written:
     """write_image for one outcome, its errors told in the user's terms."""
     try:
@@ -269,13 +239,13 @@ def _write_files(
             result.mime_type,
             text_chunks=chunks,
             sidecar=record if plan.write_json else None,
+            journal=journal,
         )
     except ValueError as error:  # the bytes are not the image type the backend claimed
         raise GenerationError(f"{plan.backend}: returned a broken image: {error}") from error
     except OSError as error:  # disk full, permissions changed since planning, ...
-        raise ImagenError(
-            f"output: cannot write into {plan.directory}: {error.strerror or error}"
-        ) from error
+        where = error.filename or plan.directory  # the folder or file that failed
+        raise ImagenError(f"output: cannot write {where}: {error.strerror or error}") from error
 
 
 def _thumbnail_of(plan: Plan, image: bytes) -> bytes:
@@ -291,9 +261,7 @@ async def _undo_write(writing: asyncio.Future[Written]) -> None:
         written = await asyncio.shield(writing)
     except BaseException:
         return  # the write failed: write_image leaves nothing behind
-    for path in (written.image, written.sidecar):
-        if path is not None:
-            path.unlink(missing_ok=True)
+    written.remove()
 
 
 async def run(
@@ -302,11 +270,15 @@ async def run(
     *,
     progress: Progress | None = None,
     thumbnail: bool = False,
+    journal: str | None = None,
 ) -> Outcome:
     """Generate one planned image and write it with its metadata.
 
     `progress` receives the backend's fraction done; `thumbnail` also makes a
-    small JPEG preview (for the database).
+    small JPEG preview (for the database); `journal` keeps a hidden hard link
+    named after it beside the image until the caller drops it (see
+    `output.write_image`), so a crash before the image is recorded can be
+    cleaned up later.
     """
     result = await _call_backend(backend, plan.request, progress)
     created = datetime.now(UTC).astimezone()
@@ -315,14 +287,14 @@ async def run(
         plan.naming,
         {
             "prompt": plan.prompt,
-            "when": created,
+            "when": plan.named_at or created,
             "seed": result.seed,
             "backend": plan.backend,
             "model": result.model,
             "width": plan.request.width,
             "height": plan.request.height,
             "idx": plan.idx,
-            "series": plan.series or "",
+            "series": plan.series,
             "style": plan.request.style or "",
         },
     )
@@ -346,7 +318,7 @@ async def run(
     # CPU). Whatever stops the run after that, a failed preview or a cancellation
     # (a lost lease), waits for the write and removes its files: nothing half-done stays.
     writing = asyncio.ensure_future(
-        asyncio.to_thread(_write_files, plan, name, result, chunks, record)
+        asyncio.to_thread(_write_files, plan, name, result, chunks, record, journal)
     )
     previewing = (
         asyncio.ensure_future(asyncio.to_thread(_thumbnail_of, plan, result.image))

@@ -9,6 +9,8 @@ schema that is behind and say which command to run.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -62,6 +64,15 @@ def connect(url: str, **kwargs: object) -> psycopg.Connection:
 def describe(error: psycopg.Error) -> str:
     """One line for a database error a command did not expect."""
     return f"database error: {_first_line(error)}"
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn any driver error raised inside into a one-line DatabaseError."""
+    try:
+        yield
+    except psycopg.Error as error:
+        raise DatabaseError(describe(error)) from None
 
 
 def _first_line(error: Exception) -> str:

@@ -1,45 +1,69 @@
-"""The job queue on PostgreSQL: claim, lease, fenced completion, rescue, wake-ups.
+"""The job queue on PostgreSQL: the worker's side of `jobs.types.Queue`.
 
-Every write a worker makes to a job it claimed is fenced on
-`worker_id = me AND status = 'running'`: when it affects no row, the lease was
-lost (the job was rescued and may be running elsewhere) and the caller drops
-its result. Four connections per worker, none shared across purposes:
+Claim, lease, fenced writes, idempotent completion, rescue, wake-ups.
+
+Every claim sets a new lease token (`jobs.lease_id`), and every later write
+a worker makes about that job is fenced on `lease_id = <token> AND status =
+'running'`. When such a write affects no row, this claim no longer holds the
+job (it was canceled, or rescued and perhaps claimed again, even by this
+very worker) and the caller drops its result. Four connections per worker,
+none shared across purposes:
 
 - the work connection (asyncio): progress, completion, failure, rescue;
 - the claim connection (asyncio): claims only, committed without waiting for
   the WAL flush (see `PgQueue._connection`);
-- the listen connection (asyncio): LISTEN imagen_jobs, idle between
-  notifications (psycopg holds a connection's lock while it waits);
+- the listen connection (asyncio, `db.events.listen`): LISTEN on
+  `imagen_jobs` (wake-ups) and `imagen_job_events` (cancel hints);
 - the heartbeat connection (a thread): lease renewals that a busy
   generation cannot starve.
+
+Connection errors become `QueueUnavailable` (retry later); any other error
+the database raises becomes `QueueRejected` (that statement cannot succeed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
+import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
-from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from imagen_tui.core.spec import REQUEST_FIELDS, RequestSpec
 from imagen_tui.db.connect import redact
+from imagen_tui.db.events import (
+    EVENTS_CHANNEL,
+    WAKE_CHANNEL,
+    Connected,
+    JobEvent,
+    Notification,
+    listen,
+)
+from imagen_tui.jobs.types import (
+    CancelHint,
+    Completion,
+    Job,
+    QueueRejected,
+    QueueUnavailable,
+    Signal,
+    Wake,
+)
+from imagen_tui.retry import Outage
+from imagen_tui.text import one_line
 
-WAKE_CHANNEL = "imagen_jobs"
-EVENTS_CHANNEL = "imagen_job_events"
+log = logging.getLogger("imagen.worker")
 
-_JOB_COLUMNS = """id, owner_user_id, series_id, series_idx, prompt, negative_prompt, style,
-    width, height, steps, seed, backend, options, attempts, max_attempts"""
+_REQUEST_COLUMNS = ", ".join(REQUEST_FIELDS)
 
 _CLAIM = f"""
-UPDATE imagen.jobs
+UPDATE imagen.jobs AS j
    SET status = 'running', attempts = attempts + 1, worker_id = %(me)s,
+       lease_id = gen_random_uuid(),
        lease_expires_at = now() + make_interval(secs => %(lease)s),
        started_at = now(), updated_at = now(), progress = 0, error = NULL
  WHERE id = (SELECT id FROM imagen.jobs
@@ -47,23 +71,27 @@ UPDATE imagen.jobs
               ORDER BY priority DESC, id
               FOR UPDATE SKIP LOCKED
               LIMIT 1)
-RETURNING {_JOB_COLUMNS}
+RETURNING {_REQUEST_COLUMNS}, id, lease_id::text AS lease, owner_user_id, series_id,
+          series_idx, attempts, max_attempts,
+          (SELECT s.created_at FROM imagen.series s WHERE s.id = j.series_id)
+              AS series_created_at
 """
 
+_FENCE = "WHERE id = %(job_id)s AND lease_id = %(lease)s AND status = 'running'"
+
 # One statement, so one transaction and one job event that already carries
-# the image id. `fenced` is empty when the lease was lost: nothing is written.
-_COMPLETE = """
+# the image id. `fenced` is empty when the claim no longer holds the job:
+# then nothing is written.
+_COMPLETE = f"""
 WITH fenced AS (
-    SELECT id, owner_user_id FROM imagen.jobs
-     WHERE id = %(job_id)s AND worker_id = %(me)s AND status = 'running'
-       FOR UPDATE
+    SELECT id, owner_user_id FROM imagen.jobs {_FENCE} FOR UPDATE
 ), image AS (
     INSERT INTO imagen.images (owner_user_id, job_id, series_id, series_idx, seed, width,
                                height, steps, backend, model, mime_type, sha256, bytes,
                                storage_uri, thumbnail, thumbnail_mime, metadata)
     SELECT owner_user_id, id, %(series_id)s, %(series_idx)s, %(seed)s, %(width)s,
            %(height)s, %(steps)s, %(backend)s, %(model)s, %(mime_type)s, %(sha256)s,
-           %(bytes)s, %(storage_uri)s, %(thumbnail)s, %(thumbnail_mime)s, %(metadata)s
+           %(byte_size)s, %(storage_uri)s, %(thumbnail)s, %(thumbnail_mime)s, %(metadata)s
       FROM fenced
     RETURNING id
 ), usage AS (
@@ -81,32 +109,49 @@ UPDATE imagen.jobs AS j
 RETURNING image.id
 """
 
-_FENCE = "WHERE id = %(job_id)s AND worker_id = %(me)s AND status = 'running'"
+# After a completion wrote nothing: did an earlier try of the same completion
+# commit (its reply lost with the connection)? The lease token stays on a
+# done job, so this tells our own committed result from someone else's.
+_COMPLETED_BY_US = """
+SELECT image_id FROM imagen.jobs
+ WHERE id = %(job_id)s AND lease_id = %(lease)s AND status = 'done'
+"""
 
 _FAIL = f"""
 UPDATE imagen.jobs
-   SET status = 'failed', error = %(error)s, finished_at = now(), updated_at = now(),
-       lease_expires_at = NULL
+   SET status = 'failed', error = %(error)s, seed = coalesce(seed, %(seed)s),
+       finished_at = now(), updated_at = now(), lease_expires_at = NULL
  {_FENCE}
 """
 
 _RETRY = f"""
 UPDATE imagen.jobs
-   SET status = 'pending', error = %(error)s, run_at = now() + make_interval(secs => %(delay)s),
-       worker_id = NULL, lease_expires_at = NULL, progress = NULL, updated_at = now()
+   SET status = 'pending', error = %(error)s, seed = coalesce(seed, %(seed)s),
+       run_at = now() + make_interval(secs => %(delay)s),
+       worker_id = NULL, lease_id = NULL, lease_expires_at = NULL, progress = NULL,
+       updated_at = now()
  {_FENCE}
 """
 
-# Handing a job back unfinished (shutdown): it was not the job's fault, so the
-# attempt does not count.
+# Handing a job back unfinished (a stop): not the job's fault, so the attempt
+# does not count.
 _RELEASE = f"""
 UPDATE imagen.jobs
    SET status = 'pending', attempts = greatest(attempts - 1, 0), worker_id = NULL,
-       lease_expires_at = NULL, progress = NULL, updated_at = now()
+       lease_id = NULL, lease_expires_at = NULL, progress = NULL, updated_at = now()
  {_FENCE}
 """
 
 _PROGRESS = f"UPDATE imagen.jobs SET progress = %(progress)s {_FENCE}"
+
+_STATE = "SELECT status, lease_id = %(lease)s AS ours FROM imagen.jobs WHERE id = %(job_id)s"
+
+_RECORDED_FILES = "SELECT storage_uri FROM imagen.images WHERE job_id = ANY(%(job_ids)s)"
+
+_LIVE_LEASES = """
+SELECT lease_id::text AS lease FROM imagen.jobs
+ WHERE status = 'running' AND lease_expires_at > now() AND lease_id = ANY(%(leases)s::uuid[])
+"""
 
 # Jobs whose worker stopped renewing its lease (it died, or lost the database
 # for longer than the lease): back to pending, or failed after max_attempts.
@@ -120,7 +165,8 @@ UPDATE imagen.jobs
                     ELSE format('worker %s stopped renewing its lease; retrying', worker_id)
                END,
        finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
-       worker_id = NULL, lease_expires_at = NULL, progress = NULL, updated_at = now()
+       worker_id = NULL, lease_id = NULL, lease_expires_at = NULL, progress = NULL,
+       updated_at = now()
  WHERE status = 'running' AND lease_expires_at < now()
 RETURNING id, status
 """
@@ -132,64 +178,32 @@ SELECT extract(epoch FROM min(run_at) - now()) AS seconds
 """
 
 _RENEW = """
-UPDATE imagen.jobs SET lease_expires_at = now() + make_interval(secs => %(lease)s)
- WHERE id = ANY(%(ids)s) AND worker_id = %(me)s AND status = 'running'
-RETURNING id
+UPDATE imagen.jobs AS j
+   SET lease_expires_at = now() + make_interval(secs => %(lease)s)
+  FROM unnest(%(ids)s::bigint[], %(leases)s::uuid[]) AS held (id, lease_id)
+ WHERE j.id = held.id AND j.lease_id = held.lease_id AND j.status = 'running'
+RETURNING j.id
 """
 
 
-class QueueUnavailable(Exception):
-    """The database could not be reached; the caller backs off and tries again."""
+def job_from_row(row: Mapping[str, Any]) -> Job:
+    return Job(
+        id=row["id"],
+        spec=RequestSpec.from_row(row),
+        lease=row["lease"],
+        owner_user_id=row["owner_user_id"],
+        series_id=row["series_id"],
+        series_idx=row["series_idx"],
+        series_created_at=row["series_created_at"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+    )
 
 
-@dataclass(frozen=True)
-class Job:
-    """A claimed job: what to make, and whose it is."""
-
-    id: int
-    prompt: str
-    owner_user_id: UUID | None = None
-    series_id: int | None = None
-    series_idx: int | None = None
-    negative_prompt: str = ""
-    style: str | None = None
-    width: int | None = None
-    height: int | None = None
-    steps: int | None = None
-    seed: int | None = None
-    backend: str | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
-    attempts: int = 1
-    max_attempts: int = 3
-
-
-@dataclass(frozen=True)
-class Completion:
-    """What a finished job writes: its images row and its usage row."""
-
-    seed: int
-    width: int
-    height: int
-    steps: int | None
-    backend: str
-    backend_type: str
-    model: str
-    mime_type: str
-    sha256: str
-    bytes: int
-    storage_uri: str
-    thumbnail: bytes | None
-    thumbnail_mime: str | None
-    metadata: Mapping[str, Any]
-    prompt_sha256: str
-    latency_ms: float
-    cost_usd: float | None
-
-
-def backoff_delay(attempt: int, base: float = 0.5, cap: float = 60.0) -> float:
-    """Exponential backoff with jitter: ~base * 2^(attempt-1), at most `cap` seconds."""
-    delay = min(cap, base * 2 ** max(0, attempt - 1))
-    return delay * random.uniform(0.75, 1.0)
+def _one_line(error: psycopg.Error) -> str:
+    return one_line(
+        str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    )
 
 
 class PgQueue:
@@ -199,11 +213,11 @@ class PgQueue:
         self.url = url
         self.worker_id = worker_id
         self.lease_s = lease_s
-        self._conn: psycopg.AsyncConnection | None = None
-        self._claim_conn: psycopg.AsyncConnection | None = None
+        self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
+        self._claim_conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
         self._lock = asyncio.Lock()  # one statement at a time on the two connections
 
-    # ----------------------------------------------------------- work connection
+    # ----------------------------------------------------------- statements
 
     async def _run(
         self, query: str, params: Mapping[str, Any] | None, *, claim: bool = False
@@ -217,9 +231,11 @@ class PgQueue:
                 return rows, cursor.rowcount
             except psycopg.OperationalError as error:
                 await self._drop_connections()
-                raise QueueUnavailable(f"{redact(self.url)}: {error}") from error
+                raise QueueUnavailable(f"{redact(self.url)}: {_one_line(error)}") from error
+            except psycopg.Error as error:
+                raise QueueRejected(_one_line(error)) from error
 
-    async def _connection(self, claim: bool) -> psycopg.AsyncConnection:
+    async def _connection(self, claim: bool) -> psycopg.AsyncConnection[dict[str, Any]]:
         conn = self._claim_conn if claim else self._conn
         if conn is not None and not conn.closed:
             return conn
@@ -228,10 +244,11 @@ class PgQueue:
         )
         if claim:
             # A claim does not wait for its WAL flush (~0.6 ms of a ~2 ms pickup on
-            # bench/job_queue.py's VM). If the server crashes before the flush, the claim
-            # is lost: the job is pending again, and whatever this worker then
-            # writes for it is refused by the fence, as for a lease lost. Anything
-            # committed after it (a completion) flushes the claim's WAL too.
+            # bench/job_queue.py's VM). If the server crashes before the flush, the
+            # claim is lost and the job is pending again; a new claim of it gets a
+            # new lease token, so whatever this worker then writes under the old one
+            # is refused by the fence. Anything committed after it (a completion)
+            # flushes the claim's WAL too.
             await conn.execute("SET synchronous_commit TO off")
             self._claim_conn = conn
         else:
@@ -246,35 +263,42 @@ class PgQueue:
                     await conn.close()
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._drop_connections()
+        # Not under the lock: a statement stuck on a dead server must not hold up a stop.
+        await self._drop_connections()
 
     def _fenced(self, job: Job, **params: Any) -> dict[str, Any]:
-        return {"job_id": job.id, "me": self.worker_id, **params}
+        return {"job_id": job.id, "lease": job.lease, **params}
+
+    async def _write(self, query: str, params: Mapping[str, Any]) -> bool:
+        """A fenced UPDATE; False when it touched nothing (the claim no longer holds the job)."""
+        _rows, count = await self._run(query, params)
+        return count > 0
+
+    # ----------------------------------------------------------- the Queue protocol
 
     async def claim(self) -> Job | None:
         rows, _ = await self._run(_CLAIM, {"me": self.worker_id, "lease": self.lease_s}, claim=True)
-        if not rows:
-            return None
-        row = rows[0]
-        return Job(**{**row, "options": row["options"] or {}})
+        return job_from_row(rows[0]) if rows else None
 
     async def complete(self, job: Job, done: Completion) -> int | None:
-        """Record the result; the new image id, or None when the lease was lost."""
         params = self._fenced(
             job,
+            me=self.worker_id,
             series_id=job.series_id,
             series_idx=job.series_idx,
             **{**done.__dict__, "metadata": Jsonb(dict(done.metadata))},
         )
         rows, _ = await self._run(_COMPLETE, params)
-        return rows[0]["id"] if rows else None
+        if rows:
+            return int(rows[0]["id"])
+        rows, _ = await self._run(_COMPLETED_BY_US, self._fenced(job))
+        return int(rows[0]["image_id"]) if rows and rows[0]["image_id"] is not None else None
 
-    async def fail(self, job: Job, error: str) -> bool:
-        return await self._write(_FAIL, self._fenced(job, error=error))
+    async def fail(self, job: Job, error: str, seed: int | None) -> bool:
+        return await self._write(_FAIL, self._fenced(job, error=error, seed=seed))
 
-    async def retry(self, job: Job, error: str, delay_s: float) -> bool:
-        return await self._write(_RETRY, self._fenced(job, error=error, delay=delay_s))
+    async def retry(self, job: Job, error: str, delay_s: float, seed: int | None) -> bool:
+        return await self._write(_RETRY, self._fenced(job, error=error, delay=delay_s, seed=seed))
 
     async def release(self, job: Job) -> bool:
         return await self._write(_RELEASE, self._fenced(job))
@@ -282,49 +306,58 @@ class PgQueue:
     async def progress(self, job: Job, fraction: float) -> bool:
         return await self._write(_PROGRESS, self._fenced(job, progress=fraction))
 
+    async def lost(self, job: Job) -> str | None:
+        rows, _ = await self._run(_STATE, self._fenced(job))
+        if not rows:
+            return "the job was deleted"
+        status, ours = rows[0]["status"], rows[0]["ours"]
+        if status == "running" and ours:
+            return None
+        if status == "canceled":
+            return "canceled"
+        return "taken over after its lease expired" if not ours else f"now {status}"
+
+    async def recorded_files(self, job_ids: Sequence[int]) -> set[str]:
+        rows, _ = await self._run(_RECORDED_FILES, {"job_ids": list(job_ids)})
+        return {row["storage_uri"] for row in rows}
+
+    async def live_leases(self, leases: Sequence[str]) -> set[str]:
+        rows, _ = await self._run(_LIVE_LEASES, {"leases": list(leases)})
+        return {row["lease"] for row in rows}
+
     async def next_due(self) -> float | None:
-        """Seconds until a pending job becomes claimable (<= 0: now); None: none pending."""
         rows, _ = await self._run(_NEXT_DUE, None)
         seconds = rows[0]["seconds"] if rows else None
         return None if seconds is None else float(seconds)
 
     async def rescue(self) -> list[tuple[int, str]]:
-        """Requeue (or fail) jobs whose lease expired; [(job id, new status)]."""
         # No parameters: the %s in its format() calls are SQL's own, and psycopg
         # would rewrite them into $n placeholders if any params (even {}) were given.
         rows, _ = await self._run(_RESCUE, None)
         return [(row["id"], row["status"]) for row in rows]
 
+    async def signals(self) -> AsyncIterator[Signal]:
+        """Wake-ups (and one after every reconnect) and cancel hints."""
+        async for item in listen(self.url, (WAKE_CHANNEL, EVENTS_CHANNEL), label="listener"):
+            if isinstance(item, Connected):
+                yield Wake()  # notifications sent while disconnected are lost
+            elif isinstance(item, Notification):
+                if item.channel == WAKE_CHANNEL:
+                    yield Wake()
+                elif '"canceled"' in item.payload:  # cheap filter before parsing
+                    hint = _cancel_hint(item.payload)
+                    if hint is not None:
+                        yield hint
+
     def heartbeat(
-        self, in_flight: Callable[[], Iterable[int]], on_lost: Callable[[int], None]
+        self, in_flight: Callable[[], Mapping[int, str]], on_lost: Callable[[int], object]
     ) -> Heartbeat:
-        return Heartbeat(self.url, self.worker_id, self.lease_s, in_flight, on_lost)
+        return Heartbeat(self.url, self.lease_s, in_flight, on_lost)
 
-    async def _write(self, query: str, params: Mapping[str, Any]) -> bool:
-        """A fenced UPDATE; False when it touched nothing (the lease was lost)."""
-        _rows, count = await self._run(query, params)
-        return count > 0
 
-    # ----------------------------------------------------------- wake-ups
-
-    async def wakeups(self, retry_cap_s: float = 5.0) -> AsyncIterator[None]:
-        """Yield once at start and after every (re)connect, then once per notification.
-
-        Notifications sent while disconnected are lost, so each reconnect
-        yields at once: the worker then claims whatever arrived meanwhile.
-        """
-        failures = 0
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {WAKE_CHANNEL}")
-                    failures = 0
-                    yield
-                    async for _ in conn.notifies():
-                        yield
-            except psycopg.OperationalError:
-                failures += 1
-                await asyncio.sleep(min(retry_cap_s, 0.1 * 2**failures))
+def _cancel_hint(payload: str) -> CancelHint | None:
+    event = JobEvent.parse(payload)
+    return CancelHint(event.id) if event is not None and event.status == "canceled" else None
 
 
 class Heartbeat(threading.Thread):
@@ -337,51 +370,52 @@ class Heartbeat(threading.Thread):
     def __init__(
         self,
         url: str,
-        worker_id: str,
         lease_s: float,
-        in_flight: Callable[[], Iterable[int]],  # the job ids to renew
-        on_lost: Callable[[int], None],
+        in_flight: Callable[[], Mapping[int, str]],  # job id -> lease token, to renew
+        on_lost: Callable[[int], object],
     ) -> None:
         super().__init__(name="imagen-heartbeat", daemon=True)
         self.url = url
-        self.worker_id = worker_id
         self.lease_s = lease_s
         self.interval = lease_s / 3
         self._in_flight = in_flight
         self._on_lost = on_lost
         self._stop_event = threading.Event()
-        self._conn: psycopg.Connection | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._outage = Outage(log, "heartbeat")
 
     def stop(self) -> None:
         self._stop_event.set()
 
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
-            ids = list(self._in_flight())
-            if ids:
-                self.renew(ids)
+            held = dict(self._in_flight())
+            if held:
+                self.renew(held)
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()
 
-    def renew(self, ids: Iterable[int]) -> set[int]:
-        """Extend the given leases; report and return the ids whose lease is lost."""
-        wanted = set(ids)
+    def renew(self, held: Mapping[int, str]) -> set[int]:
+        """Extend the given leases; report and return the job ids whose lease is lost."""
+        ids = sorted(held)
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self.url, autocommit=True)
             rows = self._conn.execute(
-                _RENEW, {"ids": sorted(wanted), "me": self.worker_id, "lease": self.lease_s}
+                _RENEW, {"ids": ids, "leases": [held[i] for i in ids], "lease": self.lease_s}
             ).fetchall()
-        except psycopg.OperationalError:
+        except psycopg.Error as error:
             # The database is away: try again next beat. If it stays away past the
             # lease, the jobs get rescued and the fenced completion will say so.
+            self._outage.failed(_one_line(error))
             with contextlib.suppress(Exception):
                 if self._conn is not None:
                     self._conn.close()
             self._conn = None
             return set()
-        lost = wanted - {row[0] for row in rows}
+        self._outage.recovered()
+        lost = set(ids) - {row[0] for row in rows}
         for job_id in lost:
             self._on_lost(job_id)
         return lost

@@ -1,145 +1,458 @@
-"""The queries front ends need: submit a series, list jobs and series, show a
-series with its images, pick a winner, count the queue. Front ends call these
-and never write SQL themselves."""
+"""The statements front ends need, as typed queries with a sync and an async runner.
+
+Each function here builds a `Query[T]`: one SQL statement (so one
+transaction, atomic by itself), its parameters, and how its rows become a
+typed result `T`. `fetch(conn, query)` runs it on a psycopg connection,
+`await afetch(aconn, query)` on an async one, so a CLI command and a live
+view share every statement without writing it twice:
+
+    jobs = fetch(conn, jobs_page(status="failed", limit=20))
+    series = await afetch(aconn, series_detail(12))
+
+A query whose rows say the input was wrong (no such series, a try without an
+image, a job that cannot be canceled) raises `InputError` naming the field.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote, urlparse
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from imagen_tui.core.spec import REQUEST_FIELDS, RequestSpec
 from imagen_tui.errors import InputError
+from imagen_tui.limits import CANCELABLE_STATUSES, JOB_STATUSES, RETRYABLE_STATUSES
 
-JOB_STATUSES = ("pending", "running", "done", "failed", "canceled")
+T = TypeVar("T")
+Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class NewSeries:
-    prompt: str
-    count: int = 1
-    negative_prompt: str = ""
-    style: str | None = None
-    width: int | None = None
-    height: int | None = None
-    steps: int | None = None
-    seed: int | None = None  # try i gets seed + i - 1; None: each try a random seed
-    backend: str | None = None  # None: the worker's default backend
-    options: dict[str, Any] | None = None
+class Query(Generic[T]):
+    """One statement, its parameters, and how its rows become a `T`."""
+
+    sql: str
+    params: Mapping[str, Any]
+    decode: Callable[[list[Row]], T]
 
 
-def submit_series(conn: psycopg.Connection, new: NewSeries) -> tuple[int, list[int]]:
-    """Insert a series and its `count` jobs in one transaction; (series id, job ids)."""
-    params = {**new.__dict__, "options": Jsonb(new.options or {})}
-    with conn.transaction():
-        row = conn.execute(
-            """INSERT INTO imagen.series (prompt, negative_prompt, style, width, height, steps,
-                                          seed, backend, count)
-               VALUES (%(prompt)s, %(negative_prompt)s, %(style)s, %(width)s, %(height)s,
-                       %(steps)s, %(seed)s, %(backend)s, %(count)s)
-               RETURNING id""",
-            params,
-        ).fetchone()
-        assert row is not None
-        series_id = row[0]
-        # One INSERT statement for all tries: one wake-up notification.
-        jobs = conn.execute(
-            """INSERT INTO imagen.jobs (series_id, series_idx, prompt, negative_prompt, style,
-                                        width, height, steps, seed, backend, options)
-               SELECT %(series_id)s, i, %(prompt)s, %(negative_prompt)s, %(style)s, %(width)s,
-                      %(height)s, %(steps)s, %(seed)s::bigint + i - 1, %(backend)s, %(options)s
-                 FROM generate_series(1, %(count)s) AS i
-                ORDER BY i
-               RETURNING id""",
-            {**params, "series_id": series_id},
-        ).fetchall()
-    return series_id, sorted(job[0] for job in jobs)
+def fetch(conn: psycopg.Connection[Any], query: Query[T]) -> T:
+    """Run `query` on a (sync) connection."""
+    with conn.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(query.sql, query.params)
+        rows = cursor.fetchall() if cursor.description else []
+    return query.decode(rows)
 
 
-def list_jobs(
-    conn: psycopg.Connection, status: str | None = None, limit: int = 50
-) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            """SELECT j.id, j.status, j.series_id, j.series_idx, j.prompt, j.backend,
-                      coalesce(i.seed, j.seed) AS seed, j.attempts, j.progress, j.error,
-                      j.created_at, i.storage_uri
-                 FROM imagen.jobs j LEFT JOIN imagen.images i ON i.id = j.image_id
-                WHERE %(status)s::text IS NULL OR j.status = %(status)s
-                ORDER BY j.id DESC
-                LIMIT %(limit)s""",
-            {"status": status, "limit": limit},
-        ).fetchall()
-
-
-def list_series(conn: psycopg.Connection, limit: int = 20) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            """SELECT s.id, s.prompt, s.style, s.count, s.created_at,
-                      count(*) FILTER (WHERE j.status = 'done') AS done,
-                      count(*) FILTER (WHERE j.status = 'failed') AS failed,
-                      (SELECT series_idx FROM imagen.images w
-                        WHERE w.id = s.selected_image_id) AS winner_idx
-                 FROM imagen.series s LEFT JOIN imagen.jobs j ON j.series_id = s.id
-                GROUP BY s.id
-                ORDER BY s.id DESC
-                LIMIT %(limit)s""",
-            {"limit": limit},
-        ).fetchall()
-
-
-def series_detail(conn: psycopg.Connection, series_id: int) -> dict[str, Any]:
-    """The series row plus `tries`: one dict per job, with its image if done."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        series = cur.execute("SELECT * FROM imagen.series WHERE id = %s", (series_id,)).fetchone()
-        if series is None:
-            raise InputError(
-                "series", f"no series {series_id}; list them with `imagen series list`"
-            )
-        series["tries"] = cur.execute(
-            """SELECT j.series_idx AS idx, j.id AS job_id, j.status, j.progress, j.error,
-                      coalesce(i.seed, j.seed) AS seed, i.id AS image_id, i.storage_uri,
-                      i.width, i.height, i.model, i.backend,
-                      (i.id IS NOT NULL AND i.id = %(winner)s) AS winner
-                 FROM imagen.jobs j LEFT JOIN imagen.images i ON i.id = j.image_id
-                WHERE j.series_id = %(series)s
-                ORDER BY j.series_idx""",
-            {"series": series_id, "winner": series["selected_image_id"]},
-        ).fetchall()
-    for attempt in series["tries"]:
-        attempt["path"] = uri_to_path(attempt["storage_uri"])
-    return series
-
-
-def pick_winner(conn: psycopg.Connection, series_id: int, idx: int) -> int:
-    """Mark try `idx` of the series as its winner; the image id."""
-    detail = series_detail(conn, series_id)
-    chosen = next((t for t in detail["tries"] if t["idx"] == idx), None)
-    if chosen is None:
-        raise InputError("idx", f"series {series_id} has tries 1 to {detail['count']}, not {idx}")
-    if chosen["image_id"] is None:
-        raise InputError(
-            "idx", f"try {idx} of series {series_id} has no image yet (it is {chosen['status']})"
-        )
-    conn.execute(
-        "UPDATE imagen.series SET selected_image_id = %s WHERE id = %s",
-        (chosen["image_id"], series_id),
-    )
-    return int(chosen["image_id"])
-
-
-def queue_counts(conn: psycopg.Connection) -> dict[str, int]:
-    rows = conn.execute("SELECT status, count(*) FROM imagen.jobs GROUP BY status").fetchall()
-    counts = dict.fromkeys(JOB_STATUSES, 0)
-    counts.update({status: int(n) for status, n in rows})
-    return counts
+async def afetch(conn: psycopg.AsyncConnection[Any], query: Query[T]) -> T:
+    """Run `query` on an async connection."""
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(query.sql, query.params)
+        rows = await cursor.fetchall() if cursor.description else []
+    return query.decode(rows)
 
 
 def uri_to_path(uri: str | None) -> Path | None:
+    """The local file a `file://` storage URI names; None for other URIs."""
     if not uri or not uri.startswith("file:"):
         return None
     return Path(unquote(urlparse(uri).path))
+
+
+# --------------------------------------------------------------------------- rows
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job as listings show it (the seed is the one used, once known)."""
+
+    id: int
+    status: str
+    series_id: int | None
+    series_idx: int | None
+    prompt: str
+    backend: str | None
+    seed: int | None
+    attempts: int
+    max_attempts: int
+    progress: float | None
+    error: str | None
+    image_id: int | None
+    storage_uri: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def path(self) -> Path | None:
+        return uri_to_path(self.storage_uri)
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    """A series in a listing: its tries done and failed, and the winner's try number."""
+
+    id: int
+    prompt: str
+    style: str | None
+    count: int
+    done: int
+    failed: int
+    winner_idx: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TryRow:
+    """One try of a series: its job, and its image once done."""
+
+    idx: int
+    job_id: int
+    status: str
+    progress: float | None
+    error: str | None
+    seed: int | None
+    image_id: int | None
+    storage_uri: str | None
+    width: int | None
+    height: int | None
+    model: str | None
+    backend: str | None
+    winner: bool
+
+    @property
+    def path(self) -> Path | None:
+        return uri_to_path(self.storage_uri)
+
+
+@dataclass(frozen=True)
+class SeriesDetail:
+    id: int
+    spec: RequestSpec
+    count: int
+    selected_image_id: int | None
+    created_at: datetime
+    tries: tuple[TryRow, ...]
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """A finished image with its thumbnail: enough for a grid on any machine."""
+
+    id: int
+    job_id: int | None
+    series_id: int | None
+    series_idx: int | None
+    seed: int
+    width: int
+    height: int
+    backend: str
+    model: str
+    storage_uri: str
+    thumbnail: bytes | None
+    thumbnail_mime: str | None
+    metadata: Mapping[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Submitted:
+    series_id: int
+    job_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """A job whose status a user changed, and what it was before."""
+
+    id: int
+    status: str
+    was: str
+
+
+def _build(cls: type[T], row: Row) -> T:
+    return cls(**{name: row[name] for name in cls.__dataclass_fields__})  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- reads
+
+_JOB_SELECT = """
+SELECT j.id, j.status, j.series_id, j.series_idx, j.prompt, j.backend,
+       coalesce(i.seed, j.seed) AS seed, j.attempts, j.max_attempts, j.progress, j.error,
+       j.image_id, i.storage_uri, j.created_at, j.started_at, j.finished_at
+  FROM imagen.jobs j LEFT JOIN imagen.images i ON i.id = j.image_id
+"""
+
+
+def jobs_page(
+    status: str | None = None, limit: int = 50, before_id: int | None = None
+) -> Query[list[JobRow]]:
+    """The newest jobs (older than `before_id`, for paging), optionally of one status."""
+    if status is not None and status not in JOB_STATUSES:
+        raise InputError("status", f"{status!r} is not a job status; use {', '.join(JOB_STATUSES)}")
+    return Query(
+        f"""{_JOB_SELECT}
+         WHERE (%(status)s::text IS NULL OR j.status = %(status)s)
+           AND (%(before)s::bigint IS NULL OR j.id < %(before)s)
+         ORDER BY j.id DESC
+         LIMIT %(limit)s""",
+        {"status": status, "limit": limit, "before": before_id},
+        lambda rows: [_build(JobRow, row) for row in rows],
+    )
+
+
+def jobs_by_id(ids: Sequence[int]) -> Query[list[JobRow]]:
+    """These jobs (a live view re-reading rows its events named), newest first."""
+    return Query(
+        f"{_JOB_SELECT} WHERE j.id = ANY(%(ids)s) ORDER BY j.id DESC",
+        {"ids": list(ids)},
+        lambda rows: [_build(JobRow, row) for row in rows],
+    )
+
+
+def series_page(limit: int = 20, before_id: int | None = None) -> Query[list[SeriesRow]]:
+    return Query(
+        """SELECT s.id, s.prompt, s.style, s.count, s.created_at,
+                  count(j.id) FILTER (WHERE j.status = 'done') AS done,
+                  count(j.id) FILTER (WHERE j.status = 'failed') AS failed,
+                  (SELECT w.series_idx FROM imagen.images w
+                    WHERE w.id = s.selected_image_id) AS winner_idx
+             FROM imagen.series s LEFT JOIN imagen.jobs j ON j.series_id = s.id
+            WHERE %(before)s::bigint IS NULL OR s.id < %(before)s
+            GROUP BY s.id
+            ORDER BY s.id DESC
+            LIMIT %(limit)s""",
+        {"limit": limit, "before": before_id},
+        lambda rows: [_build(SeriesRow, row) for row in rows],
+    )
+
+
+_SERIES_COLUMNS = ", ".join(f"s.{name}" for name in REQUEST_FIELDS)
+
+
+def series_detail(series_id: int) -> Query[SeriesDetail]:
+    """A series with its tries (jobs joined with their images), in try order."""
+
+    def decode(rows: list[Row]) -> SeriesDetail:
+        if not rows:
+            raise InputError(
+                "series", f"no series {series_id}; list them with `imagen series list`"
+            )
+        first = rows[0]
+        tries = tuple(
+            TryRow(
+                idx=row["idx"],
+                job_id=row["job_id"],
+                status=row["status"],
+                progress=row["progress"],
+                error=row["error"],
+                seed=row["try_seed"],
+                image_id=row["image_id"],
+                storage_uri=row["storage_uri"],
+                width=row["image_width"],
+                height=row["image_height"],
+                model=row["model"],
+                backend=row["image_backend"],
+                winner=row["image_id"] is not None
+                and row["image_id"] == first["selected_image_id"],
+            )
+            for row in rows
+            if row["job_id"] is not None
+        )
+        return SeriesDetail(
+            id=first["series_id"],
+            spec=RequestSpec.from_row(first),
+            count=first["count"],
+            selected_image_id=first["selected_image_id"],
+            created_at=first["created_at"],
+            tries=tries,
+        )
+
+    return Query(
+        f"""SELECT s.id AS series_id, {_SERIES_COLUMNS}, s.count, s.selected_image_id,
+                   s.created_at, j.series_idx AS idx, j.id AS job_id, j.status, j.progress,
+                   j.error, coalesce(i.seed, j.seed) AS try_seed, i.id AS image_id,
+                   i.storage_uri, i.width AS image_width, i.height AS image_height, i.model,
+                   i.backend AS image_backend
+              FROM imagen.series s
+              LEFT JOIN imagen.jobs j ON j.series_id = s.id
+              LEFT JOIN imagen.images i ON i.id = j.image_id
+             WHERE s.id = %(series)s
+             ORDER BY j.series_idx""",
+        {"series": series_id},
+        decode,
+    )
+
+
+_IMAGE_COLUMNS = """id, job_id, series_id, series_idx, seed, width, height, backend, model,
+    storage_uri, thumbnail, thumbnail_mime, metadata, created_at"""
+
+
+def series_images(series_id: int) -> Query[list[ImageRow]]:
+    """The images of a series with their thumbnails, in try order."""
+    return Query(
+        f"""SELECT {_IMAGE_COLUMNS} FROM imagen.images
+             WHERE series_id = %(series)s ORDER BY series_idx, id""",
+        {"series": series_id},
+        lambda rows: [_image(row) for row in rows],
+    )
+
+
+def images_by_id(ids: Sequence[int]) -> Query[list[ImageRow]]:
+    return Query(
+        f"SELECT {_IMAGE_COLUMNS} FROM imagen.images WHERE id = ANY(%(ids)s) ORDER BY id",
+        {"ids": list(ids)},
+        lambda rows: [_image(row) for row in rows],
+    )
+
+
+def _image(row: Row) -> ImageRow:
+    thumbnail = row["thumbnail"]
+    return _build(ImageRow, {**row, "thumbnail": None if thumbnail is None else bytes(thumbnail)})
+
+
+def queue_counts() -> Query[dict[str, int]]:
+    def decode(rows: list[Row]) -> dict[str, int]:
+        counts = dict.fromkeys(JOB_STATUSES, 0)
+        counts.update({row["status"]: int(row["n"]) for row in rows})
+        return counts
+
+    return Query("SELECT status, count(*) AS n FROM imagen.jobs GROUP BY status", {}, decode)
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def submit_series(spec: RequestSpec, count: int) -> Query[Submitted]:
+    """Insert a series and its `count` jobs in one statement (one transaction and one
+    wake-up). Try i gets seed + i - 1, or its own random seed when `spec.seed` is None.
+    The spec must be checked first (`RequestSpec.checked`, `try_seeds`)."""
+    columns = ", ".join(REQUEST_FIELDS)
+    values = ", ".join(f"%({name})s" for name in REQUEST_FIELDS)
+    per_try = ", ".join(
+        "s.seed + (i - 1)" if name == "seed" else f"s.{name}" for name in REQUEST_FIELDS
+    )
+    row = {**spec.to_row(), "options": Jsonb(dict(spec.options)), "count": count}
+
+    def decode(rows: list[Row]) -> Submitted:
+        return Submitted(rows[0]["series_id"], tuple(rows[0]["job_ids"]))
+
+    return Query(
+        f"""WITH s AS (
+                INSERT INTO imagen.series ({columns}, count) VALUES ({values}, %(count)s)
+                RETURNING *
+            ), j AS (
+                INSERT INTO imagen.jobs (series_id, series_idx, {columns})
+                SELECT s.id, i, {per_try}
+                  FROM s, generate_series(1, s.count) AS i
+                 ORDER BY i
+                RETURNING id
+            )
+            SELECT (SELECT id FROM s) AS series_id, array_agg(j.id ORDER BY j.id) AS job_ids
+              FROM j""",
+        row,
+        decode,
+    )
+
+
+def pick_winner(series_id: int, idx: int | None) -> Query[int | None]:
+    """Mark try `idx` of the series as its winner (None: no winner); the image id.
+
+    One statement: it reads the try and updates the series only when that try
+    has an image, and its rows say why not otherwise.
+    """
+
+    def decode(rows: list[Row]) -> int | None:
+        if not rows:
+            raise InputError(
+                "series", f"no series {series_id}; list them with `imagen series list`"
+            )
+        row = rows[0]
+        if idx is None:
+            return None
+        if row["status"] is None:
+            raise InputError("idx", f"series {series_id} has tries 1 to {row['count']}, not {idx}")
+        if row["image_id"] is None:
+            status = row["status"]
+            if status in RETRYABLE_STATUSES:
+                why = f"it {status}" if status == "failed" else "it was canceled"
+                fix = f"retry it with `imagen jobs retry {row['job_id']}`"
+                raise InputError(
+                    "idx", f"try {idx} of series {series_id} has no image: {why}; {fix}"
+                )
+            raise InputError(
+                "idx", f"try {idx} of series {series_id} has no image yet (it is {status})"
+            )
+        return int(row["image_id"])
+
+    return Query(
+        """WITH s AS (SELECT id, count FROM imagen.series WHERE id = %(series)s),
+                t AS (SELECT j.id AS job_id, j.status, j.image_id FROM imagen.jobs j
+                       WHERE j.series_id = %(series)s AND j.series_idx = %(idx)s),
+                u AS (UPDATE imagen.series SET selected_image_id = (SELECT image_id FROM t)
+                       WHERE id = %(series)s
+                         AND (%(idx)s::int IS NULL
+                              OR EXISTS (SELECT 1 FROM t WHERE image_id IS NOT NULL))
+                      RETURNING id)
+           SELECT s.count, t.job_id, t.status, t.image_id, (SELECT count(*) FROM u) AS updated
+             FROM s LEFT JOIN t ON true""",
+        {"series": series_id, "idx": idx},
+        decode,
+    )
+
+
+def _change_status(
+    ids: Sequence[int], to: str, allowed: Sequence[str], verb: str
+) -> Query[list[JobChange]]:
+    """Move every job in `ids` to `to`, all or none: refused (InputError naming the
+    first job at fault) unless each exists and is in one of `allowed`."""
+    wanted = sorted(set(ids))
+
+    def decode(rows: list[Row]) -> list[JobChange]:
+        found = {row["id"]: row for row in rows}
+        for job_id in wanted:
+            row = found.get(job_id)
+            if row is None:
+                raise InputError("job", f"no job {job_id}; list them with `imagen jobs`")
+            if row["was"] not in allowed:
+                raise InputError(
+                    "job",
+                    f"job {job_id} is {row['was']}; only {' or '.join(allowed)} jobs can be {verb}",
+                )
+        return [JobChange(row["id"], row["status"], row["was"]) for row in rows]
+
+    return Query(
+        """WITH wanted AS (
+                SELECT id, status FROM imagen.jobs WHERE id = ANY(%(ids)s) FOR UPDATE
+            ), verdict AS (
+                SELECT count(*) = cardinality(%(ids)s::bigint[])
+                       AND coalesce(bool_and(status = ANY(%(allowed)s)), false) AS ok
+                  FROM wanted
+            ), changed AS (
+                UPDATE imagen.jobs AS j SET status = %(to)s
+                  FROM verdict WHERE verdict.ok AND j.id IN (SELECT id FROM wanted)
+                RETURNING j.id, j.status
+            )
+            SELECT w.id, coalesce(c.status, w.status) AS status, w.status AS was
+              FROM wanted w LEFT JOIN changed c ON c.id = w.id
+             ORDER BY w.id""",
+        {"ids": wanted, "to": to, "allowed": list(allowed)},
+        decode,
+    )
+
+
+def cancel_jobs(ids: Sequence[int]) -> Query[list[JobChange]]:
+    """Cancel pending or running jobs (a running one's worker stops it at once)."""
+    return _change_status(ids, "canceled", CANCELABLE_STATUSES, "canceled")
+
+
+def retry_jobs(ids: Sequence[int]) -> Query[list[JobChange]]:
+    """Queue failed or canceled jobs again: same parameters and seed, fresh attempts."""
+    return _change_status(ids, "pending", RETRYABLE_STATUSES, "retried")

@@ -1,14 +1,28 @@
-"""The job worker: claim -> pipeline -> complete, over a `Queue`.
+"""The job worker: claim -> pipeline -> record, over a `Queue` (see `jobs.types`).
 
+    start: sweep the output folder of what a killed run left (`jobs.sweep`)
     wake-ups (LISTEN + a safety poll) -> each free slot claims until the
     queue is empty -> the shared pipeline renders and writes the image ->
-    one fenced write records images row, usage row and `done`.
+    one fenced write records the images row, the usage row and `done`.
 
-A heartbeat thread renews the leases of in-flight jobs; a lease found lost
-cancels its generation and drops the result, because the job was rescued and
-may be running elsewhere. The first stop request (SIGTERM/SIGINT) stops
-claiming and lets in-flight jobs finish; a second one cancels them and hands
-them back to the queue.
+Guarantees, each with a test:
+
+- A job is run at least once and recorded at most once: every write about a
+  claimed job is fenced on its lease token, and recording is idempotent (a
+  retry after a lost reply finds its own committed result).
+- A file is deleted only when the database says for certain that no row
+  refers to it; an image whose fate is unknown keeps its journal link for
+  the next start's sweep.
+- One job cannot take the worker down: whatever goes wrong while handling a
+  job (bad parameters, a backend bug, a database refusing the result) fails
+  or retries that job with its real error, and the worker goes on.
+- A slot that crashes anyway (a bug in the loop itself) is logged at once and
+  stops the worker with a non-zero exit, so its supervisor restarts it.
+- A heartbeat thread renews the leases of in-flight jobs; a lease found lost,
+  or a cancel the database confirms, cancels the generation within a second.
+- The first stop request (SIGTERM/SIGINT) stops claiming and lets in-flight
+  jobs finish; a second cancels them and hands them back to the queue; the
+  process exits even if a backend never returns (see `install_stop_signals`).
 """
 
 from __future__ import annotations
@@ -19,57 +33,39 @@ import hashlib
 import logging
 import os
 import secrets
+import signal
 import socket
+import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from types import FrameType
+from typing import Any, TypeVar
 
-from imagen_tui.core.pipeline import Outcome, Plan, Spec, Workbench, plan, run
+from imagen_tui.core.pipeline import Outcome, Plan, plan, run
 from imagen_tui.core.thumbnails import THUMBNAIL_MIME
-from imagen_tui.db.queue import Completion, Job, QueueUnavailable, backoff_delay
+from imagen_tui.core.workbench import Workbench
 from imagen_tui.errors import GenerationError, ImagenError, InputError
+from imagen_tui.jobs.progress import ProgressWriter
+from imagen_tui.jobs.sweep import sweep
+from imagen_tui.jobs.types import (
+    CancelHint,
+    Completion,
+    Job,
+    Queue,
+    QueueError,
+    QueueRejected,
+    QueueUnavailable,
+    Wake,
+)
+from imagen_tui.limits import DEFAULT_POLL_S, PROGRESS_INTERVAL_S
+from imagen_tui.retry import Outage, job_retry_delay
+from imagen_tui.text import one_line
 
 log = logging.getLogger("imagen.worker")
 
 T = TypeVar("T")
-
-
-class Heartbeat(Protocol):
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-class Queue(Protocol):
-    """What the worker needs from a job queue (PostgreSQL: `db.queue.PgQueue`)."""
-
-    worker_id: str
-
-    async def claim(self) -> Job | None: ...
-
-    async def complete(self, job: Job, done: Completion) -> int | None: ...
-
-    async def fail(self, job: Job, error: str) -> bool: ...
-
-    async def retry(self, job: Job, error: str, delay_s: float) -> bool: ...
-
-    async def release(self, job: Job) -> bool: ...
-
-    async def progress(self, job: Job, fraction: float) -> bool: ...
-
-    async def rescue(self) -> list[tuple[int, str]]: ...
-
-    async def next_due(self) -> float | None: ...
-
-    def wakeups(self) -> AsyncIterator[None]: ...
-
-    def heartbeat(
-        self, in_flight: Callable[[], Iterable[int]], on_lost: Callable[[int], None]
-    ) -> Heartbeat: ...
-
-    async def close(self) -> None: ...
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
@@ -86,83 +82,41 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
 
 
 def new_worker_id() -> str:
-    """Unique per process start, so a restarted worker never owns its old leases."""
+    """Unique per process start, for logs and the usage rows' caller."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True)
 class WorkerOptions:
     concurrency: int = 1  # jobs at once (one GPU: 1)
-    poll_interval: float = 5.0  # safety poll and rescue period, seconds
+    poll_interval: float = DEFAULT_POLL_S  # safety poll and rescue period, seconds
     once: bool = False  # drain the queue, then exit
-    progress_interval: float = 0.5  # at most two progress writes per second per job
+    progress_interval: float = PROGRESS_INTERVAL_S
+    stop_grace_s: float = 10.0  # after a second stop: time to hand jobs back, then exit anyway
 
 
-class _ProgressWriter:
-    """Forwards a backend's progress to the job row, at most once per interval."""
-
-    def __init__(self, queue: Queue, job: Job, interval: float) -> None:
-        self._queue, self._job, self._interval = queue, job, interval
-        self._loop = asyncio.get_running_loop()
-        self._latest: float | None = None
-        self._last_sent = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    def report(self, fraction: float) -> None:  # any thread
-        self._loop.call_soon_threadsafe(self._update, fraction)
-
-    def _update(self, fraction: float) -> None:
-        self._latest = min(max(fraction, 0.0), 1.0)
-        if self._task is None:
-            self._task = asyncio.create_task(self._flush())
-
-    async def _flush(self) -> None:
-        await asyncio.sleep(max(0.0, self._last_sent + self._interval - time.monotonic()))
-        value, self._latest, self._task = self._latest, None, None
-        self._last_sent = time.monotonic()
-        if value is not None:
-            with contextlib.suppress(QueueUnavailable):  # progress is best effort
-                await self._queue.progress(self._job, value)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+class WorkerCrashed(ImagenError):
+    """A slot of the worker crashed (a bug); the worker stopped. Already logged."""
 
 
-def job_spec(job: Job) -> Spec:
-    size = (job.width, job.height) if job.width and job.height else None
-    return Spec(
-        prompt=job.prompt,
-        negative=job.negative_prompt,
-        style=job.style,
-        size=size,
-        steps=job.steps,
-        seed=job.seed,
-        backend=job.backend,
-        options=job.options,
-    )
-
-
-def completion_of(outcome: Outcome, plan: Plan) -> Completion:
-    result, request = outcome.result, plan.request
+def completion_of(outcome: Outcome, planned: Plan) -> Completion:
+    result, request = outcome.result, planned.request
     return Completion(
         seed=result.seed,
         width=request.width,
         height=request.height,
         steps=result.steps,
-        backend=plan.backend,
-        backend_type=plan.backend_type,
+        backend=planned.backend,
+        backend_type=planned.backend_type,
         model=result.model,
         mime_type=result.mime_type,
         sha256=outcome.sha256,
-        bytes=len(result.image),
+        byte_size=len(result.image),
         storage_uri=outcome.written.image.as_uri(),
         thumbnail=outcome.thumbnail,
         thumbnail_mime=THUMBNAIL_MIME if outcome.thumbnail else None,
         metadata=outcome.record,
-        prompt_sha256=hashlib.sha256(plan.prompt.encode()).hexdigest(),
+        prompt_sha256=hashlib.sha256(planned.prompt.encode()).hexdigest(),
         latency_ms=round(result.latency_ms or 0.0, 1),
         cost_usd=result.cost_usd,
     )
@@ -174,13 +128,21 @@ class Worker:
         self.queue = queue
         self.options = options
         self.stats: Counter[str] = Counter()  # done, failed, retried, dropped, released
+        # Set while every slot waits for work; and how many cancel hints were checked
+        # with the database (seams for status displays and tests).
+        self.idle = asyncio.Event()
+        self.cancel_checks = 0
+        self._idle_slots = 0
         self._stop_requests = 0
         self._wake = asyncio.Event()
+        self._gave_up = asyncio.Event()  # the forced stop's grace period ran out
         self._in_flight: dict[int, Job] = {}
         self._generations: dict[int, asyncio.Task[Outcome]] = {}
-        self._lost: set[int] = set()
+        self._lost: dict[int, str] = {}  # job id -> why this worker no longer holds it
+        self._checks: set[asyncio.Task[None]] = set()
         self._slots: list[asyncio.Task[None]] = []
         self._last_rescue = float("-inf")
+        self._claims_outage = Outage(log, "claims")
 
     # ----------------------------------------------------------- control
 
@@ -198,10 +160,11 @@ class Worker:
         self._stop_requests += 1
         if self._stop_requests == 1:
             log.info("stopping: no new claims; waiting for %d job(s)", len(self._in_flight))
-        else:
+        elif self._stop_requests == 2:
             log.warning("stopping now: cancelling %d job(s)", len(self._in_flight))
             for slot in self._slots:
                 slot.cancel()
+            asyncio.get_running_loop().call_later(self.options.stop_grace_s, self._gave_up.set)
         self._wake_all()
 
     def _wake_all(self) -> None:
@@ -216,8 +179,11 @@ class Worker:
             async with asyncio.timeout(seconds):  # no extra Task, unlike wait_for
                 await self._wake.wait()
 
-    def _lease_lost(self, job_id: int) -> None:
-        self._lost.add(job_id)
+    def _lose(self, job_id: int, reason: str) -> None:
+        """This worker no longer holds the job: stop its generation, drop its result."""
+        if job_id not in self._in_flight:
+            return
+        self._lost.setdefault(job_id, reason)
         generation = self._generations.get(job_id)
         if generation is not None:
             generation.cancel()
@@ -227,39 +193,98 @@ class Worker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         heartbeat = self.queue.heartbeat(
-            in_flight=lambda: list(self._in_flight),
-            on_lost=lambda job_id: loop.call_soon_threadsafe(self._lease_lost, job_id),
+            in_flight=lambda: {job_id: job.lease for job_id, job in list(self._in_flight.items())},
+            on_lost=lambda job_id: loop.call_soon_threadsafe(self._lose, job_id, "lease lost"),
         )
         heartbeat.start()
-        listener = None if self.options.once else asyncio.create_task(self._listen())
+        listener: asyncio.Task[None] | None = None
         try:
+            await self._sweep()
+            if not self.options.once:
+                listener = asyncio.create_task(self._listen())
             self._slots = [
                 asyncio.create_task(self._slot()) for _ in range(self.options.concurrency)
             ]
-            outcomes = await asyncio.gather(*self._slots, return_exceptions=True)
-            crashes = [
-                outcome
-                for outcome in outcomes
-                if isinstance(outcome, BaseException)
-                and not isinstance(outcome, asyncio.CancelledError)
-            ]
-            if crashes:  # a bug: exit non-zero so a supervisor restarts the worker
-                raise crashes[0]
+            crash = await self._wait_for_slots()
+            if crash is not None:
+                raise WorkerCrashed(f"a worker slot crashed: {type(crash).__name__}: {crash}")
         finally:
-            if listener is not None:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+            for task in (listener, *self._checks):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             heartbeat.stop()
             await self.queue.close()
             await self.workbench.aclose()
 
+    async def _wait_for_slots(self) -> BaseException | None:
+        """Wait until every slot ends; log a crashed one at once and stop the others."""
+        crash: BaseException | None = None
+        pending: set[asyncio.Future[Any]] = set(self._slots)
+        gave_up = asyncio.ensure_future(self._gave_up.wait())
+        try:
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending | {gave_up}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if gave_up in done:
+                    log.error(
+                        "jobs did not stop within %g s; exiting anyway", self.options.stop_grace_s
+                    )
+                    return crash
+                pending.discard(gave_up)
+                for slot in done:
+                    if slot.cancelled() or slot.exception() is None:
+                        continue
+                    error = slot.exception()
+                    if crash is None:
+                        crash = error
+                        log.critical(
+                            "a worker slot crashed; stopping so the supervisor restarts the worker",
+                            exc_info=error,
+                        )
+                        if not self.stopping:
+                            self.stop()
+            return crash
+        finally:
+            gave_up.cancel()
+
+    async def _sweep(self) -> None:
+        """Clean the output folder of a killed run's leftovers, waiting out an outage."""
+        outage = Outage(log, "start-up sweep")
+        while not self.stopping:
+            try:
+                await sweep(self.workbench.config.output.directory, self.queue, log)
+            except QueueUnavailable as error:
+                await self._pause(outage.failed(error))
+                continue
+            except (QueueError, OSError) as error:
+                log.warning("start-up sweep of the output folder skipped: %s", error)
+            outage.recovered()
+            return
+
     async def _listen(self) -> None:
-        async for _ in self.queue.wakeups():
-            self._wake_all()
+        async for signal_ in self.queue.signals():
+            if isinstance(signal_, Wake):
+                self._wake_all()
+            elif isinstance(signal_, CancelHint) and signal_.job_id in self._in_flight:
+                check = asyncio.create_task(self._check_cancel(self._in_flight[signal_.job_id]))
+                self._checks.add(check)
+                check.add_done_callback(self._checks.discard)
+
+    async def _check_cancel(self, job: Job) -> None:
+        """A cancel hint is only a hint (anyone may send one): ask the database first."""
+        try:
+            reason = await self.queue.lost(job)
+        except QueueError:
+            return  # the heartbeat finds out at its next beat
+        finally:
+            self.cancel_checks += 1
+        if reason is not None:
+            self._lose(job.id, reason)
 
     async def _slot(self) -> None:
-        failures = 0
         while not self.stopping:
             waiting_on = self._wake
             try:
@@ -269,24 +294,29 @@ class Worker:
                 if job is None and await self._rescue_if_due():
                     continue  # jobs came back to the queue: claim them
             except QueueUnavailable as error:
-                failures += 1
-                if failures == 1:
-                    log.warning("database unavailable, retrying: %s", error)
-                await self._pause(backoff_delay(failures, base=0.2, cap=5.0))
+                await self._pause(self._claims_outage.failed(error))
                 continue
-            if failures:
-                log.info("database back after %d failed attempt(s)", failures)
-                failures = 0
+            self._claims_outage.recovered()
             if job is None:
                 if self.options.once:
                     return
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(await self._idle_timeout()):
-                        await waiting_on.wait()
+                await self._wait_for_work(waiting_on)
                 continue
             await self._process(job)
             with contextlib.suppress(QueueUnavailable):  # the next claim reports it
                 await self._rescue_if_due()
+
+    async def _wait_for_work(self, waiting_on: asyncio.Event) -> None:
+        self._idle_slots += 1
+        if self._idle_slots == self.options.concurrency:
+            self.idle.set()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(await self._idle_timeout()):
+                    await waiting_on.wait()
+        finally:
+            self._idle_slots -= 1
+            self.idle.clear()
 
     async def _idle_timeout(self) -> float:
         """How long to wait for a wake-up: the safety poll, or less when a job
@@ -316,38 +346,45 @@ class Worker:
     async def _process(self, job: Job) -> None:
         self._in_flight[job.id] = job
         try:
-            await self._process_claimed(job)
+            await self._run_job(job)
         except asyncio.CancelledError:
             # Hard stop: hand the job back so another worker starts it at once.
             if job.id not in self._lost:
-                with contextlib.suppress(QueueUnavailable):
+                with contextlib.suppress(QueueError):
                     await self.queue.release(job)
                 self.stats["released"] += 1
                 self._log(job, "released", "stopped before it finished")
             raise
+        except Exception as error:  # a bug while handling this job: it fails, the worker goes on
+            log.exception("job %d: unexpected error", job.id)
+            await self._settle(job, "failed", f"internal error: {type(error).__name__}: {error}")
         finally:
             self._in_flight.pop(job.id, None)
             self._generations.pop(job.id, None)
+            self._lost.pop(job.id, None)
 
-    async def _process_claimed(self, job: Job) -> None:
+    async def _run_job(self, job: Job) -> None:
         started = time.perf_counter()
         try:
             planned = plan(
                 self.workbench,
-                job_spec(job),
+                job.spec,
                 idx=job.series_idx or 1,
-                series=str(job.series_id) if job.series_id else None,
+                series=job.series_id,
+                job=job.id,
+                named_at=job.series_created_at,
             )
         except InputError as error:  # bad job parameters: retrying cannot help
             await self._settle(job, "failed", str(error))
             return
-        progress = _ProgressWriter(self.queue, job, self.options.progress_interval)
+        progress = ProgressWriter(self.queue, job, self.options.progress_interval)
         generation = asyncio.create_task(
             run(
                 planned,
                 self.workbench.backend(planned.backend),
                 progress=progress.report,
                 thumbnail=True,
+                journal=job.journal,
             )
         )
         self._generations[job.id] = generation
@@ -356,66 +393,98 @@ class Worker:
         except asyncio.CancelledError:
             if job.id in self._lost:
                 self.stats["dropped"] += 1
-                self._log(job, "dropped", "lease lost during generation", planned)
+                self._log(job, "dropped", f"{self._lost[job.id]}; generation stopped", planned)
                 return
             raise
         except GenerationError as error:
-            await self._settle(job, "retry" if error.transient else "failed", str(error), planned)
+            outcome_ = "retry" if error.transient else "failed"
+            await self._settle(job, outcome_, str(error), planned, error.retry_after)
             return
         except ImagenError as error:  # the image could not be written: may be transient
             await self._settle(job, "retry", str(error), planned)
             return
-        except Exception as error:
+        except Exception as error:  # an adapter or pipeline bug: this job fails
             log.exception("job %d: unexpected error", job.id)
             reason = f"internal error: {type(error).__name__}: {error}"
             await self._settle(job, "failed", reason, planned)
             return
         finally:
             await progress.close()
+        await self._record(job, planned, outcome, started)
 
-        done = completion_of(outcome, planned)
-        image_id = await self._persist(lambda: self.queue.complete(job, done))
-        latency = (time.perf_counter() - started) * 1000
-        if image_id is None:
-            for path in (outcome.written.image, outcome.written.sidecar):
-                if path is not None:
-                    path.unlink(missing_ok=True)
-            self.stats["dropped"] += 1
-            self._log(job, "dropped", "lease lost before completion", planned, outcome)
+    async def _record(self, job: Job, planned: Plan, outcome: Outcome, started: float) -> None:
+        """Write the result; keep the files only if a row refers to them."""
+        written = outcome.written
+        try:
+            image_id = await self._persist(
+                job, lambda: self.queue.complete(job, completion_of(outcome, planned))
+            )
+        except QueueRejected as error:
+            # The statement failed, so its transaction rolled back: no row refers to the files.
+            written.remove()
+            await self._settle(job, "failed", f"the database refused the result: {error}", planned)
             return
+        if image_id is None:  # not ours any more (canceled, or rescued and re-run)
+            recorded = await self._persist(job, lambda: self.queue.recorded_files([job.id]))
+            if written.image.as_uri() in recorded:
+                written.drop_journal()
+            else:
+                written.remove()
+            reason = self._lost.get(job.id) or await self._persist(
+                job, lambda: self.queue.lost(job)
+            )
+            self.stats["dropped"] += 1
+            self._log(
+                job, "dropped", f"{reason or 'lease lost'} before it was recorded", planned, outcome
+            )
+            return
+        written.drop_journal()
+        latency = (time.perf_counter() - started) * 1000
         self.stats["done"] += 1
         self._log(
             job, "done", f"image {image_id} {outcome.path} in {latency:.0f} ms", planned, outcome
         )
 
     async def _settle(
-        self, job: Job, outcome: str, error: str, planned: Plan | None = None
+        self,
+        job: Job,
+        outcome: str,
+        error: str,
+        planned: Plan | None = None,
+        retry_after: float | None = None,
     ) -> None:
         """Record a failure: retry with backoff while attempts remain, else failed."""
-        if outcome == "retry" and job.attempts < job.max_attempts:
-            delay = backoff_delay(job.attempts)
-            await self._persist(lambda: self.queue.retry(job, error, delay))
-            self.stats["retried"] += 1
-            detail = f"in {delay:.1f} s (attempt {job.attempts}/{job.max_attempts}): {error}"
-            self._log(job, "retry", detail, planned)
+        seed = planned.request.seed if planned is not None else None
+        try:
+            if outcome == "retry" and job.attempts < job.max_attempts:
+                delay = job_retry_delay(job.attempts, retry_after)
+                await self._persist(job, lambda: self.queue.retry(job, error, delay, seed))
+                self.stats["retried"] += 1
+                detail = f"in {delay:.1f} s (attempt {job.attempts}/{job.max_attempts}): {error}"
+                self._log(job, "retry", detail, planned)
+                return
+            await self._persist(job, lambda: self.queue.fail(job, error, seed))
+        except QueueRejected as refused:  # the lease runs out and a rescue retries it
+            log.error("job %d: could not record its failure (%s): %s", job.id, refused, error)
             return
-        await self._persist(lambda: self.queue.fail(job, error))
         self.stats["failed"] += 1
         self._log(job, "failed", error, planned)
 
-    async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
-        """Run a result write, retrying through database outages until it answers.
+    async def _persist(self, job: Job, write: Callable[[], Awaitable[T]]) -> T:
+        """Run a write about a job, retrying through database outages until it answers.
 
-        A write that lands after the lease ran out is refused by its fence,
-        so retrying for as long as it takes is safe.
+        Every such write is fenced on the job's lease, so one that lands late
+        is refused rather than wrong, and retrying for as long as it takes is safe.
         """
-        failures = 0
+        outage = Outage(log, f"job {job.id}")
         while True:
             try:
-                return await write()
-            except QueueUnavailable:
-                failures += 1
-                await asyncio.sleep(backoff_delay(failures, base=0.2, cap=5.0))
+                result = await write()
+            except QueueUnavailable as error:
+                await asyncio.sleep(outage.failed(error))
+                continue
+            outage.recovered()
+            return result
 
     def _log(
         self,
@@ -435,4 +504,30 @@ class Worker:
         if result is not None:
             fields.append(f"latency {result.result.latency_ms or 0:.0f} ms")
         level = logging.INFO if outcome in ("done", "retry", "released") else logging.WARNING
-        log.log(level, "%s: %s: %s", ", ".join(fields), outcome, detail)
+        log.log(level, "%s: %s: %s", ", ".join(fields), outcome, one_line(detail))
+
+
+def install_stop_signals(worker: Worker, loop: asyncio.AbstractEventLoop) -> None:
+    """SIGTERM and SIGINT stop the worker, whatever its backends are doing.
+
+    The first asks it to finish in-flight jobs, the second to cancel and hand
+    them back. The handlers run in the main thread (not as event loop
+    callbacks), so they are counted even when a backend blocks the loop; after
+    the second, a watchdog thread ends the process (exit 130) if the worker has
+    not finished within its grace period plus a few seconds. A third exits at once.
+    """
+    requests = 0
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        nonlocal requests
+        requests += 1
+        if requests >= 3:
+            os._exit(130)
+        loop.call_soon_threadsafe(worker.stop)
+        if requests == 2:
+            watchdog = threading.Timer(worker.options.stop_grace_s + 5.0, os._exit, args=(130,))
+            watchdog.daemon = True
+            watchdog.start()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)

@@ -1,0 +1,237 @@
+"""The queue commands: `imagen submit`, `imagen jobs [list | cancel | retry]` and
+`imagen series list | show | pick`.
+
+They talk to the database through `services.session`, which starts the
+embedded server when no database is configured; `imagen generate` never
+loads any of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from imagen_tui import services
+from imagen_tui.cli.args import Parser, add_prompt_options, bounded_int, spec_from_args
+from imagen_tui.cli.console import PROG, cell, err, json_line, out, table, warn, when
+from imagen_tui.core.workbench import open_workbench
+from imagen_tui.limits import JOB_STATUSES, MAX_COUNT, MAX_ID, MAX_LIST_LIMIT
+
+if TYPE_CHECKING:
+    from imagen_tui.db.repositories import JobChange, JobRow, TryRow
+
+_ID = bounded_int(1, MAX_ID)
+
+
+# --------------------------------------------------------------------------- submit
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    workbench = open_workbench(args.config)
+    with services.session(workbench) as db:
+        submitted = db.submit(workbench, spec_from_args(args), args.count)
+    for warning in submitted.warnings:
+        warn(warning)
+    if args.json:
+        json_line({"series_id": submitted.series_id, "job_ids": list(submitted.job_ids)})
+    else:
+        out(str(submitted.series_id))
+    n = len(submitted.job_ids)
+    tries = "1 try" if n == 1 else f"{n} tries"
+    series_id = submitted.series_id
+    err(f"series {series_id}: {tries} queued (see `{PROG} series show {series_id}`)")
+    return 0
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def _job_json(job: JobRow) -> dict[str, Any]:
+    return {**dataclasses.asdict(job), "path": str(job.path) if job.path else None}
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    workbench = open_workbench(args.config)
+    with services.session(workbench) as db:
+        jobs = db.jobs(args.status, args.limit)
+    if args.json:
+        for job in jobs:
+            json_line(_job_json(job))
+        return 0
+    rows = [["ID", "STATUS", "SERIES", "SEED", "TRIES", "CREATED", "PROMPT / ERROR"]]
+    for job in jobs:
+        series = f"{job.series_id}#{job.series_idx}" if job.series_id else "-"
+        text = job.error if job.status == "failed" and job.error else job.prompt
+        rows.append(
+            [
+                str(job.id),
+                job.status,
+                series,
+                "" if job.seed is None else str(job.seed),
+                str(job.attempts),
+                when(job.created_at),
+                cell(text),
+            ]
+        )
+    table(rows)
+    return 0
+
+
+def _print_changes(changes: list[JobChange], as_json: bool) -> None:
+    for change in changes:
+        if as_json:
+            json_line(dataclasses.asdict(change))
+        else:
+            out(f"{change.id} {change.status} (was {change.was})")
+
+
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    workbench = open_workbench(args.config)
+    with services.session(workbench) as db:
+        changes = db.cancel(args.ids)
+    _print_changes(changes, args.json)
+    return 0
+
+
+def cmd_jobs_retry(args: argparse.Namespace) -> int:
+    workbench = open_workbench(args.config)
+    with services.session(workbench) as db:
+        changes = db.retry(args.ids)
+    _print_changes(changes, args.json)
+    return 0
+
+
+# --------------------------------------------------------------------------- series
+
+
+def cmd_series_list(args: argparse.Namespace) -> int:
+    workbench = open_workbench(args.config)
+    with services.session(workbench) as db:
+        series = db.series(args.limit)
+    if args.json:
+        for item in series:
+            json_line(dataclasses.asdict(item))
+        return 0
+    rows = [["ID", "DONE", "FAILED", "WINNER", "CREATED", "PROMPT"]]
+    for item in series:
+        rows.append(
+            [
+                str(item.id),
+                f"{item.done}/{item.count}",
+                str(item.failed),
+                "" if item.winner_idx is None else f"#{item.winner_idx}",
+                when(item.created_at),
+                cell(item.prompt),
+            ]
+        )
+    table(rows)
+    return 0
+
+
+def _try_json(attempt: TryRow) -> dict[str, Any]:
+    return {**dataclasses.asdict(attempt), "path": str(attempt.path) if attempt.path else None}
+
+
+def cmd_series_show(args: argparse.Namespace) -> int:
+    workbench = open_workbench(args.config)
+    with services.session(workbench) as db:
+        detail = db.series_detail(args.id)
+    if args.json:
+        json_line(
+            {
+                "id": detail.id,
+                **detail.spec.to_row(),
+                "options": dict(detail.spec.options),
+                "count": detail.count,
+                "selected_image_id": detail.selected_image_id,
+                "created_at": detail.created_at,
+                "tries": [_try_json(attempt) for attempt in detail.tries],
+            }
+        )
+        return 0
+    style = f" (style {cell(detail.spec.style, 40)})" if detail.spec.style else ""
+    out(f"series {detail.id}: {cell(detail.spec.prompt, 200)}{style}")
+    rows = [["IDX", "STATUS", "SEED", "WINNER", "PATH / ERROR"]]
+    for attempt in detail.tries:
+        where = str(attempt.path) if attempt.path else attempt.error or ""
+        rows.append(
+            [
+                str(attempt.idx),
+                attempt.status,
+                "" if attempt.seed is None else str(attempt.seed),
+                "*" if attempt.winner else "",
+                cell(where, 200),
+            ]
+        )
+    table(rows)
+    return 0
+
+
+def cmd_series_pick(args: argparse.Namespace) -> int:
+    workbench = open_workbench(args.config)
+    with services.session(workbench) as db:
+        image_id = db.pick(args.id, None if args.none else args.idx)
+    if image_id is None:
+        err(f"series {args.id}: no winner")
+    else:
+        err(f"series {args.id}: try {args.idx} (image {image_id}) is the winner")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _listing_options(parser: argparse.ArgumentParser, default_limit: int) -> None:
+    parser.add_argument(
+        "--limit", type=bounded_int(1, MAX_LIST_LIMIT), default=default_limit, metavar="N"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object per line")
+
+
+def add_commands(commands: Any, config_flag: argparse.ArgumentParser) -> None:
+    submit = commands.add_parser(
+        "submit",
+        parents=[config_flag],
+        help="queue a series of tries for the worker; prints the series id",
+    )
+    add_prompt_options(submit)
+    submit.add_argument("--json", action="store_true", help="print series and job ids as JSON")
+    submit.set_defaults(handler=cmd_submit)
+
+    listing_flags = Parser(add_help=False, parents=[config_flag])
+    listing_flags.add_argument("--status", choices=JOB_STATUSES, help="only jobs in this status")
+    _listing_options(listing_flags, 50)
+    jobs = commands.add_parser(
+        "jobs", parents=[listing_flags], help="list recent jobs; cancel or retry jobs"
+    )
+    jobs.set_defaults(handler=cmd_jobs)
+    actions = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
+    actions.add_parser("list", parents=[listing_flags], help="recent jobs (the default)")
+    for name, handler, text in (
+        ("cancel", cmd_jobs_cancel, "cancel pending or running jobs (running ones stop at once)"),
+        ("retry", cmd_jobs_retry, "queue failed or canceled jobs again, with the same seed"),
+    ):
+        action = actions.add_parser(name, parents=[config_flag], help=text)
+        action.add_argument("ids", metavar="ID", type=_ID, nargs="+", help="job id")
+        action.add_argument("--json", action="store_true", help="print one JSON object per job")
+        action.set_defaults(handler=handler)
+
+    series = commands.add_parser("series", help="list, show or pick the winner of a series")
+    series_actions = series.add_subparsers(dest="series_command", metavar="ACTION")
+    series_actions.required = True
+    listing = series_actions.add_parser("list", parents=[config_flag], help="recent series")
+    _listing_options(listing, 20)
+    listing.set_defaults(handler=cmd_series_list)
+    show = series_actions.add_parser(
+        "show", parents=[config_flag], help="a series' tries: status, seed, image path"
+    )
+    show.add_argument("id", metavar="ID", type=_ID)
+    show.add_argument("--json", action="store_true", help="print the series as JSON")
+    show.set_defaults(handler=cmd_series_show)
+    pick = series_actions.add_parser("pick", parents=[config_flag], help="mark the winner")
+    pick.add_argument("id", metavar="ID", type=_ID)
+    which = pick.add_mutually_exclusive_group(required=True)
+    which.add_argument("--idx", type=bounded_int(1, MAX_COUNT), metavar="K", help="try number")
+    which.add_argument("--none", action="store_true", help="clear the pick")
+    pick.set_defaults(handler=cmd_series_pick)

@@ -1,0 +1,72 @@
+"""The workbench: a checked configuration, its style presets and its backends.
+
+`open_workbench` loads the config and has each owner check its part (the
+framework keys and secrets in `config`, every backend block against its
+adapter's options in `backends.registry`, the naming templates in `naming`,
+the style presets in `prompt`), so every front end sees the same errors.
+Backend instances are built on first use and closed by `aclose`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imagen_tui.backends import registry
+from imagen_tui.backends.base import Backend
+from imagen_tui.config import Config, load_config
+from imagen_tui.core.naming import check_template
+from imagen_tui.core.prompt import Style, load_styles
+from imagen_tui.errors import InputError
+
+
+@dataclass
+class Workbench:
+    """A checked configuration with the backend instances built on demand."""
+
+    config: Config
+    styles: dict[str, Style]
+    backend_blocks: dict[str, dict[str, Any]]  # instance -> validated block
+    _backends: dict[str, Backend] = field(default_factory=dict)
+
+    def backend_block(self, name: str | None) -> tuple[str, Mapping[str, Any]]:
+        """The instance to use (`name`, else the default) and its block; InputError if none."""
+        name = name or self.config.default_backend
+        block = self.backend_blocks.get(name)
+        if block is None:
+            known = ", ".join(sorted(self.backend_blocks))
+            raise InputError("backend", f"no backend named {name!r}; configured: {known}")
+        return name, block
+
+    def backend_status(self, name: str) -> str:
+        """`ok`, or what to do before the instance can run (`not configured (set VAR)`)."""
+        return registry.status(self.backend_blocks[name])
+
+    def backend(self, name: str) -> Backend:
+        if name not in self._backends:
+            self._backends[name] = registry.create(name, self.backend_blocks[name])
+        return self._backends[name]
+
+    async def aclose(self) -> None:
+        backends, self._backends = list(self._backends.values()), {}
+        for backend in backends:
+            await backend.aclose()
+
+
+def open_workbench(config_path: str | Path | None = None) -> Workbench:
+    """Load the config and check every block of it; raise ConfigError on the first fault."""
+    config = load_config(config_path)
+    blocks = {
+        name: registry.validate_block(name, block, config.where)
+        for name, block in config.backends.items()
+    }
+    output = config.output
+    check_template(output.naming, where=config.where(("output", "naming")))
+    check_template(
+        output.series_naming,
+        field="output.series_naming",
+        where=config.where(("output", "series_naming")),
+    )
+    return Workbench(config=config, styles=load_styles(config), backend_blocks=blocks)

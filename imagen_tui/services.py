@@ -1,0 +1,402 @@
+"""What the front ends (the `imagen` CLI, the TUI) call.
+
+A front end parses what the user typed, calls one of these, and shows the
+result its own way. It never writes SQL, opens a database connection or
+checks a request itself: the checks live in `core` (raising `InputError`
+naming the field), the statements in `db.repositories`, and this module puts
+them together. Database failures arrive as one-line `DatabaseError`s.
+
+- Requests: `check_submission` (the same checks `imagen submit` and the
+  TUI's form run, with field-tagged warnings for names only the worker's
+  config can settle).
+- The database: `session(workbench)` gives a `Session` whose methods submit a
+  series, list and show jobs and series, pick a winner, cancel and retry
+  jobs; `db_status`, `db_migrate`, `db_stop`.
+- Configuration: `config_rows`, `check_config`, `write_sample_config`,
+  `backend_rows`.
+- The worker: `run_worker`.
+
+Live views also use `db.events.job_events` and the async runner
+`db.repositories.afetch` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from imagen_tui.backends import registry
+from imagen_tui.config import BUILTIN, resolve_config_path, write_sample
+from imagen_tui.core.prompt import pick_style
+from imagen_tui.core.spec import RequestSpec, try_seeds
+from imagen_tui.core.workbench import Workbench
+from imagen_tui.errors import InputError
+from imagen_tui.limits import DEFAULT_LEASE_S, DEFAULT_POLL_S
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from imagen_tui.db.repositories import (
+        JobChange,
+        JobRow,
+        Query,
+        SeriesDetail,
+        SeriesRow,
+        Submitted,
+    )
+
+T = TypeVar("T")
+
+log = logging.getLogger("imagen.worker")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A series queued: its id, its jobs, and what the local config could not vouch for."""
+
+    series_id: int
+    job_ids: tuple[int, ...]
+    warnings: tuple[InputError, ...] = ()
+
+
+def check_submission(
+    workbench: Workbench, spec: RequestSpec, count: int
+) -> tuple[RequestSpec, list[InputError]]:
+    """The checked spec and the warnings for a series of `count` tries; InputError if bad.
+
+    The worker that renders the series applies its own config, which may know
+    styles and backends this machine does not. So a style or backend this
+    config lacks is a *warning* (the series is queued; the job fails on the
+    worker if it lacks them too), for both the same way. Everything else is
+    checked here and refused.
+    """
+    spec = spec.checked()
+    try_seeds(spec.seed, count)
+    warnings: list[InputError] = []
+    try:
+        pick_style(workbench.styles, spec.style)
+    except InputError as error:
+        warnings.append(_worker_decides(error))
+    try:
+        name, _block = workbench.backend_block(spec.backend)
+        status = workbench.backend_status(name)
+        if status != "ok":
+            warnings.append(_worker_decides(InputError("backend", f"{name} is {status} here")))
+    except InputError as error:
+        warnings.append(_worker_decides(error))
+    return spec, warnings
+
+
+def _worker_decides(error: InputError) -> InputError:
+    return InputError(
+        error.field,
+        f"{error.message} (queued anyway: the worker's config decides, and the job fails "
+        "there if it lacks it too)",
+    )
+
+
+# --------------------------------------------------------------------------- the database
+
+
+class Session:
+    """A connection to the configured database (its schema checked) and what
+    front ends do with it. Use as a context manager; see `session()`."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def run(self, query: Query[T]) -> T:
+        """Run one statement; a database error becomes a one-line DatabaseError."""
+        from imagen_tui.db.connect import database_errors
+        from imagen_tui.db.repositories import fetch
+
+        with database_errors():
+            return fetch(self._conn, query)
+
+    def submit(self, workbench: Workbench, spec: RequestSpec, count: int) -> Submission:
+        """Queue one series of `count` tries (one transaction)."""
+        from imagen_tui.db.repositories import submit_series
+
+        spec, warnings = check_submission(workbench, spec, count)
+        submitted: Submitted = self.run(submit_series(spec, count))
+        return Submission(submitted.series_id, submitted.job_ids, tuple(warnings))
+
+    def jobs(self, status: str | None = None, limit: int = 50) -> list[JobRow]:
+        from imagen_tui.db.repositories import jobs_page
+
+        return self.run(jobs_page(status, limit))
+
+    def series(self, limit: int = 20) -> list[SeriesRow]:
+        from imagen_tui.db.repositories import series_page
+
+        return self.run(series_page(limit))
+
+    def series_detail(self, series_id: int) -> SeriesDetail:
+        from imagen_tui.db.repositories import series_detail
+
+        return self.run(series_detail(series_id))
+
+    def pick(self, series_id: int, idx: int | None) -> int | None:
+        """Mark try `idx` the series' winner (None: no winner); the image id."""
+        from imagen_tui.db.repositories import pick_winner
+
+        return self.run(pick_winner(series_id, idx))
+
+    def cancel(self, job_ids: Sequence[int]) -> list[JobChange]:
+        """Cancel pending or running jobs, all or none (InputError names the first at fault)."""
+        from imagen_tui.db.repositories import cancel_jobs
+
+        return self.run(cancel_jobs(job_ids))
+
+    def retry(self, job_ids: Sequence[int]) -> list[JobChange]:
+        """Queue failed or canceled jobs again (same seed), all or none."""
+        from imagen_tui.db.repositories import retry_jobs
+
+        return self.run(retry_jobs(job_ids))
+
+
+@contextmanager
+def session(workbench: Workbench) -> Iterator[Session]:
+    """A `Session` on the configured database (the embedded one is started and migrated)."""
+    from imagen_tui.db.connect import connect_checked, database_errors
+
+    with database_errors():
+        conn = connect_checked(workbench.config)
+    try:
+        yield Session(conn)
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class DbStatus:
+    display_url: str  # password hidden
+    source: str  # "embedded", "$IMAGEN_DATABASE_URL", ...
+    version: int
+    latest: int
+    counts: dict[str, int]
+    psql_url: str | None  # embedded only: a URL to hand to psql
+
+
+def db_status(workbench: Workbench) -> DbStatus:
+    """The server, its schema version and the jobs per status (never migrates a
+    configured server; the embedded one is brought up to date)."""
+    from imagen_tui.db import migrate
+    from imagen_tui.db.connect import connect, database_errors, locate
+    from imagen_tui.db.repositories import fetch, queue_counts
+
+    database = locate(workbench.config)
+    with database_errors(), connect(database.url, autocommit=True) as conn:
+        if database.embedded:
+            migrate.migrate(conn)
+        version, latest = migrate.current_version(conn), migrate.latest_version()
+        counts = fetch(conn, queue_counts()) if version else {}
+    return DbStatus(
+        display_url=database.display_url,
+        source=database.source,
+        version=version,
+        latest=latest,
+        counts=counts,
+        psql_url=database.url if database.embedded else None,
+    )
+
+
+def db_migrate(workbench: Workbench) -> tuple[list[str], int]:
+    """Apply the schema migrations not applied yet; (their names, the version now)."""
+    from imagen_tui.db import migrate
+    from imagen_tui.db.connect import connect, database_errors, locate
+
+    database = locate(workbench.config)
+    with database_errors(), connect(database.url, autocommit=True) as conn:
+        applied = migrate.migrate(conn)
+        version = migrate.current_version(conn)
+    return [f"{m.version:04d}_{m.name}" for m in applied], version
+
+
+def db_stop(workbench: Workbench) -> bool:
+    """Stop the embedded server; True when it was running. InputError when a URL is set."""
+    from imagen_tui.db import embedded
+
+    if workbench.config.database.resolve()[0] is not None:
+        raise InputError(
+            None, "db stop: only the embedded server is started by ImaGen; none is in use"
+        )
+    return embedded.stop()
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class ConfigRow:
+    key: str  # dotted
+    value: Any
+    source: str  # file:line, "built-in default", "$VAR", ...
+
+
+def config_rows(workbench: Workbench) -> list[ConfigRow]:
+    """Every effective setting and where it came from (for `imagen config show`)."""
+    from imagen_tui.db.connect import redact
+    from imagen_tui.db.embedded import data_directory
+
+    config = workbench.config
+    rows = [
+        ConfigRow(key, value, config.source(path))
+        for key, value, path in (
+            ("default_backend", config.default_backend, ("default_backend",)),
+            ("output.directory", config.output.directory, ("output", "directory")),
+            ("output.naming", config.output.naming, ("output", "naming")),
+            ("output.series_naming", config.output.series_naming, ("output", "series_naming")),
+            (
+                "output.write_metadata_json",
+                config.output.write_metadata_json,
+                ("output", "write_metadata_json"),
+            ),
+        )
+    ]
+    url, origin = config.database.resolve()
+    if url is None:
+        rows.append(ConfigRow("database", f"embedded ({data_directory()})", BUILTIN))
+    else:
+        where = config.where(("database", "url")) if origin == "database.url" else origin
+        rows.append(ConfigRow("database", redact(url), where or origin))
+    for name, block in sorted(workbench.backend_blocks.items()):
+        for key, value in block.items():
+            path = ("backends", name, key)
+            source = config.where(path) or (
+                BUILTIN if key == "type" else f"default of type {block['type']}"
+            )
+            rows.append(ConfigRow(".".join(path), value, source))
+    for name, style in config.styles.items():
+        items = style.items() if isinstance(style, dict) else [("prompt", style)]
+        for key, value in items:
+            path = ("styles", name, key)
+            rows.append(ConfigRow(".".join(path), value, config.source(path)))
+    return rows
+
+
+@dataclass(frozen=True)
+class ConfigCheck:
+    path: Path | None  # the file read; None: built-in defaults only
+    default_path: Path  # where the file would be
+    backends: int
+    styles: int
+    directory: Path
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_config(workbench: Workbench, config_path: str | Path | None = None) -> ConfigCheck:
+    """What `imagen config check` reports (loading the workbench checked the file)."""
+    config = workbench.config
+    config.database.resolve()  # a url_env naming an unset variable
+    warnings = [
+        f"backend {name} is {status}"
+        for name in sorted(workbench.backend_blocks)
+        if (status := workbench.backend_status(name)) != "ok"
+    ]
+    return ConfigCheck(
+        path=config.path,
+        default_path=resolve_config_path(config_path)[0],
+        backends=len(workbench.backend_blocks),
+        styles=len(workbench.styles),
+        directory=config.output.directory,
+        warnings=warnings,
+    )
+
+
+def write_sample_config(config_path: str | Path | None, *, force: bool = False) -> Path:
+    """Write the commented sample config where the config is looked for; its path."""
+    path, _named = resolve_config_path(config_path)
+    write_sample(path, force=force)
+    return path
+
+
+@dataclass(frozen=True)
+class BackendRow:
+    name: str
+    type: str
+    model: str
+    default: bool
+    status: str
+
+
+def backend_rows(workbench: Workbench) -> list[BackendRow]:
+    return [
+        BackendRow(
+            name=name,
+            type=str(block["type"]),
+            model=registry.model_of(block),
+            default=name == workbench.config.default_backend,
+            status=workbench.backend_status(name),
+        )
+        for name, block in sorted(workbench.backend_blocks.items())
+    ]
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int = 1
+    poll_interval: float = DEFAULT_POLL_S
+    lease: float = DEFAULT_LEASE_S
+    once: bool = False
+
+
+def run_worker(workbench: Workbench, settings: WorkerSettings) -> int:
+    """Run the job worker until it is stopped (or, `once`, the queue is empty).
+
+    The exit code: 0 after a clean stop, 130 after a forced one (a second
+    SIGTERM/SIGINT). A crashed worker raises WorkerCrashed (exit 1, already
+    logged); a database that cannot be reached at start raises DatabaseError.
+    Logs go to stderr, one line per job, for journald or a terminal.
+    """
+    from imagen_tui.db.connect import open_database
+    from imagen_tui.db.queue import PgQueue
+    from imagen_tui.jobs.worker import (
+        Worker,
+        WorkerOptions,
+        install_stop_signals,
+        new_worker_id,
+        run_loop,
+    )
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    database = open_database(workbench.config)
+    worker_id = new_worker_id()
+    queue = PgQueue(database.url, worker_id, lease_s=settings.lease)
+    options = WorkerOptions(
+        concurrency=settings.concurrency, poll_interval=settings.poll_interval, once=settings.once
+    )
+
+    async def main() -> int:
+        worker = Worker(workbench, queue, options)
+        install_stop_signals(worker, asyncio.get_running_loop())
+        mode = "draining the queue once" if settings.once else "waiting for jobs"
+        log.info(
+            "worker %s on %s (%s): %s, concurrency %d, lease %g s",
+            worker_id,
+            database.display_url,
+            database.source,
+            mode,
+            settings.concurrency,
+            settings.lease,
+        )
+        await worker.run()
+        summary = ", ".join(f"{n} {what}" for what, n in sorted(worker.stats.items()))
+        log.info("worker stopped: %s", summary or "no jobs")
+        return 130 if worker.forced else 0
+
+    return run_loop(main())
