@@ -1,0 +1,406 @@
+"""The one HTTP client every remote adapter uses (ComfyUI, Replicate, OpenAI).
+
+`imagen_tui.retry` says who retries what; this module is its layer 1: it
+retries a single HTTP call, and only a call that cannot have been billed.
+In plain words, for each failed try of `HttpClient.request`:
+
+- 429 Too Many Requests: the server refused the call, so nothing was bought;
+  it is tried again up to 3 times, billable or not. The wait is the server's
+  `Retry-After` (seconds or an HTTP date) when it sends one, else an
+  exponential backoff with jitter. A server asking for longer than
+  `max_wait` is not waited for here: the call gives up at once and the
+  worker queues the job again after that time (layer 2).
+- 5xx, a lost connection or a timeout: tried again once, and only if the
+  call cannot have started a paid generation: a `billable=False` call (a
+  lookup, a download, a cancel), or any call that provably never reached the
+  server (the connection was refused or timed out before anything was
+  sent). A billable call that may have reached the server (a read timeout,
+  a 5xx, a connection dropped after sending) is never sent again: it raises
+  `MaybeStarted`, so the adapter can look the generation up.
+  (Rate limits and failures have separate budgets: at most 3 + 1 retries.)
+- 401/403: the token is wrong; the error names the variable that holds it.
+- Billing, quota and content-policy refusals: permanent, one line saying so.
+  Status codes alone do not identify them, so the adapter may pass a
+  `classify` hook; the defaults know 402 (payment required) and a 429 whose
+  JSON body says `insufficient_quota` (OpenAI).
+- Any other 4xx: permanent, with the status and a short, escaped excerpt of
+  the server's message (never the whole body, never the request headers).
+
+Whenever the client gives up it raises `GenerationError` (as `HttpError`):
+`transient=True` for rate limits, server errors and lost connections (with
+the server's `Retry-After` as `retry_after`), `transient=False` otherwise.
+Each retry is logged on one line (INFO for a 429, WARNING otherwise) with
+the method, the path (never the query), what went wrong and the wait.
+Waits go through the `sleep` the client is given, so tests never wait.
+
+Secrets come only by environment-variable name (`token_env`): the token is
+read when a call is made, sent only to the `base_url`'s origin unless the
+call asks otherwise, and kept out of every message, log line and `repr`; the
+request attached to a returned response no longer carries it either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any, Literal
+
+import httpx
+
+from imagen_tui import __version__
+from imagen_tui.errors import GenerationError
+from imagen_tui.retry import backoff_delay
+from imagen_tui.text import one_line
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT_RETRIES = 3  # a 429 is tried again up to this many times
+FAILURE_RETRIES = 1  # a 5xx or lost connection: once, and only when nothing can be billed
+RETRY_BASE_S = 1.0  # backoff without Retry-After: about 1, 2, 4 s (75-100 % jitter)
+RETRY_CAP_S = 16.0
+MAX_WAIT_S = 60.0  # a longer Retry-After is handed to the worker instead of waited out here
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+EXCERPT_CHARS = 200  # at most this much of a server's error message goes into an error
+
+# Raised before a single byte of the request was sent: resending cannot bill twice.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class HttpError(GenerationError):
+    """A remote call failed; `status` is the HTTP status, None for a lost connection."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        transient: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, transient=transient, retry_after=retry_after)
+        self.status = status
+
+
+class MaybeStarted(HttpError):
+    """A billable call failed after it may have reached the server: it may have
+    started a (paid) generation, so it was not sent again. Always transient;
+    the adapter decides whether to look the generation up."""
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What a `classify` hook found in an error response: a permanent refusal.
+
+    `what` names it in a word or two ("billing", "quota", "content policy");
+    `message` is one line for the user (the server's own words are fine).
+    """
+
+    what: str
+    message: str
+
+
+Classify = Callable[[httpx.Response], Classification | None]
+
+
+def default_classify(response: httpx.Response) -> Classification | None:
+    """402 is a billing refusal; a 429 whose body says `insufficient_quota` is a quota one."""
+    if response.status_code == 402:
+        return Classification("billing", server_message(response) or "payment required")
+    if response.status_code == 429:
+        error = _json(response).get("error")
+        if isinstance(error, Mapping) and "insufficient_quota" in (
+            error.get("type"),
+            error.get("code"),
+        ):
+            return Classification("quota", server_message(response) or "insufficient quota")
+    return None
+
+
+def parse_retry_after(headers: httpx.Headers, now: float) -> float | None:
+    """Seconds the server asks us to wait, from `Retry-After` (seconds or an HTTP
+    date; `now` is the wall clock) or OpenAI's `retry-after-ms`; None if absent
+    or unreadable. A date in the past is 0."""
+    seconds: float | None = None
+    if (millis := headers.get("retry-after-ms")) is not None:
+        seconds = _number(millis)
+        seconds = None if seconds is None else seconds / 1000
+    if seconds is None and (value := headers.get("retry-after")) is not None:
+        seconds = _number(value)
+        if seconds is None:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                return None
+            if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+                when = when.replace(tzinfo=UTC)
+            seconds = when.timestamp() - now
+    return None if seconds is None else max(0.0, seconds)
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _json(response: httpx.Response) -> Mapping[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:  # includes JSONDecodeError and undecodable bytes
+        return {}
+    return body if isinstance(body, Mapping) else {}
+
+
+def server_message(response: httpx.Response) -> str:
+    """The server's own error message: `error.message` (OpenAI), `detail`
+    (Replicate, RFC 7807), `message` (Supabase), else the body text. Raw:
+    pass it through `excerpt` before showing it."""
+    body = _json(response)
+    error = body.get("error")
+    if isinstance(error, Mapping):
+        error = error.get("message")
+    for candidate in (error, body.get("detail"), body.get("message"), body.get("title")):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate
+    return response.text
+
+
+def excerpt(text: str, secret: str | None = None) -> str:
+    """`text` safe for one line of an error: `secret` masked, control characters
+    escaped, at most EXCERPT_CHARS long."""
+    if secret:
+        text = text.replace(secret, "***")
+    return one_line(text, EXCERPT_CHARS)
+
+
+@dataclass(frozen=True)
+class _Retryable:
+    """A failed try that may be tried again, if its budget allows."""
+
+    kind: Literal["rate limit", "failure"]
+    what: str  # "429 Too Many Requests: slow down", "ReadTimeout", for messages and logs
+    status: int | None = None
+    retry_after: float | None = None  # the server's Retry-After, in seconds
+
+
+class HttpClient:
+    """An `httpx.AsyncClient` with ImaGen's retry and error policy (see the module doc).
+
+    `base_url` is the service root (an adapter's default, or the user's proxy,
+    gateway or local fake); `token_env` names the environment variable holding
+    the token (None: no authentication), sent as `auth_header: auth_scheme
+    <token>`. `classify` may recognise permanent refusals the defaults don't;
+    it is asked first. `sleep`, `clock` and `transport` are for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        token_env: str | None = None,
+        auth_header: str = "Authorization",
+        auth_scheme: str | None = "Bearer",
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_wait: float = MAX_WAIT_S,
+        classify: Classify | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.token_env = token_env
+        self._auth_header = auth_header
+        self._auth_scheme = auth_scheme
+        self._max_wait = max_wait
+        self._classify = classify
+        self._sleep = sleep
+        self._clock = clock
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": f"imagen-tui/{__version__}"},
+        )
+
+    @property
+    def base_url(self) -> httpx.URL:
+        return self._client.base_url
+
+    def __repr__(self) -> str:
+        base_url = str(self.base_url)
+        return (
+            f"HttpClient(name={self.name!r}, base_url={base_url!r}, token_env={self.token_env!r})"
+        )
+
+    async def __aenter__(self) -> HttpClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        billable: bool,
+        json: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+        authenticate: bool | None = None,
+    ) -> httpx.Response:
+        """Send one call, trying again as the policy allows; return a response below 400.
+
+        `billable`: the call may start something paid (a generation). `path`
+        is relative to `base_url`, or a full URL. `timeout` replaces the
+        client's for this call. The token goes to the `base_url`'s origin
+        only, unless `authenticate` says otherwise. Raises `HttpError`
+        (`MaybeStarted` for a billable call that may have gone through).
+        """
+        url = self._client.build_request(method, path).url  # `path` joined to base_url
+        if authenticate is None:
+            authenticate = _same_origin(url, self.base_url)
+        token = self._token() if authenticate and self.token_env else None
+        retries: Counter[str] = Counter()
+        while True:
+            request = self._client.build_request(
+                method,
+                url,
+                json=json,
+                content=content,
+                params=params,
+                headers=headers,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+            if token is not None:
+                scheme = f"{self._auth_scheme} " if self._auth_scheme else ""
+                request.headers[self._auth_header] = scheme + token
+            outcome = await self._try(request, billable=billable, token=token)
+            if isinstance(outcome, httpx.Response):
+                return outcome
+            retries[outcome.kind] += 1
+            budget = RATE_LIMIT_RETRIES if outcome.kind == "rate limit" else FAILURE_RETRIES
+            tries = sum(retries.values())
+            if retries[outcome.kind] > budget:
+                raise self._give_up(request, outcome, f"gave up after {tries} tries")
+            if outcome.retry_after is not None:
+                wait = outcome.retry_after
+                if wait > self._max_wait:
+                    raise self._give_up(request, outcome, f"the server asks to wait {wait:g} s")
+            else:
+                wait = backoff_delay(retries[outcome.kind], base=RETRY_BASE_S, cap=RETRY_CAP_S)
+            log.log(
+                logging.INFO if outcome.kind == "rate limit" else logging.WARNING,
+                "%s: %s %s: %s; retry %d of %d in %.1f s",
+                self.name,
+                request.method,
+                _path(request),
+                outcome.what,
+                retries[outcome.kind],
+                budget,
+                wait,
+            )
+            await self._sleep(wait)
+
+    def _token(self) -> str:
+        assert self.token_env is not None
+        token = os.environ.get(self.token_env, "").strip()
+        if not token:
+            raise HttpError(f"{self.name}: not configured (set {self.token_env})")
+        return token
+
+    async def _try(
+        self, request: httpx.Request, *, billable: bool, token: str | None
+    ) -> httpx.Response | _Retryable:
+        """One try: the response, or a failure worth trying again; raises when it is not."""
+        try:
+            response = await self._client.send(request)
+        except _NEVER_SENT as error:
+            return _Retryable("failure", _transport_error(error, token))
+        except httpx.UnsupportedProtocol as error:
+            raise HttpError(
+                f"{self.name}: bad URL {_path(request)}: {excerpt(str(error))}"
+            ) from None
+        except httpx.TransportError as error:
+            what = _transport_error(error, token)
+            if billable:
+                raise self._maybe_started(request, what, None) from None
+            return _Retryable("failure", what)
+        finally:
+            if token is not None:  # what we return (response.request) must not carry it
+                del request.headers[self._auth_header]
+        status = response.status_code
+        if status < 400:
+            return response
+        found = self._classify(response) if self._classify else None
+        found = found or default_classify(response)
+        if found is not None:
+            message = excerpt(found.message, token)
+            raise HttpError(f"{self.name}: {found.what} ({status}): {message}", status=status)
+        said = excerpt(server_message(response), token)
+        what = f"{status} {response.reason_phrase}" + (f": {said}" if said else "")
+        if status == 429:
+            retry_after = parse_retry_after(response.headers, self._clock())
+            return _Retryable("rate limit", what, status, retry_after)
+        if status >= 500:
+            if billable:
+                raise self._maybe_started(request, what, status)
+            return _Retryable(
+                "failure", what, status, parse_retry_after(response.headers, self._clock())
+            )
+        if status in (401, 403) and token is not None:
+            raise HttpError(
+                f"{self.name} rejected the token in ${self.token_env} ({what}); check it",
+                status=status,
+            )
+        raise HttpError(
+            f"{self.name}: {request.method} {_path(request)} failed ({what})", status=status
+        )
+
+    def _maybe_started(self, request: httpx.Request, what: str, status: int | None) -> MaybeStarted:
+        return MaybeStarted(
+            f"{self.name}: {request.method} {_path(request)} failed ({what}) after it may have "
+            "reached the server; it may have started a generation, so it was not sent again",
+            status=status,
+            transient=True,
+        )
+
+    def _give_up(self, request: httpx.Request, outcome: _Retryable, why: str) -> HttpError:
+        return HttpError(
+            f"{self.name}: {request.method} {_path(request)} failed ({outcome.what}); {why}",
+            status=outcome.status,
+            transient=True,
+            retry_after=outcome.retry_after,
+        )
+
+
+def _same_origin(url: httpx.URL, base: httpx.URL) -> bool:
+    return (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
+
+
+def _path(request: httpx.Request) -> str:
+    """The URL path, for messages and logs: never the query (it may hold a signed token)."""
+    return one_line(request.url.path, 120)
+
+
+def _transport_error(error: httpx.TransportError, token: str | None) -> str:
+    detail = excerpt(str(error), token)
+    return type(error).__name__ + (f": {detail}" if detail else "")
