@@ -1,10 +1,13 @@
-"""The user's config file (`imagen.yaml`): finding, parsing and checking it."""
+"""The user's config file (`imagen.yaml`): finding, parsing and checking it.
+
+One concern per module: `loading` (finding the file, parsing YAML with line
+numbers, building `Config`), `secrets` (no secret may be written in the
+file), `sample` (the sample `imagen config init` writes). Import from here.
+"""
 
 from imagen_tui.config.loading import (
     BUILTIN,
-    DATABASE_URL_ENV,
     DEFAULT_NAMING,
-    SAMPLE_CONFIG,
     Config,
     DatabaseConfig,
     KeyPath,
@@ -14,8 +17,9 @@ from imagen_tui.config.loading import (
     load_yaml,
     locator,
     resolve_config_path,
-    write_sample,
 )
+from imagen_tui.config.sample import SAMPLE_CONFIG, write_sample
+from imagen_tui.config.secrets import DATABASE_URL_ENV
 
 __all__ = [
     "BUILTIN",

@@ -5,11 +5,13 @@ Where the file is: `--config PATH`, else `$IMAGEN_CONFIG`, else
 the default place is fine: built-in defaults give a `mock` backend and an
 output directory, so a fresh machine works with no config at all.
 
-This module checks the framework's own keys and scans for inline secrets.
-The owners of the other blocks check theirs with the line numbers kept here
-(`Config.where`): backend adapters (`backends.registry`), style presets
-(`prompt`), the naming template (`naming`). `pipeline.open_workbench` runs
-them all, so every front end sees the same errors.
+This module finds and parses the file (keeping the line of every key, for
+errors) and checks the framework's own keys; `secrets` refuses inline
+secrets, `sample` writes the sample file. The owners of the other blocks
+check theirs with the line numbers kept here (`Config.where`): backend
+adapters (`backends.registry`), style presets (`prompt`), the naming
+template (`naming`). `pipeline.open_workbench` runs them all, so every
+front end sees the same errors.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import platformdirs
 import yaml
 
+from imagen_tui.config.secrets import DATABASE_URL_ENV, has_password, scan_secrets
 from imagen_tui.errors import ConfigError
 
 CONFIG_FILENAME = "imagen.yaml"
@@ -36,15 +39,6 @@ DEFAULT_BACKENDS: dict[str, dict[str, Any]] = {"mock": {"type": "mock"}}
 TOP_LEVEL_KEYS = ("default_backend", "output", "styles", "backends", "database")
 OUTPUT_KEYS = ("directory", "naming", "series_naming", "write_metadata_json")
 DATABASE_KEYS = ("url", "url_env")
-DATABASE_URL_ENV = "IMAGEN_DATABASE_URL"
-
-# Keys that would hold a secret inline. Secrets come only through `*_env`
-# keys naming an environment variable, so they never sit in a file.
-_SECRET_KEY_RE = re.compile(
-    r"^(api_?token|api_?key|token|secret|password|passwd|access_token|auth_token|bearer"
-    r"|.*_(token|key|secret|password))$",
-    re.IGNORECASE,
-)
 
 KeyPath = tuple[str, ...]
 Locate = Callable[[KeyPath], str | None]  # key path -> `file:line` for error messages
@@ -225,27 +219,6 @@ def _unknown_keys(
             )
 
 
-def _scan_secrets(value: Any, prefix: KeyPath, locate: Locate) -> None:
-    """Refuse any key that holds a secret inline, anywhere in the file."""
-    if not isinstance(value, dict):
-        return
-    for key, inner in value.items():
-        path = (*prefix, str(key))
-        if _SECRET_KEY_RE.match(str(key)) and inner not in (None, ""):
-            # Never echo the value: it is a secret.
-            if path[0] == "backends":
-                fix = f"put the value in an environment variable and set {key}_env: VARIABLE_NAME"
-            elif path[0] == "database":
-                fix = f"put the whole URL in ${DATABASE_URL_ENV} (or a variable named by url_env)"
-            else:
-                fix = "remove it and keep the secret in an environment variable"
-            raise ConfigError(
-                f"{'.'.join(path)}: secrets must not be written in the config file; {fix}",
-                locate(path),
-            )
-        _scan_secrets(inner, path, locate)
-
-
 def _expect(value: Any, kind: type, key: KeyPath, what: str, locate: Locate) -> None:
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ConfigError(f"{'.'.join(key)}: expected {what}, got {value!r}", locate(key))
@@ -253,7 +226,7 @@ def _expect(value: Any, kind: type, key: KeyPath, what: str, locate: Locate) -> 
 
 def _build(path: Path | None, data: dict[str, Any], lines: dict[KeyPath, int]) -> Config:
     locate = locator(path, lines)
-    _scan_secrets(data, (), locate)
+    scan_secrets(data, (), locate)
     _unknown_keys(data, TOP_LEVEL_KEYS, (), locate)
 
     output_block = data.get("output") or {}
@@ -319,7 +292,7 @@ def _database_block(block: Any, locate: Locate) -> DatabaseConfig:
     url, url_env = block.get("url"), block.get("url_env")
     if url is not None:
         _expect(url, str, ("database", "url"), "a PostgreSQL URL", locate)
-        if _has_password(url):
+        if has_password(url):
             raise ConfigError(
                 "database.url: the URL holds a password; secrets must not be written in the "
                 f"config file: put the URL in ${DATABASE_URL_ENV}, or in another variable "
@@ -335,66 +308,3 @@ def _database_block(block: Any, locate: Locate) -> DatabaseConfig:
             )
     where = locate(("database", "url_env")) if url_env else None
     return DatabaseConfig(url=url, url_env=url_env, url_env_where=where)
-
-
-def _has_password(url: str) -> bool:
-    import psycopg  # only needed when a URL is configured
-
-    try:
-        return bool(psycopg.conninfo.conninfo_to_dict(url).get("password"))
-    except psycopg.ProgrammingError:  # unparsable: reported properly at connect time
-        return False
-
-
-# --------------------------------------------------------------------------- sample
-
-SAMPLE_CONFIG = """\
-# ImaGen configuration. Every key is optional: delete what you do not need.
-# Reference: docs/config.md. Check this file with `imagen config check`.
-
-# The backend instance `imagen generate` uses when --backend is not given.
-default_backend: mock
-
-output:
-  # Where images go (~ and $VARS are expanded; relative paths are relative
-  # to this file). Default: your pictures directory + /imagen.
-  # directory: ~/Pictures/imagen
-  # File name template, no extension. Tokens: {date} {time} {datetime}
-  # {slug} {seed} {backend} {model} {width} {height} {idx} {series} {style}.
-  # A "/" makes subdirectories. Existing files are never overwritten.
-  naming: "{date}/{time}_{slug}_{seed}"
-  # The tries of one queued series share a folder of their own; here {date}
-  # and {time} are when the series was submitted.
-  series_naming: "{date}/series-{series}_{slug}/{idx:02d}_{seed}"
-  # Write <image>.json beside each image with the full parameters.
-  write_metadata_json: true
-
-# Your own style presets; they extend (or, by name, override) the shipped
-# ones listed by `imagen styles`. {prompt} marks where your prompt goes.
-styles:
-  my-poster:
-    description: Bold flat poster
-    prompt: "{prompt}, bold flat vector poster, limited palette, strong shapes"
-    negative: "photo, gradients, text"
-    size: 768x1024
-
-# Backend instances: name -> {type, ...options of that type}.
-# Secrets never go in this file: name the environment variable that holds
-# them with a *_env key (e.g. api_token_env: REPLICATE_API_TOKEN).
-backends:
-  mock:
-    type: mock
-    model: mock-v1
-    # Simulated GPU time per image, in milliseconds.
-    delay_ms: 0
-"""
-
-
-def write_sample(path: Path, *, force: bool = False) -> None:
-    """Write SAMPLE_CONFIG to `path`; refuse to replace a file unless `force`."""
-    if path.exists() and not force:
-        raise ConfigError("already exists; pass --force to overwrite it", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(SAMPLE_CONFIG, encoding="utf-8")
-    os.replace(tmp, path)
