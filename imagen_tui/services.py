@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -318,7 +319,13 @@ def check_config(workbench: Workbench, config_path: str | Path | None = None) ->
 def write_sample_config(config_path: str | Path | None, *, force: bool = False) -> Path:
     """Write the commented sample config where the config is looked for; its path."""
     path, _named = resolve_config_path(config_path)
-    write_sample(path, force=force)
+    # What named the path, for an error: the flag, the variable, or neither (the default).
+    field = None
+    if config_path:
+        field = "config"
+    elif os.environ.get("IMAGEN_CONFIG"):
+        field = "$IMAGEN_CONFIG"
+    write_sample(path, force=force, field=field)
     return path
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from imagen_tui.config import SAMPLE_CONFIG, load_config, write_sample
 from imagen_tui.core.workbench import open_workbench
-from imagen_tui.errors import ConfigError
+from imagen_tui.errors import ConfigError, InputError
 
 
 def error_of(home, text: str) -> str:
@@ -159,7 +159,7 @@ def test_sample_config_is_valid_and_init_refuses_to_overwrite(home):
     workbench = open_workbench(home.config_path)
     assert "my-poster" in workbench.styles
     home.config_path.write_text("default_backend: mock\n")
-    with pytest.raises(ConfigError, match="already exists; pass --force"):
+    with pytest.raises(InputError, match="already exists; pass --force"):
         write_sample(home.config_path)
     assert home.config_path.read_text() == "default_backend: mock\n"
     write_sample(home.config_path, force=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
+import tempfile
 from pathlib import Path
 
-from imagen_tui.errors import ConfigError
+from imagen_tui.config.loading import CONFIG_FILENAME
+from imagen_tui.errors import InputError
 
 SAMPLE_CONFIG = """\
 # ImaGen configuration. Every key is optional: delete what you do not need.
@@ -49,11 +53,79 @@ backends:
 """
 
 
-def write_sample(path: Path, *, force: bool = False) -> None:
-    """Write SAMPLE_CONFIG to `path`; refuse to replace a file unless `force`."""
-    if path.exists() and not force:
-        raise ConfigError("already exists; pass --force to overwrite it", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(SAMPLE_CONFIG, encoding="utf-8")
-    os.replace(tmp, path)
+def write_sample(path: Path, *, force: bool = False, field: str | None = None) -> None:
+    """Write SAMPLE_CONFIG to `path`, making its missing directories.
+
+    Refuses to replace a file unless `force`, and never replaces a directory.
+    The file appears whole or not at all (a temporary file beside it, then a
+    rename); on any failure the temporary file and the directories made here
+    are removed again. `field` is what named the path (`config` for the
+    `--config` flag, `$IMAGEN_CONFIG`), for the error; None for the default.
+    """
+    created: list[Path] = []
+    temporary: str | None = None
+    try:
+        if path.is_dir():
+            example = path / CONFIG_FILENAME
+            raise InputError(field, f"{path} is a directory; name a file, e.g. {example}")
+        if path.exists() and not force:
+            raise InputError(field, f"{path} already exists; pass --force to overwrite it")
+        mode = _mode_for(path)
+        _make_directories(path.parent, created)
+        descriptor, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=".imagen-init-", suffix=".tmp"
+        )
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(SAMPLE_CONFIG)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+        temporary = None
+    except BaseException as error:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        for directory in reversed(created):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        if isinstance(error, OSError):
+            raise InputError(field, _cannot_write(path, error, field)) from None
+        raise
+
+
+def _mode_for(path: Path) -> int:
+    """The replaced file's permissions, else what the umask gives a new file."""
+    with contextlib.suppress(OSError):
+        return stat.S_IMODE(path.stat().st_mode)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _make_directories(directory: Path, created: list[Path]) -> None:
+    """Make `directory` and its missing parents, recording each one made in `created`."""
+    missing: list[Path] = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    for each in reversed(missing):
+        try:
+            each.mkdir()
+        except FileExistsError:
+            if not each.is_dir():
+                raise
+            continue  # made by someone else meanwhile: not ours to remove
+        created.append(each)
+
+
+def _cannot_write(path: Path, error: OSError, field: str | None) -> str:
+    """One line for an OSError met while writing `path`: what went wrong and the fix."""
+    elsewhere = "choose another path" if field else "pass --config PATH to write it elsewhere"
+    if isinstance(error, PermissionError):
+        fix = "choose a directory" if field else "pass --config PATH in a directory"
+        return f"cannot write {path}: permission denied; {fix} you can write to"
+    if isinstance(error, (NotADirectoryError, FileExistsError)):
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"cannot write {path}: {blocker} is not a directory; {elsewhere}"
+    reason = error.strerror or type(error).__name__
+    return f"cannot write {path}: {reason[:1].lower()}{reason[1:]}; {elsewhere}"
