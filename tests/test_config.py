@@ -182,3 +182,56 @@ def test_url_env_naming_an_unset_variable_is_reported_by_check(home, monkeypatch
     assert str(caught.value).startswith(
         f"{path}:2: database.url_env: the variable NO_SUCH_DB_URL is not set"
     )
+
+
+def test_output_directory_expands_set_variables(home, monkeypatch):
+    monkeypatch.setenv("SHOTS", "/data/shots")
+    path = home.write_config("output:\n  directory: $SHOTS/${SHOTS}x/a$/b$5\n")
+    assert load_config(path).output.directory == Path("/data/shots/data/shotsx/a$/b$5")
+
+
+@pytest.mark.parametrize("text", ["$UNSET_VAR/x", "${UNSET_VAR}/x", "/x/pre${UNSET_VAR}"])
+def test_output_directory_with_an_unset_variable_names_it(home, monkeypatch, text):
+    monkeypatch.delenv("UNSET_VAR", raising=False)
+    message = error_of(home, f"styles: {{}}\noutput:\n  directory: {text}\n")
+    assert message == (
+        f"{home.config_path}:3: output.directory: $UNSET_VAR is not set; "
+        "export it, or write the path without it"
+    )
+
+
+def test_output_directory_with_an_empty_variable_names_it(home, monkeypatch):
+    # Empty is refused too: `$SHOTS/x` would silently become `/x`.
+    monkeypatch.setenv("EMPTY_VAR", "")
+    message = error_of(home, "output:\n  directory: $EMPTY_VAR/x\n")
+    assert message == (
+        f"{home.config_path}:2: output.directory: $EMPTY_VAR is empty; "
+        "give it a value, or write the path without it"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("/x/${UNCLOSED", '"${" has no closing "}"'),
+        ("/x/${}", "${} is not a variable name"),
+        ("/x/${1ST}", "${1ST} is not a variable name"),
+    ],
+)
+def test_output_directory_with_a_broken_variable_reference(home, text, problem):
+    message = error_of(home, f"output:\n  directory: '{text}'\n")
+    assert message == f"{home.config_path}:2: output.directory: {problem}; write $NAME or ${{NAME}}"
+
+
+def test_unset_variable_fails_check_and_generate_writes_nothing(home):
+    home.env.pop("UNSET_VAR", None)
+    home.write_config("output:\n  directory: $UNSET_VAR/x\n")
+    for command in (["config", "check"], ["generate", "a fox", "--size", "64x64"]):
+        done = home.imagen(*command)
+        assert done.returncode == 2, command
+        assert done.stdout == ""
+        assert done.stderr.strip() == (
+            f"imagen: {home.config_path}:2: output.directory: $UNSET_VAR is not set; "
+            "export it, or write the path without it"
+        )
+    assert sorted(home.root.rglob("*")) == [home.config_path.parent, home.config_path]

@@ -207,6 +207,41 @@ def locator(path: Path | None, lines: Mapping[KeyPath, int]) -> Locate:
     return locate
 
 
+# `$NAME` or `${NAME}`; a `$` followed by anything else is kept as it is.
+_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_VARIABLE_RE = re.compile(rf"\$(?:(?P<name>{_ENV_NAME})|(?P<braced>\{{[^}}]*\}})|(?P<open>\{{))")
+
+
+def expand_variables(text: str, key: KeyPath, locate: Locate) -> str:
+    """`text` with every `$NAME` and `${NAME}` replaced by the variable's value.
+
+    Strict, unlike `os.path.expandvars`: a variable that is unset or empty is an
+    error naming it (kept literally, `$UNSET/x` would become a directory named
+    `$UNSET`; empty, `$EMPTY/x` would become `/x`), and so is a `${` that does
+    not enclose a variable name.
+    """
+    dotted = ".".join(key)
+
+    def value_of(match: re.Match[str]) -> str:
+        if match["open"]:
+            problem = '"${" has no closing "}"'
+            raise ConfigError(f"{dotted}: {problem}; write $NAME or ${{NAME}}", locate(key))
+        name = match["name"] or match["braced"][1:-1]
+        if not re.fullmatch(_ENV_NAME, name):
+            problem = f"{match[0]} is not a variable name"
+            raise ConfigError(f"{dotted}: {problem}; write $NAME or ${{NAME}}", locate(key))
+        value = os.environ.get(name)
+        if value is None:
+            problem = f"${name} is not set; export it, or write the path without it"
+            raise ConfigError(f"{dotted}: {problem}", locate(key))
+        if not value:
+            problem = f"${name} is empty; give it a value, or write the path without it"
+            raise ConfigError(f"{dotted}: {problem}", locate(key))
+        return value
+
+    return _VARIABLE_RE.sub(value_of, text)
+
+
 def _unknown_keys(
     block: Mapping[str, Any], allowed: tuple[str, ...], prefix: KeyPath, locate: Locate
 ) -> None:
@@ -237,7 +272,7 @@ def _build(path: Path | None, data: dict[str, Any], lines: dict[KeyPath, int]) -
     if "directory" in output_block:
         raw = output_block["directory"]
         _expect(raw, str, ("output", "directory"), "a directory path", locate)
-        directory = Path(os.path.expandvars(raw)).expanduser()
+        directory = Path(expand_variables(raw, ("output", "directory"), locate)).expanduser()
         if not directory.is_absolute() and path is not None:
             directory = path.parent / directory  # relative to the config file
     naming = output_block.get("naming", DEFAULT_NAMING)
