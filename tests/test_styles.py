@@ -6,7 +6,7 @@ import pytest
 
 from imagen_tui.core.prompt import load_shipped, pick_style
 from imagen_tui.core.workbench import open_workbench
-from imagen_tui.errors import InputError
+from imagen_tui.errors import ConfigError, InputError
 
 EXPECTED = {
     "blog-header",
@@ -65,3 +65,59 @@ def test_unknown_style_lists_known_names(home):
     assert message.startswith("style: unknown style 'vaporwave'; known styles: ")
     for name in EXPECTED:
         assert name in message
+
+
+@pytest.mark.parametrize(
+    ("escape", "code"),
+    [
+        ("\\0", "U+0000"),
+        ("\\e", "U+001B"),
+        ("\\r", "U+000D"),
+        ("\\x7f", "U+007F"),
+        ("\\N", "U+0085"),
+    ],
+    ids=["NUL", "ESC", "CR", "DEL", "NEL"],
+)
+@pytest.mark.parametrize(("key", "line"), [("prompt", 3), ("negative", 4), ("description", 5)])
+def test_control_character_in_a_user_style_is_a_config_error(home, escape, code, key, line):
+    values = {"prompt": "{prompt}, ink", "negative": "blur", "description": "Ink"}
+    values[key] += escape  # a YAML escape: the file itself holds only printable text
+    path = home.write_config(
+        "styles:\n  mine:\n"
+        f'    prompt: "{values["prompt"]}"\n'
+        f'    negative: "{values["negative"]}"\n'
+        f'    description: "{values["description"]}"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        open_workbench(path)
+    assert str(caught.value) == (
+        f"{path}:{line}: styles.mine.{key}: holds the control character {code}; "
+        "remove it (only newline and tab may appear in a preset)"
+    )
+
+
+def test_control_character_in_a_shorthand_style_names_its_line(home):
+    path = home.write_config('styles:\n  quick: "{prompt}\\0"\n')
+    with pytest.raises(ConfigError) as caught:
+        open_workbench(path)
+    assert str(caught.value) == (
+        f"{path}:2: styles.quick.prompt: holds the control character U+0000; "
+        "remove it (only newline and tab may appear in a preset)"
+    )
+
+
+def test_newline_and_tab_in_a_style_are_kept(home):
+    path = home.write_config('styles:\n  mine:\n    prompt: "{prompt},\\tink\\nwash"\n')
+    style = open_workbench(path).styles["mine"]
+    assert style.apply("a fox") == ("a fox,\tink\nwash", "")
+
+
+def test_config_check_refuses_a_style_holding_nul(home):
+    home.write_config('styles:\n  mine:\n    prompt: "{prompt}\\0, ink"\n')
+    done = home.imagen("config", "check")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip() == (
+        f"imagen: {home.config_path}:3: styles.mine.prompt: holds the control character "
+        "U+0000; remove it (only newline and tab may appear in a preset)"
+    )

@@ -3,6 +3,7 @@ how a preset turns a prompt into the prompt a backend receives."""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ def parse_style(name: str, block: Any, prefix: KeyPath, locate: Locate, origin: 
             f'where the user\'s prompt goes, e.g. "{PLACEHOLDER}, watercolor"',
             locate((*prefix, "prompt")) or locate(prefix),
         )
+    _refuse_control_characters(template, (*prefix, "prompt"), locate)
     strings = {}
     for key in ("negative", "description"):
         value = block.get(key, "")
@@ -63,6 +65,7 @@ def parse_style(name: str, block: Any, prefix: KeyPath, locate: Locate, origin: 
             raise ConfigError(
                 f"{dotted}.{key}: expected a string, got {value!r}", locate((*prefix, key))
             )
+        _refuse_control_characters(value, (*prefix, key), locate)
         strings[key] = value.strip()
     size = None
     if "size" in block:
@@ -87,6 +90,18 @@ def parse_style(name: str, block: Any, prefix: KeyPath, locate: Locate, origin: 
         description=strings["description"],
         origin=origin,
     )
+
+
+def _refuse_control_characters(text: str, key: KeyPath, locate: Locate) -> None:
+    """A preset's text goes to backends, files' metadata and terminals: no control
+    characters (NUL, ESC, CR, ...) in it, except newline and tab."""
+    for char in text:
+        if char not in "\n\t" and unicodedata.category(char) == "Cc":
+            raise ConfigError(
+                f"{'.'.join(key)}: holds the control character U+{ord(char):04X}; "
+                "remove it (only newline and tab may appear in a preset)",
+                locate(key) or locate(key[:-1]),
+            )
 
 
 def _parse_all(
