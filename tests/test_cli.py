@@ -317,12 +317,29 @@ def test_embedded_server_that_cannot_start_gives_one_clean_line(home):
     assert "IMAGEN_DATABASE_URL" in line
 
 
-def test_malformed_database_url_is_one_line(home):
-    home.env["IMAGEN_DATABASE_URL"] = "not a url at all"
-    done = home.imagen("jobs")
-    assert done.returncode == 1
-    (line,) = done.stderr.strip().splitlines()
-    assert "is not a PostgreSQL URL" in line and "postgresql://" in line
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["jobs"],
+        ["submit", "a fox"],
+        ["db", "status"],
+        ["db", "migrate"],
+        ["config", "check"],
+        ["config", "show"],
+    ],
+    ids=" ".join,
+)
+def test_malformed_database_url_is_one_line_naming_the_variable(home, command):
+    home.env["IMAGEN_DATABASE_URL"] = "not a url password=hunter2"
+    done = home.imagen(*command)
+    assert done.returncode == 2
+    if command != ["config", "show"]:  # prints its header before it resolves the URL
+        assert done.stdout == ""
+    assert done.stderr.strip() == (
+        "imagen: $IMAGEN_DATABASE_URL: not a PostgreSQL URL; "
+        "write postgresql://USER@HOST:PORT/DBNAME"
+    )
+    assert home.files() == []
 
 
 def test_output_cut_short_by_the_reader_is_not_an_error(home):

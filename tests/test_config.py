@@ -235,3 +235,61 @@ def test_unset_variable_fails_check_and_generate_writes_nothing(home):
             "export it, or write the path without it"
         )
     assert sorted(home.root.rglob("*")) == [home.config_path.parent, home.config_path]
+
+
+DB_PASSWORD_REFUSED = (
+    "database.url: the URL holds a password; secrets must not be written in the config file: "
+    "put the URL in $IMAGEN_DATABASE_URL, or in another variable named by database.url_env"
+)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:hunter2@db/imagen",
+        "postgresql://app:hun/ter2@db/imagen",
+        "postgresql://app:hun@ter2@db/imagen",
+        "postgresql://app@db/imagen?pass%77ord=hunter2",
+        "postgresql://app@db/imagen?sslpassword=hunter2",
+        "host=db password='hunter 2'",
+        # malformed, and with a password: refused as holding one
+        "host=db password=hunter2 dbname='unclosed",
+        "postgresql://app:hunt%ZZer2@db/imagen",
+    ],
+)
+def test_database_url_holding_a_password_in_any_form_is_refused(home, url):
+    message = error_of(home, f'database:\n  url: "{url}"\n')
+    assert message == f"{home.config_path}:2: {DB_PASSWORD_REFUSED}"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("not a url at all", "not a PostgreSQL URL; write postgresql://USER@HOST:PORT/DBNAME"),
+        ("host=db colour=blue", "not a PostgreSQL URL; write postgresql://USER@HOST:PORT/DBNAME"),
+        (
+            "postgresql://app@corp@db/imagen",
+            'its user name or password holds a "/" or "@"; '
+            'percent-encode it ("/" is %2F, "@" is %40)',
+        ),
+    ],
+)
+def test_malformed_database_url_is_a_config_error_without_echoing_it(home, url, problem):
+    message = error_of(home, f'styles: {{}}\ndatabase:\n  url: "{url}"\n')
+    assert message == f"{home.config_path}:3: database.url: {problem}"
+
+
+def test_database_url_of_the_wrong_type_is_not_echoed(home):
+    message = error_of(home, "database:\n  url: [postgresql://app:hunter2@db/imagen]\n")
+    assert message == f"{home.config_path}:2: database.url: expected a PostgreSQL URL, got a list"
+
+
+@pytest.mark.parametrize(
+    "value", ["postgresql://app:hunter2@db/imagen", "hunter2 hunter2", "[hunter2]"]
+)
+def test_url_env_that_is_no_variable_name_is_not_echoed(home, value):
+    message = error_of(home, f"database:\n  url_env: {value}\n")
+    assert message == (
+        f"{home.config_path}:2: database.url_env: not an environment variable name; "
+        "name the variable that holds the URL, e.g. url_env: IMAGEN_QUEUE_URL"
+    )

@@ -26,8 +26,13 @@ from typing import Any
 import platformdirs
 import yaml
 
-from imagen_tui.config.secrets import DATABASE_URL_ENV, has_password, scan_secrets
-from imagen_tui.errors import ConfigError
+from imagen_tui.config.secrets import (
+    DATABASE_URL_ENV,
+    database_url_problem,
+    has_password,
+    scan_secrets,
+)
+from imagen_tui.errors import ConfigError, InputError
 
 CONFIG_FILENAME = "imagen.yaml"
 BUILTIN = "built-in default"
@@ -118,21 +123,34 @@ class DatabaseConfig:
     url_env_where: str | None = None  # file:line of url_env, for its error
 
     def resolve(self) -> tuple[str | None, str]:
-        """The URL to connect to (None: embedded) and where it came from."""
+        """The URL to connect to (None: embedded) and where it came from.
+
+        A URL from a variable that libpq cannot read as written is bad input
+        naming the variable (never echoing its value, which may hold a password),
+        so every command refuses it before trying to connect.
+        """
         if os.environ.get(DATABASE_URL_ENV):
-            return os.environ[DATABASE_URL_ENV], f"${DATABASE_URL_ENV}"
+            return _checked_variable(DATABASE_URL_ENV), f"${DATABASE_URL_ENV}"
         if self.url_env:
-            value = os.environ.get(self.url_env)
-            if not value:
+            if not os.environ.get(self.url_env):
                 raise ConfigError(
                     f"database.url_env: the variable {self.url_env} is not set; export it "
                     "or remove database.url_env to use the embedded server",
                     self.url_env_where,
                 )
-            return value, f"${self.url_env}"
+            return _checked_variable(self.url_env), f"${self.url_env}"
         if self.url:
             return self.url, "database.url"
         return None, "embedded"
+
+
+def _checked_variable(name: str) -> str:
+    """The database URL held by the environment variable `name`, checked."""
+    url = os.environ[name]
+    problem = database_url_problem(url)
+    if problem:
+        raise InputError(f"${name}", problem)
+    return url
 
 
 @dataclass(frozen=True)
@@ -325,21 +343,44 @@ def _database_block(block: Any, locate: Locate) -> DatabaseConfig:
     _expect(block, dict, ("database",), "a mapping (url or url_env)", locate)
     _unknown_keys(block, DATABASE_KEYS, ("database",), locate)
     url, url_env = block.get("url"), block.get("url_env")
+    # Neither value is ever echoed: a URL may hold a password, and a url_env set by
+    # mistake to the URL itself (or to the password) would show it.
     if url is not None:
-        _expect(url, str, ("database", "url"), "a PostgreSQL URL", locate)
+        where = locate(("database", "url"))
+        if not isinstance(url, str):
+            raise ConfigError(
+                f"database.url: expected a PostgreSQL URL, got {_kind_of(url)}", where
+            )
         if has_password(url):
             raise ConfigError(
                 "database.url: the URL holds a password; secrets must not be written in the "
                 f"config file: put the URL in ${DATABASE_URL_ENV}, or in another variable "
                 "named by database.url_env",
-                locate(("database", "url")),
+                where,
             )
-    if url_env is not None:
-        _expect(url_env, str, ("database", "url_env"), "an environment variable name", locate)
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", url_env):
-            raise ConfigError(
-                f"database.url_env: {url_env!r} is not an environment variable name",
-                locate(("database", "url_env")),
-            )
+        problem = database_url_problem(url)
+        if problem:
+            raise ConfigError(f"database.url: {problem}", where)
+    if url_env is not None and (
+        not isinstance(url_env, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", url_env)
+    ):
+        raise ConfigError(
+            "database.url_env: not an environment variable name; name the variable that "
+            "holds the URL, e.g. url_env: IMAGEN_QUEUE_URL",
+            locate(("database", "url_env")),
+        )
     where = locate(("database", "url_env")) if url_env else None
     return DatabaseConfig(url=url, url_env=url_env, url_env_where=where)
+
+
+def _kind_of(value: Any) -> str:
+    """What a YAML value is, in words, for errors that must not echo it."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a string" if isinstance(value, str) else type(value).__name__

@@ -8,7 +8,6 @@ schema that is behind and say which command to run.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import psycopg
 
 from imagen_tui.config import Config
 from imagen_tui.db import embedded, migrate
-from imagen_tui.errors import DatabaseError
+from imagen_tui.errors import DatabaseError, InputError
 
 
 @dataclass(frozen=True)
@@ -35,10 +34,15 @@ class Database:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced, safe to print or log."""
-    url = re.sub(r"(://[^:/@]*:)[^@/]+@", r"\1***@", url)  # postgresql://user:pw@host
-    # password=pw or password='quoted pw' in key=value strings and URL query parameters
-    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1***", url)
+    """The URL with every password replaced by `***`, safe to print or log.
+
+    Parsed as libpq parses it (URI user info, `?password=`, `password=` pairs,
+    quoted or escaped values, percent-encoding); a string libpq cannot parse
+    is not shown at all, and nothing is shown if a password would still appear.
+    """
+    from imagen_tui.config.secrets import redact_url
+
+    return redact_url(url)
 
 
 def locate(config: Config) -> Database:
@@ -52,13 +56,14 @@ def locate(config: Config) -> Database:
 def connect(url: str, **kwargs: object) -> psycopg.Connection:
     try:
         return psycopg.connect(url, **kwargs)  # type: ignore[arg-type]
-    except psycopg.ProgrammingError as error:  # not a connection string at all
-        raise DatabaseError(
-            f"{redact(url)!r} is not a PostgreSQL URL ({_first_line(error)}); "
-            "write postgresql://USER@HOST:PORT/DBNAME"
-        ) from None
+    except (psycopg.ProgrammingError, ValueError):
+        # Not a connection string at all. The driver's text quotes pieces of it
+        # (`invalid percent-encoded token: "<password>"`): never show it.
+        from imagen_tui.config.secrets import NOT_A_URL
+
+        raise InputError(None, f"the database URL is {NOT_A_URL}") from None
     except psycopg.OperationalError as error:
-        raise DatabaseError(f"cannot connect to {redact(url)}: {_first_line(error)}") from None
+        raise DatabaseError(f"cannot connect to {redact(url)}: {_first_line(error, url)}") from None
 
 
 def describe(error: psycopg.Error) -> str:
@@ -75,9 +80,13 @@ def database_errors() -> Iterator[None]:
         raise DatabaseError(describe(error)) from None
 
 
-def _first_line(error: Exception) -> str:
+def _first_line(error: Exception, url: str | None = None) -> str:
+    """The first line of a driver's message, with anything that may be a secret
+    (`password=...`, any piece of `url`'s password) masked."""
+    from imagen_tui.config.secrets import scrub
+
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return scrub(text.splitlines()[0], url) if text else type(error).__name__
 
 
 def _check_schema(conn: psycopg.Connection, database: Database) -> None:
