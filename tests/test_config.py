@@ -293,3 +293,36 @@ def test_url_env_that_is_no_variable_name_is_not_echoed(home, value):
         f"{home.config_path}:2: database.url_env: not an environment variable name; "
         "name the variable that holds the URL, e.g. url_env: IMAGEN_QUEUE_URL"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("123456", "123456"),
+        ("98765.4", "98765.4"),
+        ("0", None),
+        ("true", None),
+        ("[s3cr3t-a, s3cr3t-b]", "s3cr3t"),
+        ("{value: s3cr3t-c}", "s3cr3t"),
+        ("\n      nested: s3cr3t-d", "s3cr3t"),
+    ],
+    ids=["int", "float", "zero", "bool", "list", "flow-mapping", "block-mapping"],
+)
+@pytest.mark.parametrize("key", ["password", "api_token", "service_key"])
+def test_inline_secret_of_any_type_is_refused_without_echoing_it(home, key, value, shown):
+    message = error_of(home, f"backends:\n  r:\n    type: mock\n    {key}: {value}\n")
+    assert message == (
+        f"{home.config_path}:4: backends.r.{key}: secrets must not be written in the config "
+        f"file; put the value in an environment variable and set {key}_env: VARIABLE_NAME"
+    )
+    if shown:
+        assert shown not in message
+
+
+def test_inline_secret_inside_a_list_is_refused_without_echoing_it(home):
+    # Found before the style check, which would quote the whole list back.
+    message = error_of(home, "styles:\n  mine:\n    - prompt: '{prompt}'\n      token: s3cr3t\n")
+    assert message == (
+        f"{home.config_path}:4: styles.mine.token: secrets must not be written in the config "
+        "file; remove it and keep the secret in an environment variable"
+    )

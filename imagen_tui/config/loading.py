@@ -71,11 +71,16 @@ def _check_duplicates(node: yaml.Node, source: str) -> None:
 
 
 def _collect_lines(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int]) -> None:
+    """The line of every mapping key. A key inside a list item has no index in its
+    path: the first such key gets the line (enough to point an error at it)."""
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             path = (*prefix, str(key_node.value))
-            lines[path] = key_node.start_mark.line + 1
+            lines.setdefault(path, key_node.start_mark.line + 1)
             _collect_lines(value_node, path, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _collect_lines(item, prefix, lines)
 
 
 def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:

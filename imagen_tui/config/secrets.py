@@ -32,7 +32,12 @@ _SECRET_KEY_RE = re.compile(
 
 
 def scan_secrets(value: Any, prefix: KeyPath, locate: Locate) -> None:
-    """Refuse any key that holds a secret inline, anywhere in the file."""
+    """Refuse any key that holds a secret inline, anywhere in the file (inside lists
+    too), whatever the value's type: a number, true/false, a list or a mapping."""
+    if isinstance(value, list):
+        for item in value:
+            scan_secrets(item, prefix, locate)
+        return
     if not isinstance(value, dict):
         return
     for key, inner in value.items():
