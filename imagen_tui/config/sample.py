@@ -42,8 +42,8 @@ styles:
     size: 768x1024
 
 # Backend instances: name -> {type, ...options of that type}.
-# Secrets never go in this file: name the environment variable that holds
-# them with a *_env key (e.g. api_token_env: REPLICATE_API_TOKEN).
+# Secrets never go in this file: a backend that needs one names the
+# environment variable holding it with a *_env key (mock needs none).
 backends:
   mock:
     type: mock
