@@ -56,7 +56,7 @@ def locate(config: Config) -> Database:
 def connect(url: str, **kwargs: object) -> psycopg.Connection:
     try:
         return psycopg.connect(url, **kwargs)  # type: ignore[arg-type]
-    except (psycopg.ProgrammingError, ValueError):
+    except (psycopg.ProgrammingError, UnicodeEncodeError):  # encode: undecodable $VAR bytes
         # Not a connection string at all. The driver's text quotes pieces of it
         # (`invalid percent-encoded token: "<password>"`): never show it.
         from imagen_tui.config.secrets import NOT_A_URL
