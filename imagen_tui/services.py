@@ -381,6 +381,8 @@ def run_worker(workbench: Workbench, settings: WorkerSettings) -> int:
     )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # httpx logs every request's full URL at INFO; signed download URLs carry tokens.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     database = open_database(workbench.config)
     worker_id = new_worker_id()
     queue = PgQueue(database.url, worker_id, lease_s=settings.lease)

@@ -117,8 +117,9 @@ def _check_value(option: Option, value: Any, key: str, where: str | None) -> Any
         raise ConfigError(f"{key}: {value} is above the maximum {option.maximum:g}", where)
     if option.env and not ENV_NAME_RE.match(value):
         raise ConfigError(
-            f"{key}: {value!r} is not an environment variable name; "
-            "name the variable that holds the secret, e.g. REPLICATE_API_TOKEN",
+            # Never echo the value: it may be the secret itself, pasted in by mistake.
+            f"{key}: not an environment variable name; name the variable that holds "
+            "the secret (letters, digits and _), e.g. REPLICATE_API_TOKEN",
             where,
         )
     return value

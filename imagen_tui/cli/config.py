@@ -27,8 +27,8 @@ def _yaml_scalar(value: Any) -> str:
 
 def cmd_config_show(args: argparse.Namespace) -> int:
     workbench = open_workbench(args.config)
+    rows = services.config_rows(workbench)  # first: a bad database URL prints nothing
     out(f"# config file: {workbench.config.path or 'none (built-in defaults)'}")
-    rows = services.config_rows(workbench)
     lines = [(f"{row.key} = {_yaml_scalar(row.value)}", row.source) for row in rows]
     width = max(len(setting) for setting, _ in lines)
     for setting, source in lines:

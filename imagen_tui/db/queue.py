@@ -34,6 +34,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from imagen_tui.config.secrets import scrub
 from imagen_tui.core.spec import REQUEST_FIELDS, RequestSpec
 from imagen_tui.db.connect import redact
 from imagen_tui.db.events import (
@@ -200,10 +201,10 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
     )
 
 
-def _one_line(error: psycopg.Error) -> str:
-    return one_line(
-        str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    )
+def _one_line(error: psycopg.Error, url: str | None = None) -> str:
+    """The driver's message on one line, anything that may be a secret masked."""
+    text = str(error).strip()
+    return one_line(scrub(text.splitlines()[0], url) if text else type(error).__name__)
 
 
 class PgQueue:
@@ -231,7 +232,8 @@ class PgQueue:
                 return rows, cursor.rowcount
             except psycopg.OperationalError as error:
                 await self._drop_connections()
-                raise QueueUnavailable(f"{redact(self.url)}: {_one_line(error)}") from error
+                message = _one_line(error, self.url)
+                raise QueueUnavailable(f"{redact(self.url)}: {message}") from error
             except psycopg.Error as error:
                 raise QueueRejected(_one_line(error)) from error
 
@@ -408,7 +410,7 @@ class Heartbeat(threading.Thread):
         except psycopg.Error as error:
             # The database is away: try again next beat. If it stays away past the
             # lease, the jobs get rescued and the fenced completion will say so.
-            self._outage.failed(_one_line(error))
+            self._outage.failed(_one_line(error, self.url))
             with contextlib.suppress(Exception):
                 if self._conn is not None:
                     self._conn.close()
