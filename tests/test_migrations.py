@@ -257,3 +257,58 @@ def test_redact_hides_every_password_form_libpq_accepts(url):
     assert "hunter2" not in shown
     assert "and more" not in shown
     assert "db.example.com" in shown
+
+
+# --------------------------------------------------------------------------- upgrades
+
+
+def test_a_database_of_the_first_schema_upgrades_in_place(empty_db, tmp_path, monkeypatch, home):
+    """A queue migrated by an earlier ImaGen (schema 1), with rows a second user
+    wrote by hand, is brought up to date by `imagen db migrate`."""
+    first_only = tmp_path / "v1"
+    first_only.mkdir()
+    (first_only / "0001_schema.sql").write_bytes(
+        (migrate.MIGRATIONS_DIR / "0001_schema.sql").read_bytes()
+    )
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", first_only)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert [m.version for m in migrate.migrate(conn)] == [1]
+        conn.execute(
+            """INSERT INTO imagen.jobs (id, prompt, options, priority, max_attempts)
+               VALUES (500, 'hand-picked id', '{}', 2147483647, 2147483647),
+                      (501, 'bad options', '[1, 2]', 0, 3)"""
+        )
+        conn.execute(
+            """INSERT INTO imagen.jobs (prompt, status, worker_id, lease_expires_at)
+               VALUES ('claimed by an old worker', 'running', 'w-old', now())"""
+        )
+    monkeypatch.undo()
+
+    home.env["IMAGEN_DATABASE_URL"] = empty_db
+    done = home.imagen("db", "migrate")
+    assert done.returncode == 0, done.stderr
+    assert "applied 0002_hardening" in done.stderr
+    assert done.stdout.strip() == f"schema version {migrate.latest_version()} (migrated)"
+
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        rows = dict(
+            (prompt, rest)
+            for prompt, *rest in conn.execute(
+                "SELECT prompt, status, options, priority, max_attempts, error FROM imagen.jobs"
+            ).fetchall()
+        )
+        # The job that crashed old workers failed with a reason; every row is valid now.
+        assert rows["bad options"][:2] == ["failed", {}]
+        assert rows["bad options"][4].startswith("options: must be a JSON object")
+        assert rows["hand-picked id"][2:4] == [100, 10]  # bounded
+        assert rows["claimed by an old worker"][0] == "running"  # left to its lease
+        # The next id the database assigns is past the one written by hand.
+        new = conn.execute("INSERT INTO imagen.jobs (prompt) VALUES ('new') RETURNING id")
+        assert new.fetchone()[0] > 501
+        can_insert_id = conn.execute(
+            "SELECT has_column_privilege('authenticated', 'imagen.jobs', 'id', 'INSERT')"
+        ).fetchone()
+        assert can_insert_id == (False,)
+    jobs = home.imagen("jobs", "--json")
+    assert jobs.returncode == 0, jobs.stderr
+    assert len(jobs.stdout.splitlines()) == 4
