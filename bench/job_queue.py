@@ -1046,6 +1046,7 @@ def main() -> int:
     signal.alarm(args.budget)
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="imagen-qbench-"))
+    root.chmod(0o711)  # ours: as root, the server's own account must pass through it
     bench = Bench(root, args)
     results: dict[str, Any] = {}
     try:

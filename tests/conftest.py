@@ -76,6 +76,9 @@ def pg_server() -> Iterator[PgServer]:
     # Not under pytest's tmp_path: pytest prunes old numbered temp folders, and a
     # concurrent pytest run on the same machine could delete a live data directory.
     root = Path(tempfile.mkdtemp(prefix="imagen-pg-"))
+    # Ours, made 0700: as root the server runs as its own account, which must pass
+    # through it to the data directory (ImaGen refuses, never opens, one it cannot).
+    root.chmod(0o711)
     server = PgServer.start(root / "data")
     try:
         yield server

