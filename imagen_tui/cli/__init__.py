@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from imagen_tui import __version__
+from imagen_tui import __version__, services
 from imagen_tui.cli import catalog, config, db, generate, queue, worker
 from imagen_tui.cli.args import Parser
 from imagen_tui.cli.console import PROG, describe, err
@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        services.load_credentials()  # secrets from systemd's LoadCredential=, before all else
+        args = build_parser().parse_args(argv)
         code: int = args.handler(args)
         return code
     except ImagenError as error:
