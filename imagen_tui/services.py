@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from imagen_tui.backends import registry
 from imagen_tui.config import BUILTIN, resolve_config_path, write_sample
-from imagen_tui.config.credentials import load_credentials
+
+# Front ends call this first: secrets from systemd's LoadCredential= (re-exported).
+from imagen_tui.config.credentials import load_credentials as load_credentials
 from imagen_tui.core.prompt import pick_style
 from imagen_tui.core.spec import RequestSpec, try_seeds
 from imagen_tui.core.workbench import Workbench
@@ -51,8 +53,6 @@ if TYPE_CHECKING:
         SeriesRow,
         Submitted,
     )
-
-__all__ = ["load_credentials"]  # and everything below; front ends call it at start-up
 
 T = TypeVar("T")
 
