@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -751,3 +752,41 @@ def test_an_outage_while_recording_is_logged_once_and_ridden_out(db_url, workben
     for component in ("listener", "claims"):
         lines = [m for m in messages if m.startswith(f"{component}: database unavailable")]
         assert len(lines) <= 1, lines
+
+
+# --------------------------------------------------------------------------- rescue
+
+
+def test_rescue_requeues_until_max_attempts_then_gives_up_exactly_there(db_url):
+    """A job whose worker died goes back to pending while it has attempts left;
+    the rescue that finds it at max_attempts fails it, naming the lease."""
+
+    def dead_claim(attempts: int) -> int:
+        return add_job(
+            db_url,
+            status="running",
+            worker_id="w-dead",
+            lease_id=str(uuid.uuid4()),
+            lease_expires_at=datetime.now(UTC) - timedelta(minutes=1),
+            attempts=attempts,
+            max_attempts=3,
+        )
+
+    below, at = dead_claim(2), dead_claim(3)
+    alive = add_job(
+        db_url,
+        status="running",
+        worker_id="w-alive",
+        lease_id=str(uuid.uuid4()),
+        lease_expires_at=datetime.now(UTC) + timedelta(hours=1),
+        attempts=3,
+        max_attempts=3,
+    )
+    rescued = asyncio.run(PgQueue(db_url, new_worker_id()).rescue())
+    assert sorted(rescued) == sorted([(below, "pending"), (at, "failed")])
+    again = job_row(db_url, below)
+    assert (again["status"], again["attempts"], again["lease_id"]) == ("pending", 2, None)
+    gave_up = job_row(db_url, at)
+    assert gave_up["status"] == "failed"
+    assert gave_up["error"] == "worker w-dead stopped renewing its lease; gave up after 3 attempts"
+    assert job_row(db_url, alive)["status"] == "running"  # a live lease is never touched
