@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.pg import PgServer
@@ -93,3 +94,15 @@ def db_url(pg_server: PgServer) -> Iterator[str]:
     url = pg_server.create_database()
     yield url
     pg_server.drop_database(url)
+
+
+@pytest.fixture
+def restartable(pg_server: PgServer) -> Iterator[PgServer]:
+    """The session server, guaranteed to be running again after the test
+    (for tests that stop it to cause an outage)."""
+    yield pg_server
+    try:
+        with psycopg.connect(pg_server.admin_url, autocommit=True, connect_timeout=3):
+            return
+    except psycopg.OperationalError:
+        pg_server.start_again()

@@ -4,24 +4,12 @@ skipped, and a dropped connection reported, reconnected and flagged for a reload
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
 
 from imagen_tui.db.events import Connected, Disconnected, JobEvent, job_events
-from tests.pg import PgServer
-
-
-@pytest.fixture
-def restartable(pg_server: PgServer) -> Iterator[PgServer]:
-    """The session server, guaranteed to be running again after the test."""
-    yield pg_server
-    try:
-        with psycopg.connect(pg_server.admin_url, autocommit=True, connect_timeout=3):
-            return
-    except psycopg.OperationalError:
-        pg_server.start_again()
 
 
 def execute(db_url: str, query: str, params: object = None) -> list[tuple]:

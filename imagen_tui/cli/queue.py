@@ -47,8 +47,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- jobs
 
 
-def _job_json(job: JobRow) -> dict[str, Any]:
-    return {**dataclasses.asdict(job), "path": str(job.path) if job.path else None}
+def _row_json(row: JobRow | TryRow) -> dict[str, Any]:
+    """A job or try as JSON, with the local file its storage URI names."""
+    return {**dataclasses.asdict(row), "path": str(row.path) if row.path else None}
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -57,7 +58,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         jobs = db.jobs(args.status, args.limit)
     if args.json:
         for job in jobs:
-            json_line(_job_json(job))
+            json_line(_row_json(job))
         return 0
     rows = [["ID", "STATUS", "SERIES", "SEED", "TRIES", "CREATED", "PROMPT / ERROR"]]
     for job in jobs:
@@ -78,27 +79,17 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_changes(changes: list[JobChange], as_json: bool) -> None:
-    for change in changes:
-        if as_json:
-            json_line(dataclasses.asdict(change))
+def cmd_jobs_change(args: argparse.Namespace) -> int:
+    """`imagen jobs cancel|retry ID...`: one line (or JSON object) per job changed."""
+    workbench = open_workbench(args.config)
+    with services.session(workbench) as db:
+        change = db.cancel if args.jobs_command == "cancel" else db.retry
+        changes: list[JobChange] = change(args.ids)
+    for job in changes:
+        if args.json:
+            json_line(dataclasses.asdict(job))
         else:
-            out(f"{change.id} {change.status} (was {change.was})")
-
-
-def cmd_jobs_cancel(args: argparse.Namespace) -> int:
-    workbench = open_workbench(args.config)
-    with services.session(workbench) as db:
-        changes = db.cancel(args.ids)
-    _print_changes(changes, args.json)
-    return 0
-
-
-def cmd_jobs_retry(args: argparse.Namespace) -> int:
-    workbench = open_workbench(args.config)
-    with services.session(workbench) as db:
-        changes = db.retry(args.ids)
-    _print_changes(changes, args.json)
+            out(f"{job.id} {job.status} (was {job.was})")
     return 0
 
 
@@ -129,10 +120,6 @@ def cmd_series_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _try_json(attempt: TryRow) -> dict[str, Any]:
-    return {**dataclasses.asdict(attempt), "path": str(attempt.path) if attempt.path else None}
-
-
 def cmd_series_show(args: argparse.Namespace) -> int:
     workbench = open_workbench(args.config)
     with services.session(workbench) as db:
@@ -146,7 +133,7 @@ def cmd_series_show(args: argparse.Namespace) -> int:
                 "count": detail.count,
                 "selected_image_id": detail.selected_image_id,
                 "created_at": detail.created_at,
-                "tries": [_try_json(attempt) for attempt in detail.tries],
+                "tries": [_row_json(attempt) for attempt in detail.tries],
             }
         )
         return 0
@@ -208,14 +195,14 @@ def add_commands(commands: Any, config_flag: argparse.ArgumentParser) -> None:
     jobs.set_defaults(handler=cmd_jobs)
     actions = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
     actions.add_parser("list", parents=[listing_flags], help="recent jobs (the default)")
-    for name, handler, text in (
-        ("cancel", cmd_jobs_cancel, "cancel pending or running jobs (running ones stop at once)"),
-        ("retry", cmd_jobs_retry, "queue failed or canceled jobs again, with the same seed"),
+    for name, text in (
+        ("cancel", "cancel pending or running jobs (running ones stop at once)"),
+        ("retry", "queue failed or canceled jobs again, with the same seed"),
     ):
         action = actions.add_parser(name, parents=[config_flag], help=text)
         action.add_argument("ids", metavar="ID", type=_ID, nargs="+", help="job id")
         action.add_argument("--json", action="store_true", help="print one JSON object per job")
-        action.set_defaults(handler=handler)
+        action.set_defaults(handler=cmd_jobs_change)
 
     series = commands.add_parser("series", help="list, show or pick the winner of a series")
     series_actions = series.add_subparsers(dest="series_command", metavar="ACTION")
