@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from imagen_tui.backends.mock import MockBackend
 from imagen_tui.core.workbench import Workbench, open_workbench
 from imagen_tui.db.queue import PgQueue
 from imagen_tui.errors import GenerationError
-from imagen_tui.jobs.types import Job
+from imagen_tui.jobs.types import Job, Signal, Wake
 from imagen_tui.jobs.worker import Worker, WorkerCrashed, WorkerOptions, new_worker_id
 from tests.proxy import pg_proxy
 
@@ -718,6 +718,23 @@ def test_a_crashing_slot_is_logged_at_once_and_stops_the_worker(db_url, workbenc
     assert job_row(db_url, job_id)["status"] == "done"
     crash_lines = [r for r in caplog.records if "worker slot crashed" in r.message]
     assert len(crash_lines) == 1 and crash_lines[0].exc_info is not None
+
+
+class BrokenListenerQueue(PgQueue):
+    """A queue whose notification stream hits a bug after its first wake-up."""
+
+    async def signals(self) -> AsyncIterator[Signal]:
+        yield Wake()
+        raise RuntimeError("bug in the listener")
+
+
+def test_a_crashing_listener_is_logged_and_stops_the_worker(db_url, workbench, caplog):
+    worker = make_worker(db_url, workbench, queue=BrokenListenerQueue(db_url, new_worker_id()))
+    with caplog.at_level(logging.INFO, logger="imagen.worker"):
+        with pytest.raises(WorkerCrashed, match="the listener crashed: RuntimeError"):
+            asyncio.run(worker.run())
+    lines = [r for r in caplog.records if "listener crashed" in r.message]
+    assert len(lines) == 1 and lines[0].exc_info is not None
 
 
 # --------------------------------------------------------------------------- outages

@@ -143,6 +143,7 @@ class Worker:
         self._slots: list[asyncio.Task[None]] = []
         self._last_rescue = float("-inf")
         self._claims_outage = Outage(log, "claims")
+        self._listener_crash: BaseException | None = None
 
     # ----------------------------------------------------------- control
 
@@ -205,9 +206,10 @@ class Worker:
             self._slots = [
                 asyncio.create_task(self._slot()) for _ in range(self.options.concurrency)
             ]
-            crash = await self._wait_for_slots()
+            crash = await self._wait_for_slots() or self._listener_crash
             if crash is not None:
-                raise WorkerCrashed(f"a worker slot crashed: {type(crash).__name__}: {crash}")
+                what = "the listener" if crash is self._listener_crash else "a worker slot"
+                raise WorkerCrashed(f"{what} crashed: {type(crash).__name__}: {crash}")
         finally:
             for task in (listener, *self._checks):
                 if task is not None:
@@ -265,13 +267,19 @@ class Worker:
             return
 
     async def _listen(self) -> None:
-        async for signal_ in self.queue.signals():
-            if isinstance(signal_, Wake):
-                self._wake_all()
-            elif isinstance(signal_, CancelHint) and signal_.job_id in self._in_flight:
-                check = asyncio.create_task(self._check_cancel(self._in_flight[signal_.job_id]))
-                self._checks.add(check)
-                check.add_done_callback(self._checks.discard)
+        try:
+            async for signal_ in self.queue.signals():
+                if isinstance(signal_, Wake):
+                    self._wake_all()
+                elif isinstance(signal_, CancelHint) and signal_.job_id in self._in_flight:
+                    job = self._in_flight[signal_.job_id]
+                    check = asyncio.create_task(self._check_cancel(job))
+                    self._checks.add(check)
+                    check.add_done_callback(self._checks.discard)
+        except Exception as error:  # a bug: the listener reconnects by itself otherwise
+            self._listener_crash = error
+            log.critical("the listener crashed; stopping the worker", exc_info=error)
+            self.stop()
 
     async def _check_cancel(self, job: Job) -> None:
         """A cancel hint is only a hint (anyone may send one): ask the database first."""
