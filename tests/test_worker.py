@@ -730,9 +730,9 @@ class BrokenListenerQueue(PgQueue):
 
 def test_a_crashing_listener_is_logged_and_stops_the_worker(db_url, workbench, caplog):
     worker = make_worker(db_url, workbench, queue=BrokenListenerQueue(db_url, new_worker_id()))
-    with caplog.at_level(logging.INFO, logger="imagen.worker"):
-        with pytest.raises(WorkerCrashed, match="the listener crashed: RuntimeError"):
-            asyncio.run(worker.run())
+    crashed = pytest.raises(WorkerCrashed, match="the listener crashed: RuntimeError")
+    with caplog.at_level(logging.INFO, logger="imagen.worker"), crashed:
+        asyncio.run(worker.run())
     lines = [r for r in caplog.records if "listener crashed" in r.message]
     assert len(lines) == 1 and lines[0].exc_info is not None
 
