@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import queue
 import re
 import signal
 import subprocess
-import time
+import threading
 from pathlib import Path
+from typing import IO
 
 import pytest
 from PIL import Image
@@ -114,6 +116,76 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(home, args, message)
     assert home.files() == []
 
 
+MAX_SEED = 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["x", "--seed", str(MAX_SEED), "--count", "2"],
+            f"imagen: --seed: {MAX_SEED} leaves no room for 2 tries (the last would be "
+            f"{MAX_SEED + 1}); use a seed of at most {MAX_SEED - 1}",
+        ),
+        (
+            ["x", "--seed", str(MAX_SEED - 1), "--count", "3"],
+            f"imagen: --seed: {MAX_SEED - 1} leaves no room for 3 tries (the last would be "
+            f"{MAX_SEED + 1}); use a seed of at most {MAX_SEED - 2}",
+        ),
+        # /proc takes no new files, even from root (access checks would say yes).
+        (
+            ["x", "--out", "/proc"],
+            "imagen: --out: cannot write in /proc (No such file or directory); "
+            "choose a directory you can write to",
+        ),
+        (
+            ["x", "--out", ""],
+            "imagen: --out: is empty; name a directory, or leave it out for output.directory",
+        ),
+    ],
+    ids=["seed-past-max", "seed-near-max", "out-proc", "out-empty"],
+)
+def test_generate_refuses_with_one_line_naming_the_flag_and_the_fix(home, args, line):
+    done = home.imagen("generate", *args)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [line]
+    assert home.files() == []
+
+
+def test_generate_accepts_the_largest_seed_that_fits(home):
+    done = home.imagen(
+        "generate", "x", "--seed", str(MAX_SEED - 1), "--count", "2", "--size", "64x64", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["seed"] for line in done.stdout.splitlines()] == [
+        MAX_SEED - 1,
+        MAX_SEED,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--poll-interval", "nan"],
+            "argument --poll-interval: nan is out of range; use 0.1 to 3600",
+        ),
+        (["--poll-interval", "0"], "argument --poll-interval: 0 is out of range; use 0.1 to 3600"),
+        (["--lease", "inf"], "argument --lease: inf is out of range; use 1 to 86400"),
+        (["--lease", "1e308"], "argument --lease: 1e308 is out of range; use 1 to 86400"),
+        (["--lease", "soon"], "argument --lease: 'soon' is not a number of seconds"),
+    ],
+    ids=["poll-nan", "poll-zero", "lease-inf", "lease-1e308", "lease-word"],
+)
+def test_worker_refuses_bad_numbers_before_touching_the_database(home, args, line):
+    done = home.imagen("worker", *args)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [f"imagen worker: error: {line} (see imagen worker --help)"]
+    assert home.files() == []  # no embedded database was created or started
+
+
 def test_out_pointing_at_a_file_is_refused(home):
     target = home.root / "taken"
     target.write_text("not a directory")
@@ -121,6 +193,37 @@ def test_out_pointing_at_a_file_is_refused(home):
     assert done.returncode == 2
     assert f"--out: {target} is a file, not a directory" in done.stderr
     assert home.files() == [target]
+
+
+def imported_modules(home, *args: str) -> set[str]:
+    """The top-level packages the real `imagen` process imports for `args`."""
+    done = subprocess.run(
+        [str(IMAGEN), *args],
+        env={**home.env, "PYTHONPROFILEIMPORTTIME": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    # Lines: "import time: self [us] | cumulative | imported package"
+    rows = [line.split("|") for line in done.stderr.splitlines() if line.startswith("import time:")]
+    modules = {row[-1].strip().split(".")[0] for row in rows[1:]}  # row 0 is the header
+    assert "imagen_tui" in modules  # the profile is really there
+    return modules
+
+
+@pytest.mark.parametrize("args", [["--help"], ["generate", "--help"]], ids=" ".join)
+def test_help_loads_neither_pillow_nor_the_database_driver(home, args):
+    modules = imported_modules(home, *args)
+    assert "PIL" not in modules
+    assert "psycopg" not in modules
+
+
+def test_generate_does_not_load_the_database_driver(home):
+    modules = imported_modules(home, "generate", "x", "--size", "64x64")
+    assert "PIL" in modules  # the mock backend draws with Pillow: the check can see imports
+    assert "psycopg" not in modules
 
 
 def test_bad_config_exits_2_and_names_the_file(home):
@@ -135,7 +238,7 @@ def test_bad_config_exits_2_and_names_the_file(home):
     assert home.files() == []
 
 
-def test_generation_failure_exits_1_and_keeps_earlier_images(home):
+def test_generation_failure_exits_1_with_one_line_and_writes_nothing(home):
     home.write_config(
         "backends:\n  flaky:\n    type: mock\n    fail_if_prompt_contains: storm\n"
         "default_backend: flaky\n"
@@ -143,26 +246,74 @@ def test_generation_failure_exits_1_and_keeps_earlier_images(home):
     done = home.imagen("generate", "a storm at sea", "--size", "64x64")
     assert done.returncode == 1
     assert done.stdout == ""
-    assert "fail_if_prompt_contains" in done.stderr
+    assert done.stderr.splitlines() == [
+        "imagen: mock backend: prompt contains 'storm' (fail_if_prompt_contains)"
+    ]
     assert home.files() == []
 
 
-def test_ctrl_c_leaves_no_partial_files(home):
-    home.write_config("backends:\n  mock:\n    type: mock\n    delay_ms: 20000\n")
+class LineReader:
+    """A child's stdout read line by line in a thread, so a test can wait for a
+    line to appear (with a deadline) while the child keeps running."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.put(line.rstrip("\n"))
+
+    def next_line(self, timeout: float) -> str:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no line on stdout within {timeout:g} s")
+
+    def rest(self) -> list[str]:
+        self._thread.join(timeout=30)
+        return list(self.lines.queue)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_keeps_finished_images_and_leaves_nothing_partial(home, signum):
+    # Each image takes 3 s of simulated GPU time. The signal is sent as soon as
+    # the first image's path is printed, so it lands while the second one is
+    # being made (never before the first is finished: the test waits for it).
+    out = home.root / "out"
+    home.write_config(
+        f"output:\n  directory: {out}\nbackends:\n  mock:\n    type: mock\n    delay_ms: 3000\n"
+    )
     process = subprocess.Popen(
-        [str(IMAGEN), "generate", "slow", "--size", "64x64"],
+        [str(IMAGEN), "generate", "slow", "--count", "2", "--size", "64x64"],
         env=home.env,
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)  # let it start and reach the simulated GPU wait
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130
-    assert stdout == ""
-    assert "interrupted" in stderr
-    assert home.files() == []
+    try:
+        reader = LineReader(process.stdout)
+        first = Path(reader.next_line(timeout=60))
+        process.send_signal(signum)
+        stderr = process.stderr.read()
+        assert process.wait(timeout=30) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert reader.rest() == []  # no second path
+    summary, last = stderr.splitlines()  # the first image's summary, then why it stopped
+    assert SUMMARY_RE.match(summary), summary
+    assert last == "imagen: interrupted; nothing partial was written"
+    assert first.is_file()
+    with Image.open(first) as image:
+        assert image.size == (64, 64)
+    sidecar = first.with_suffix(".json")
+    assert json.loads(sidecar.read_text())["idx"] == 1
+    assert sorted(p for p in out.rglob("*") if p.is_file()) == sorted([first, sidecar])
+    assert home.files() == sorted([first, sidecar])  # no .part file, no second image
 
 
 def test_styles_lists_every_preset_with_its_text(home):
