@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import queue
 import re
@@ -193,6 +194,24 @@ def test_out_pointing_at_a_file_is_refused(home):
     assert done.returncode == 2
     assert f"--out: {target} is a file, not a directory" in done.stderr
     assert home.files() == [target]
+
+
+def test_a_date_folder_taken_by_a_file_is_named_in_the_error(home):
+    out = home.root / "out"
+    out.mkdir()
+    # The date folder's path holds a regular file (for today and, should the run
+    # cross midnight, tomorrow).
+    today = datetime.date.today()
+    blockers = [out / str(day) for day in (today, today + datetime.timedelta(days=1))]
+    for blocker in blockers:
+        blocker.write_text("a file, not a folder")
+    done = home.imagen("generate", "x", "--size", "64x64", "--out", str(out))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line in {f"imagen: output: cannot write {b}: Not a directory" for b in blockers}
+    assert home.files() == blockers  # untouched, and nothing else written
+    assert all(b.read_text() == "a file, not a folder" for b in blockers)
 
 
 def imported_modules(home, *args: str) -> set[str]:

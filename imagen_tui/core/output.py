@@ -156,6 +156,8 @@ def _make_folders(folder: Path, created: list[Path]) -> None:
     while not folder.exists():
         missing.append(folder)
         folder = folder.parent
+    if not folder.is_dir():  # a file holds a folder's place: name it, not a temp file inside
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
     for path in reversed(missing):
         try:
             path.mkdir()
