@@ -187,6 +187,59 @@ def test_worker_refuses_bad_numbers_before_touching_the_database(home, args, lin
     assert home.files() == []  # no embedded database was created or started
 
 
+# Text a user could type or paste: a screen-clearing escape sequence, a C1 control
+# (CSI), a bidi override, DEL and BEL. None may reach a terminal raw.
+HOSTILE = "a\x1b[2Jb\x9bc\u202ed\x7fe\x07f"
+SHOWN = "a\\x1b[2Jb\\x9bc\\u202ed\\x7fe\\x07f"  # how the CLI shows it
+BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def raw_controls(text: str) -> list[str]:
+    """The C0 (but newline), DEL, C1 and bidi control characters in `text`."""
+    return [
+        ch
+        for ch in text
+        if (ord(ch) < 0x20 and ch != "\n") or 0x7F <= ord(ch) <= 0x9F or ch in BIDI
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["generate", "x", HOSTILE],  # argparse: unrecognized arguments
+        ["generate", "x", "--style", HOSTILE],
+        ["generate", "x", "--size", HOSTILE],
+        ["generate", "x", "--seed", HOSTILE],
+        ["generate", "x", "--config", f"/nonexistent/{HOSTILE}.yaml"],
+        ["jobs", "--status", HOSTILE],
+        [HOSTILE],
+    ],
+    ids=["extra-argument", "style", "size", "seed", "config", "status", "command"],
+)
+def test_error_lines_show_user_text_literally(home, args):
+    done = home.imagen(*args)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert raw_controls(line) == []
+    assert SHOWN in line
+
+
+def test_generate_json_escapes_control_characters_and_decodes_to_the_prompt(home):
+    done = home.imagen("generate", HOSTILE, "--negative", HOSTILE, "--size", "64x64", "--json")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert raw_controls(line) == []
+    record = json.loads(line)
+    assert record["prompt"] == HOSTILE
+    assert record["negative_prompt"] == HOSTILE
+    assert raw_controls(done.stderr) == []
+    plain = home.imagen("generate", HOSTILE, "--size", "64x64")
+    assert plain.returncode == 0, plain.stderr
+    assert raw_controls(plain.stdout + plain.stderr) == []
+    assert Path(plain.stdout.strip()).is_file()
+
+
 def test_out_pointing_at_a_file_is_refused(home):
     target = home.root / "taken"
     target.write_text("not a directory")

@@ -1,7 +1,7 @@
 """Argument parsing pieces shared by the CLI modules: one-line parse errors,
 bounded numbers, sizes, and the prompt options `generate` and `submit` share.
 
-Only `limits` is imported for the bounds, so `imagen --help` loads neither
+Only `limits` (the bounds) and `text` are imported, so `imagen --help` loads neither
 Pillow nor the database driver.
 """
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 from imagen_tui.core.sizes import parse_size
 from imagen_tui.errors import InputError
 from imagen_tui.limits import MAX_COUNT, MAX_SEED, MAX_STEPS, MIN_COUNT, MIN_SEED, MIN_STEPS
+from imagen_tui.text import one_line
 
 if TYPE_CHECKING:
     from imagen_tui.core.spec import RequestSpec
@@ -24,7 +25,8 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (argparse prints the whole usage by default)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # The message may quote what was typed raw (`unrecognized arguments: ...`).
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
