@@ -17,6 +17,7 @@ from PIL import Image
 
 from imagen_tui.config import SAMPLE_CONFIG
 from tests.conftest import IMAGEN
+from tests.terminal import HOSTILE, SHOWN, raw_controls
 
 SUMMARY_RE = re.compile(
     r"^mock \(mock-v1\) seed (\d+), (\d+)x(\d+), (\d+) steps, (\d+) ms, \$0\.0000$"
@@ -185,22 +186,6 @@ def test_worker_refuses_bad_numbers_before_touching_the_database(home, args, lin
     assert done.stdout == ""
     assert done.stderr.splitlines() == [f"imagen worker: error: {line} (see imagen worker --help)"]
     assert home.files() == []  # no embedded database was created or started
-
-
-# Text a user could type or paste: a screen-clearing escape sequence, a C1 control
-# (CSI), a bidi override, DEL and BEL. None may reach a terminal raw.
-HOSTILE = "a\x1b[2Jb\x9bc\u202ed\x7fe\x07f"
-SHOWN = "a\\x1b[2Jb\\x9bc\\u202ed\\x7fe\\x07f"  # how the CLI shows it
-BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def raw_controls(text: str) -> list[str]:
-    """The C0 (but newline), DEL, C1 and bidi control characters in `text`."""
-    return [
-        ch
-        for ch in text
-        if (ord(ch) < 0x20 and ch != "\n") or 0x7F <= ord(ch) <= 0x9F or ch in BIDI
-    ]
 
 
 @pytest.mark.parametrize(
