@@ -7,7 +7,7 @@ import io
 import json
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -47,6 +47,45 @@ def write_png(directory: Path, name: str, png: bytes | None = None, **kwargs: ob
 def all_files(root: Path) -> list[str]:
     """Every file and folder under `root` (hidden ones included), relative to it."""
     return sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+
+
+class _OsView:
+    """The `os` module with some functions replaced, for `output`'s eyes only."""
+
+    def __init__(self, overrides: Mapping[str, Callable[..., object]]) -> None:
+        self._overrides = overrides
+
+    def __getattr__(self, name: str) -> object:
+        return self._overrides[name] if name in self._overrides else getattr(os, name)
+
+
+def break_os_calls_of_output(
+    monkeypatch: pytest.MonkeyPatch, **overrides: Callable[..., object]
+) -> None:
+    """Make `output`'s own calls to these `os` functions fail.
+
+    Used only for failures no public input can cause: a filesystem without
+    hard links (FAT, some network mounts), a disk that fails fsync, an
+    interrupt in the middle of a rename. Only the output module's name `os` is
+    replaced; `os` itself stays whole for tempfile, pathlib and pytest.
+    """
+    monkeypatch.setattr(output, "os", _OsView(overrides))
+
+
+class InterruptedMapping(Mapping[str, object]):
+    """A sidecar whose values cannot be read: reading one is a Ctrl-C."""
+
+    def __getitem__(self, key: str) -> object:
+        raise KeyboardInterrupt
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["prompt"])
+
+    def __len__(self) -> int:
+        return 1
+
+
+UNSERIALIZABLE = {"prompt": "x", "handle": object()}  # json cannot write an object()
 
 
 @pytest.fixture
@@ -411,7 +450,7 @@ def test_without_hard_links_names_still_never_collide(
     def no_links(source: object, target: object) -> None:
         raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(output.os, "link", no_links)
+    break_os_calls_of_output(monkeypatch, link=no_links)
     results = [write_png(out, "x", make_png((i, 0, 0)), sidecar=None) for i in range(3)]
 
     assert [r.image.name for r in results] == ["x.png", "x-2.png", "x-3.png"]
@@ -422,16 +461,17 @@ def test_without_hard_links_names_still_never_collide(
 # --- write_image: nothing half-written --------------------------------------
 
 
-@pytest.mark.parametrize("error", [RuntimeError("disk on fire"), KeyboardInterrupt()])
+@pytest.mark.parametrize(
+    ("sidecar", "error"),
+    [(UNSERIALIZABLE, TypeError), (InterruptedMapping(), KeyboardInterrupt)],
+    ids=["unserializable", "interrupted"],
+)
 def test_sidecar_failure_leaves_nothing(
-    tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException
+    tmp_path: Path, out: Path, sidecar: Mapping[str, object], error: type[BaseException]
 ) -> None:
-    def broken_dumps(*args: object, **kwargs: object) -> str:
-        raise error
-
-    monkeypatch.setattr(output.json, "dumps", broken_dumps)
-    with pytest.raises(type(error)):
-        write_png(out, "2026-11-23/cat")
+    # The image is written first; a sidecar that fails after that takes it away again.
+    with pytest.raises(error):
+        write_png(out, "2026-11-23/cat", sidecar=sidecar)
     assert all_files(tmp_path) == []  # no image, sidecar, .part file or new folder
 
 
@@ -441,24 +481,18 @@ def test_interrupt_while_renaming_the_sidecar_leaves_nothing(
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(output.os, "replace", interrupted)
+    break_os_calls_of_output(monkeypatch, replace=interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_png(out, "sub/cat")
     assert all_files(tmp_path) == []
 
 
-def test_failure_keeps_folders_that_already_existed(
-    out: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failure_keeps_folders_that_already_existed(out: Path) -> None:
     (out / "2026-11-23").mkdir(parents=True)
     (out / "2026-11-23" / "earlier.png").write_bytes(b"earlier")
 
-    def broken_dumps(*args: object, **kwargs: object) -> str:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(output.json, "dumps", broken_dumps)
-    with pytest.raises(RuntimeError):
-        write_png(out, "2026-11-23/new/cat")
+    with pytest.raises(TypeError):
+        write_png(out, "2026-11-23/new/cat", sidecar=UNSERIALIZABLE)
     assert all_files(out) == ["2026-11-23", "2026-11-23/earlier.png"]
 
 
@@ -469,7 +503,7 @@ def test_image_write_failure_leaves_nothing(
     def broken_fsync(fd: int) -> None:
         raise error
 
-    monkeypatch.setattr(output.os, "fsync", broken_fsync)
+    break_os_calls_of_output(monkeypatch, fsync=broken_fsync)
     with pytest.raises(type(error)):
         write_png(out, "2026-11-23/cat")
     assert all_files(tmp_path) == []
@@ -481,7 +515,30 @@ def test_failure_to_claim_a_name_leaves_nothing(
     def broken_link(source: object, target: object) -> None:
         raise OSError(errno.EIO, "I/O error")
 
-    monkeypatch.setattr(output.os, "link", broken_link)
+    break_os_calls_of_output(monkeypatch, link=broken_link)
     with pytest.raises(OSError, match="I/O error"):
         write_png(out, "cat")
     assert all_files(tmp_path) == []
+
+
+def test_a_file_where_a_folder_should_be_is_named_in_the_error(tmp_path: Path, out: Path) -> None:
+    out.mkdir(parents=True)
+    (out / "2026-11-23").write_text("a file, not a folder")
+
+    with pytest.raises(NotADirectoryError) as caught:
+        write_png(out, "2026-11-23/cat")
+
+    assert caught.value.filename == str(out.resolve() / "2026-11-23")
+    assert all_files(out) == ["2026-11-23"]
+    assert (out / "2026-11-23").read_text() == "a file, not a folder"
+
+
+def test_a_file_where_a_parent_folder_should_be_is_named_in_the_error(out: Path) -> None:
+    out.mkdir(parents=True)
+    (out / "by-day").write_text("a file, not a folder")
+
+    with pytest.raises(NotADirectoryError) as caught:
+        write_png(out, "by-day/2026-11-23/cat")
+
+    assert caught.value.filename == str(out.resolve() / "by-day")
+    assert all_files(out) == ["by-day"]
