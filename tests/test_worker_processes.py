@@ -31,7 +31,6 @@ import pytest
 from imagen_tui.db import embedded
 from imagen_tui.db.repositories import uri_to_path
 from tests.conftest import IMAGEN, Home
-from tests.pg import PgServer
 
 T = TypeVar("T")
 
@@ -183,17 +182,6 @@ def pngs(out: Path) -> list[Path]:
 
 def part_files(out: Path) -> list[Path]:
     return sorted(out.rglob("*.part")) if out.exists() else []
-
-
-@pytest.fixture
-def restartable(pg_server: PgServer) -> Iterator[PgServer]:
-    """The session server, guaranteed to be running again after the test."""
-    yield pg_server
-    try:
-        with psycopg.connect(pg_server.admin_url, autocommit=True, connect_timeout=3):
-            return
-    except psycopg.OperationalError:
-        pg_server.start_again()
 
 
 def run_imagen(
