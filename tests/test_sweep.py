@@ -175,3 +175,40 @@ def test_a_journal_of_a_rescued_job_is_an_orphan_whatever_the_job_does_next(db_u
     asyncio.run(Worker(workbench, PgQueue(db_url, new_worker_id()), WorkerOptions(once=True)).run())
     assert not [p for p in out.rglob("*") if p.is_file()]
     assert not orphan.image.exists()
+
+
+def test_a_rescue_sweeps_what_the_dead_worker_left_without_waiting_for_a_restart(db_url, home):
+    """At start the lease is still alive, so the journal stays; once the lease
+    runs out, the rescue pass requeues the job and the leftovers go at once."""
+    out = home.root / "out"
+    workbench = open_workbench(home.write_config(f"output:\n  directory: {out}\n"))
+    lease = str(uuid.uuid4())
+    ((job_id,),) = execute(
+        db_url,
+        """INSERT INTO imagen.jobs (prompt, width, height, status, worker_id, lease_id,
+                                    lease_expires_at, attempts)
+           VALUES ('x', 64, 64, 'running', 'w-dead', %s, now() + interval '1 second', 1)
+           RETURNING id""",
+        (lease,),
+    )
+    orphan = render(out, "left-behind", f"{job_id}-{lease}")
+
+    async def scenario() -> None:
+        worker = Worker(
+            workbench, PgQueue(db_url, new_worker_id()), WorkerOptions(poll_interval=0.2)
+        )
+        running = asyncio.create_task(worker.run())
+        async with asyncio.timeout(30):
+            while orphan.image.exists() or execute(
+                db_url, "SELECT status FROM imagen.jobs WHERE id = %s", (job_id,)
+            ) != [("done",)]:
+                await asyncio.sleep(0.05)
+        worker.stop()
+        await running
+
+    asyncio.run(scenario())
+    ((uri,),) = execute(
+        db_url, "SELECT storage_uri FROM imagen.images WHERE job_id = %s", (job_id,)
+    )
+    assert [p.as_uri() for p in out.rglob("*.png")] == [uri]
+    assert not list(out.rglob("*.part"))

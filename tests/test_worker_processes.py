@@ -405,6 +405,45 @@ def test_sigkilled_worker_job_is_rescued_after_lease_and_done_once(home, db_url,
     assert doomed.done_count() == 0
 
 
+def journal_links(out: Path) -> list[Path]:
+    return sorted(out.rglob(".imagen-journal-*.part")) if out.exists() else []
+
+
+def test_a_worker_killed_before_recording_its_image_leaves_no_orphan(home, db_url, workers):
+    """SIGKILL after the image is written but before its row is committed: the
+    file has no row. The next worker start finds it through its journal link,
+    asks the database, removes it, and renders the rescued job again."""
+    out = write_config(home, delay_ms=2000)
+    [job_id] = insert_jobs(db_url, 1, prompt="killed before recording")
+    doomed = workers.start(db_url, *FAST, "--lease", "2")
+    wait_until(lambda: status_of(db_url, job_id) == "running", "a claim", workers=[doomed])
+
+    # Hold the job's row: the finished render's recording waits on the lock.
+    with psycopg.connect(db_url) as holder:
+        holder.execute("SELECT 1 FROM imagen.jobs WHERE id = %s FOR UPDATE", (job_id,))
+        wait_until(lambda: pngs(out) and journal_links(out), "the image and its journal link")
+        orphan = pngs(out)
+        os.kill(doomed.pid, signal.SIGKILL)
+        assert doomed.wait() == -signal.SIGKILL
+        holder.rollback()
+    assert orphan and journal_links(out)  # what the killed worker left: no row refers to it
+    assert scalar(db_url, "SELECT count(*) FROM imagen.images") == 0
+
+    # The next worker rescues the job once its lease has run out, cleans up what
+    # the dead one left (at its start, or right after the rescue: the dead
+    # worker's server sessions may still renew the lease once) and re-runs it.
+    rescuer = workers.start(db_url, *FAST, "--lease", "2")
+    wait_until(lambda: status_of(db_url, job_id) == "done", "the re-run", workers=[rescuer])
+    wait_until(lambda: not any(p.exists() for p in orphan), "the orphan to go", workers=[rescuer])
+    assert rescuer.terminate() == 0, rescuer.log()
+
+    ((uri,),) = query(db_url, "SELECT storage_uri FROM imagen.images WHERE job_id = %s", (job_id,))
+    assert pngs(out) == [uri_to_path(uri)]  # only the recorded image, not the orphan
+    assert not set(orphan) & set(pngs(out))
+    assert journal_links(out) == [] and part_files(out) == []
+    assert rescuer.log().count("1 image(s) no job recorded (left by a killed run)") == 1
+
+
 # --------------------------------------------------------------------------- 3-4. restarts
 
 

@@ -17,7 +17,9 @@ for a *journal*: the hidden temp file is then kept as a second hard link to
 the image, named `.imagen-journal-<token>-*.part`, until the caller drops it
 once the image is recorded (or known to be unwanted). If the process is
 killed in between, the link is what lets a later sweep find the image and
-ask the database whether anything refers to it (`jobs.sweep`).
+ask the database whether anything refers to it (`jobs.sweep`). Every temp
+file of such a write (the sidecar's too) carries the token, so a sweep can
+tell whose it is.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def write_image(
         image_path, journal_path = _claim_free_name(folder, name.name, extension, data, journal)
         if sidecar is not None:
             sidecar_file = sidecar_path(image_path)
-            _write_sidecar(sidecar_file, {**sidecar, "file": image_path.name})
+            _write_sidecar(sidecar_file, {**sidecar, "file": image_path.name}, journal)
         return Written(image=image_path, sidecar=sidecar_file, journal=journal_path)
     except BaseException:
         # Both names were free when the image claimed its own, so they are ours to remove.
@@ -178,8 +180,7 @@ def _claim_free_name(
 ) -> tuple[Path, Path | None]:
     """Write `data` under the first free name of `stem`, `stem-2`, ...; return that
     path and, with a `journal` token, the temp file kept as its second link."""
-    prefix = f"{JOURNAL_PREFIX}{journal}-" if journal else "."
-    temp = _write_temp_file(folder, data, prefix=prefix)
+    temp = _write_temp_file(folder, data, prefix=_temp_prefix(journal))
     kept: Path | None = None
     try:
         number = 1
@@ -210,14 +211,23 @@ def _is_taken(image_path: Path) -> bool:
     return os.path.lexists(image_path) or os.path.lexists(sidecar_path(image_path))
 
 
-def _write_sidecar(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write `payload` as JSON to `path`, atomically (temp file, then os.replace)."""
+def _write_sidecar(path: Path, payload: Mapping[str, Any], journal: str | None = None) -> None:
+    """Write `payload` as JSON to `path`, atomically (temp file, then os.replace).
+
+    With a `journal` token, the temp file is named after it too, so a sweep can
+    tell whose it is if the process dies before the rename.
+    """
     text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
-    temp = _write_temp_file(path.parent, text.encode("utf-8"))
+    temp = _write_temp_file(path.parent, text.encode("utf-8"), prefix=_temp_prefix(journal))
     try:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _temp_prefix(journal: str | None) -> str:
+    """Hidden temp files: `.<random>.part`, or `.imagen-journal-<token>-<random>.part`."""
+    return f"{JOURNAL_PREFIX}{journal}-" if journal else "."
 
 
 def _write_temp_file(folder: Path, data: bytes, prefix: str = ".") -> Path:

@@ -12,7 +12,8 @@ A render writes its image through a hidden `.part` temp file (see
   is still alive the link is left alone (another worker process may share the
   folder); otherwise the image is kept if the job's images row points at it,
   and removed (with its sidecar) only when the database says for certain
-  that nothing refers to it. The link itself goes in both cases.
+  that nothing refers to it. The link itself goes in both cases, and so does
+  a journal-named temp file that never got a name (a kill mid-write).
 """
 
 from __future__ import annotations

@@ -140,6 +140,7 @@ class Worker:
         self._generations: dict[int, asyncio.Task[Outcome]] = {}
         self._lost: dict[int, str] = {}  # job id -> why this worker no longer holds it
         self._checks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         self._slots: list[asyncio.Task[None]] = []
         self._last_rescue = float("-inf")
         self._claims_outage = Outage(log, "claims")
@@ -211,7 +212,7 @@ class Worker:
                 what = "the listener" if crash is self._listener_crash else "a worker slot"
                 raise WorkerCrashed(f"{what} crashed: {type(crash).__name__}: {crash}")
         finally:
-            for task in (listener, *self._checks):
+            for task in (listener, self._sweeper, *self._checks):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -253,7 +254,8 @@ class Worker:
             gave_up.cancel()
 
     async def _sweep(self) -> None:
-        """Clean the output folder of a killed run's leftovers, waiting out an outage."""
+        """Clean the output folder of killed runs' leftovers, waiting out an outage
+        (at start, and after a rescue pass that found dead workers' jobs)."""
         outage = Outage(log, "start-up sweep")
         while not self.stopping:
             try:
@@ -343,10 +345,15 @@ class Worker:
             return 0
         self._last_rescue = time.monotonic()
         requeued = 0
-        for job_id, status in await self.queue.rescue():
+        rescued = await self.queue.rescue()
+        for job_id, status in rescued:
             log.warning("job %d: lease expired, its worker is gone; now %s", job_id, status)
             if status == "pending":
                 requeued += 1
+        if rescued and (self._sweeper is None or self._sweeper.done()):
+            # Their leases just died: whatever their dead workers left can go now,
+            # not only at this worker's next start.
+            self._sweeper = asyncio.create_task(self._sweep())
         return requeued
 
     # ----------------------------------------------------------- one job
