@@ -6,15 +6,17 @@ import asyncio
 import hashlib
 import io
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageChops, ImageStat
+from PIL import Image, ImageChops, ImageFont, ImageStat
 
 from imagen_tui.backends.base import Backend, Request
 from imagen_tui.backends.mock import MOCK_TYPE, MockBackend, render
+from imagen_tui.backends.mock.render import _cut, _wrap
 from imagen_tui.errors import GenerationError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -161,3 +163,91 @@ def test_registry_entry_describes_the_config_block():
     assert isinstance(backend, Backend)
     assert (backend.name, backend.type_name, backend.model) == ("offline", "mock", "mock-xl")
     asyncio.run(backend.aclose())
+
+
+# --------------------------------------------------------------------------
+# Cutting long words: a bounded number of font measurements, whatever the prompt
+
+
+class CountingFont:
+    """A font that counts its measurements and remembers the longest string measured."""
+
+    def __init__(self, size: int):
+        self.font = ImageFont.load_default(size=size)
+        self.calls = 0
+        self.longest = 0
+
+    def getlength(self, text: str) -> float:
+        self.calls += 1
+        self.longest = max(self.longest, len(text))
+        return self.font.getlength(text)
+
+
+def cut_one_character_at_a_time(text, font, max_width, suffix=""):
+    """The original quadratic _cut: the reference for what the output must be."""
+    while text and font.getlength(text + suffix) > max_width:
+        text = text[:-1].rstrip()
+    return text + suffix
+
+
+@pytest.mark.parametrize("length", [100_000, 131_072])
+def test_a_huge_word_is_cut_with_few_short_measurements(length):
+    font = CountingFont(56)  # the text size of a large image
+    lines = _wrap(["x" * length], font, 1900, 3)
+    # One measurement per character of a 100k-character string took hours.
+    assert font.calls <= 64
+    assert font.longest < 1000
+    assert len(lines) == 1
+    assert 20 < len(lines[0]) < 200
+    assert set(lines[0]) == {"x"}
+    assert font.font.getlength(lines[0]) <= 1900
+    assert font.font.getlength(lines[0] + "x") > 1900  # the longest prefix that fits
+
+
+def test_a_131k_character_prompt_costs_what_a_short_one_does():
+    words = ("a lighthouse on a rocky cliff at dusk, oil painting, " * 2600)[:131_072].split()
+    huge = CountingFont(56)
+    lines = _wrap(words, huge, 1900, 3)
+    short = CountingFont(56)
+    assert _wrap(words[:100], short, 1900, 3) == lines
+    # The lines fill after a few dozen words: the rest of the prompt is never measured.
+    assert huge.calls == short.calls <= 128
+    assert huge.longest < 1000
+    assert len(lines) == 3
+    assert lines[-1].endswith(" …")
+    assert all(huge.font.getlength(line) <= 1900 for line in lines)
+
+
+def test_a_huge_word_among_ordinary_ones_is_cut_and_followed():
+    font = CountingFont(30)
+    lines = _wrap(["a", "cat", "y" * 131_072, "sleeps"], font, 700, 3)
+    assert font.calls <= 64
+    assert font.longest < 1000
+    assert lines[0] == "a cat"
+    assert set(lines[1]) == {"y"}
+    assert font.font.getlength(lines[1]) <= 700 < font.font.getlength(lines[1] + "y")
+    assert lines[2] == "sleeps"
+
+
+def test_cut_gives_what_cutting_one_character_at_a_time_gave():
+    rng = random.Random(20240611)
+    alphabet = "abcdefghijklmnopqrstuvwxyz ABCXYZ WMil.,;'!-_0123456789  "
+    fonts = {size: ImageFont.load_default(size=size) for size in (9, 17, 56)}
+    cut_somewhere = 0
+    for _ in range(250):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120)))
+        if rng.random() < 0.3:
+            text += " " * rng.randint(1, 3)  # trailing blanks: kept only when all fits
+        font = fonts[rng.choice(list(fonts))]
+        max_width = rng.choice([0, 5, 40, 150, 400, 900, 2000])
+        suffix = rng.choice(["", " …"])
+        expected = cut_one_character_at_a_time(text, font, max_width, suffix)
+        assert _cut(text, font, max_width, suffix) == expected, (text, max_width, suffix)
+        cut_somewhere += 0 < len(expected) - len(suffix) < len(text)
+    assert cut_somewhere > 40  # most cases really cut, not just all-or-nothing
+
+
+def test_a_131k_character_single_word_prompt_renders():
+    image = decode(render("x" * 131_072, "", 1024, 768, 20, 1))
+    assert image.format == "PNG"
+    assert image.size == (1024, 768)
