@@ -7,14 +7,17 @@ import hashlib
 import io
 import os
 import random
+import signal
 import subprocess
 import sys
+import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageFont, ImageStat
 
-from imagen_tui.backends.base import Backend, Request
+from imagen_tui.backends.base import Backend, Request, run_blocking
 from imagen_tui.backends.mock import MOCK_TYPE, MockBackend, render
 from imagen_tui.backends.mock.render import _cut, _wrap
 from imagen_tui.errors import GenerationError
@@ -251,3 +254,126 @@ def test_a_131k_character_single_word_prompt_renders():
     image = decode(render("x" * 131_072, "", 1024, 768, 20, 1))
     assert image.format == "PNG"
     assert image.size == (1024, 768)
+
+
+# --------------------------------------------------------------------------
+# run_blocking (backends/base.py): a stop never waits for a backend's thread
+
+HANG_GUARD_S = 60  # only ever reached when the code under test hangs
+
+
+def test_run_blocking_returns_the_result_and_passes_arguments():
+    async def main():
+        return await run_blocking(divmod, 7, 2), await run_blocking(int, "ff", base=16)
+
+    assert asyncio.run(main()) == ((3, 1), 255)
+
+
+def test_run_blocking_propagates_the_functions_exception():
+    def fail(message):
+        raise ValueError(message)
+
+    async def main():
+        await run_blocking(fail, "boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        asyncio.run(main())
+
+
+def test_run_blocking_propagates_stop_iteration_as_a_runtime_error():
+    async def main():
+        await run_blocking(next, iter(()))
+
+    with pytest.raises(RuntimeError, match="StopIteration"):
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize("outcome", ["result", "exception"])
+def test_cancelling_run_blocking_returns_while_the_function_still_runs(outcome):
+    entered, release = threading.Event(), threading.Event()
+    threads = []
+    loop_errors = []
+
+    def blocking():
+        threads.append(threading.current_thread())
+        entered.set()
+        release.wait(HANG_GUARD_S)
+        if outcome == "exception":
+            raise ValueError("too late: nobody is waiting")
+        return "too late: nobody is waiting"
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: loop_errors.append(ctx))
+        task = asyncio.create_task(run_blocking(blocking))
+        assert await asyncio.to_thread(entered.wait, HANG_GUARD_S)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert threads[0].is_alive()  # cancelled while the function is still blocked
+        assert threads[0].daemon  # so the interpreter's exit never waits for it
+        # Let the function finish and deliver its outcome to the cancelled future:
+        # it must be dropped without a word.
+        release.set()
+        await asyncio.to_thread(threads[0].join, HANG_GUARD_S)
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert not threads[0].is_alive()
+    assert loop_errors == []
+
+
+def test_a_result_arriving_after_the_loop_closed_is_dropped_quietly(monkeypatch):
+    entered, release = threading.Event(), threading.Event()
+    threads = []
+    thread_errors = []
+    monkeypatch.setattr(threading, "excepthook", thread_errors.append)
+
+    def blocking():
+        threads.append(threading.current_thread())
+        entered.set()
+        release.wait(HANG_GUARD_S)
+        return "too late"
+
+    async def main():
+        task = asyncio.create_task(run_blocking(blocking))
+        await asyncio.to_thread(entered.wait, HANG_GUARD_S)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())  # returns, and closes the loop, while `blocking` still runs
+    assert threads[0].is_alive()
+    release.set()
+    threads[0].join(HANG_GUARD_S)
+    assert not threads[0].is_alive()
+    assert thread_errors == []  # no "Event loop is closed" from the thread
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_stops_asyncio_run_while_run_blocking_is_stuck():
+    script = textwrap.dedent(
+        """
+        import asyncio, sys, threading
+        from imagen_tui.backends.base import run_blocking
+
+        def stuck_in_native_code():
+            print("inside", flush=True)
+            threading.Event().wait()  # forever
+
+        try:
+            asyncio.run(run_blocking(stuck_in_native_code))
+        except KeyboardInterrupt:
+            sys.exit(130)
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline() == "inside\n"
+        child.send_signal(signal.SIGINT)  # once: with asyncio.to_thread even two would hang
+        assert child.wait(timeout=HANG_GUARD_S) == 130
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()

@@ -2,18 +2,35 @@
 
 A backend instance is built from one `backends.<name>` block of the config by
 the constructor its `type` names in the registry (see `registry.py`).
+`run_blocking` is how an adapter runs work it cannot interrupt.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import functools
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from imagen_tui.limits import DEFAULT_SIZE, MAX_SEED, RANDOM_SEED_BOUND
 
-__all__ = ["MAX_SEED", "Backend", "Progress", "Request", "Result", "random_seed"]
+__all__ = [
+    "MAX_SEED",
+    "Backend",
+    "Progress",
+    "Request",
+    "Result",
+    "random_seed",
+    "run_blocking",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def random_seed() -> int:
@@ -64,3 +81,55 @@ class Backend(Protocol):
     async def generate(self, request: Request, progress: Progress | None = None) -> Result: ...
 
     async def aclose(self) -> None: ...
+
+
+async def run_blocking(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run `fn(*args, **kwargs)` in a fresh daemon thread and await its result.
+
+    Backends use it for CPU- or driver-bound work that cannot be interrupted:
+    drawing and encoding an image, a GPU or native library call. Unlike
+    `asyncio.to_thread`, whose thread pool `asyncio.run` joins on the way out,
+    it never holds up a stop:
+
+    - cancelling the awaiting task (Ctrl-C, SIGTERM, a worker's forced stop, a
+      lost lease) raises CancelledError at once, while `fn` runs on;
+    - neither the event loop's shutdown nor the interpreter's exit waits for
+      the thread.
+
+    The abandoned thread runs until `fn` returns, then its result or exception
+    is dropped quietly. So `fn` must not leave anything behind that only its
+    caller would clean up, and it should stop early when it can (a step
+    callback that checks a flag, say). An exception raised by `fn` propagates
+    to the awaiting task. Context variables are copied into the thread, as
+    `asyncio.to_thread` does.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def set_result(value: T) -> None:  # on the loop
+        if not future.done():  # cancelled: nobody is waiting any more
+            future.set_result(value)
+
+    def set_exception(error: BaseException) -> None:  # on the loop
+        if not future.done():
+            future.set_exception(error)
+
+    def work() -> None:  # in the thread
+        settle: Callable[[], None]
+        try:
+            value = context.run(fn, *args, **kwargs)
+        except StopIteration as error:  # a Future refuses to carry it
+            wrapped = RuntimeError(f"{name} raised StopIteration")
+            wrapped.__cause__ = error
+            settle = functools.partial(set_exception, wrapped)
+        except BaseException as error:
+            settle = functools.partial(set_exception, error)
+        else:
+            settle = functools.partial(set_result, value)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(settle)
+
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    threading.Thread(target=work, name=f"run_blocking({name})", daemon=True).start()
+    return await future
