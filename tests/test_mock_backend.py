@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageFont, ImageStat
 
+import imagen_tui.backends.mock as mock_package
 from imagen_tui.backends.base import Backend, Request, run_blocking
 from imagen_tui.backends.mock import MOCK_TYPE, MockBackend, render
 from imagen_tui.backends.mock.render import _cut, _wrap
@@ -24,6 +25,7 @@ from imagen_tui.errors import GenerationError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a lighthouse on a rocky cliff at dusk, oil painting"
+HANG_GUARD_S = 60  # waits end on an Event; this bound is only reached when the code hangs
 
 
 def options(**overrides):
@@ -157,6 +159,36 @@ def test_delay_does_not_block_the_event_loop():
     assert ticks >= 10
 
 
+def test_a_cancelled_generate_returns_while_the_render_still_runs(monkeypatch):
+    entered, release = threading.Event(), threading.Event()
+    threads = []
+
+    def stuck_render(*args):  # like the quadratic caption cut on a huge word
+        threads.append(threading.current_thread())
+        entered.set()
+        release.wait(HANG_GUARD_S)
+        return b"too late"
+
+    # The package attribute, not the dotted string: "imagen_tui.backends.mock.render"
+    # names the re-exported function, which shadows the submodule.
+    monkeypatch.setattr(mock_package, "render", stuck_render)
+    backend = MockBackend("mock", options())
+
+    async def main():
+        task = asyncio.create_task(backend.generate(Request(prompt=PROMPT, seed=1)))
+        assert await asyncio.to_thread(entered.wait, HANG_GUARD_S)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert threads[0].is_alive()
+
+    try:
+        asyncio.run(main())  # would wait for the render when its thread is asyncio's
+        assert threads[0].daemon
+    finally:
+        release.set()
+
+
 def test_registry_entry_describes_the_config_block():
     names = {option.name: option for option in MOCK_TYPE.options}
     assert set(names) == {"model", "delay_ms", "fail_if_prompt_contains"}
@@ -258,8 +290,6 @@ def test_a_131k_character_single_word_prompt_renders():
 
 # --------------------------------------------------------------------------
 # run_blocking (backends/base.py): a stop never waits for a backend's thread
-
-HANG_GUARD_S = 60  # only ever reached when the code under test hangs
 
 
 def test_run_blocking_returns_the_result_and_passes_arguments():

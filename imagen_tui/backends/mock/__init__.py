@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from imagen_tui.backends.base import Progress, Request, Result, random_seed
+from imagen_tui.backends.base import Progress, Request, Result, random_seed, run_blocking
 from imagen_tui.backends.mock.render import MODEL_NAME, render
 from imagen_tui.backends.registry import BackendType, Option
 from imagen_tui.errors import GenerationError
@@ -55,7 +55,9 @@ class MockBackend:
                 await asyncio.sleep(self.delay_ms / 1000 / ticks)
                 if progress is not None:
                     progress(tick / ticks)
-        png = await asyncio.to_thread(
+        # In its own daemon thread, not asyncio.to_thread: a cancelled generation
+        # (Ctrl-C, a worker's forced stop) returns at once instead of waiting for it.
+        png = await run_blocking(
             render,
             request.prompt,
             request.negative_prompt,
