@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image, ImageChops, ImageFont, ImageStat
@@ -29,7 +30,13 @@ HANG_GUARD_S = 60  # waits end on an Event; this bound is only reached when the 
 
 
 def options(**overrides):
-    block = {"type": "mock", "model": "mock-v1", "delay_ms": 0, "fail_if_prompt_contains": None}
+    block = {
+        "type": "mock",
+        "model": "mock-v1",
+        "delay_ms": 0,
+        "delay_blocks": False,
+        "fail_if_prompt_contains": None,
+    }
     return {**block, **overrides}
 
 
@@ -189,10 +196,102 @@ def test_a_cancelled_generate_returns_while_the_render_still_runs(monkeypatch):
         release.set()
 
 
+def test_delay_blocks_spends_the_delay_in_a_thread_reporting_progress_in_order():
+    backend = MockBackend("mock", options(delay_ms=5, delay_blocks=True))
+    reports = []
+
+    def progress(fraction):
+        reports.append((fraction, threading.current_thread()))
+
+    request = Request(prompt=PROMPT, width=96, height=64, steps=5, seed=3)
+    result = asyncio.run(backend.generate(request, progress))
+    assert [fraction for fraction, _ in reports] == [0.2, 0.4, 0.6, 0.8, 1.0]
+    threads = {thread for _, thread in reports}
+    assert len(threads) == 1 and threading.main_thread() not in threads  # off the loop
+    assert result.image == render(PROMPT, "", 96, 64, 5, 3)  # the same image as without
+
+
+def test_a_generate_cancelled_in_a_blocking_delay_returns_while_the_sleep_goes_on(monkeypatch):
+    entered, release = threading.Event(), threading.Event()
+    threads, reports, renders = [], [], []
+
+    def uninterruptible_sleep(seconds):  # one tick of the mock's blocking delay
+        threads.append(threading.current_thread())
+        entered.set()
+        release.wait(HANG_GUARD_S)
+
+    monkeypatch.setattr(mock_package, "time", SimpleNamespace(sleep=uninterruptible_sleep))
+    monkeypatch.setattr(mock_package, "render", lambda *args: renders.append(args) or b"")
+    backend = MockBackend("mock", options(delay_ms=600_000, delay_blocks=True))
+
+    async def main():
+        request = Request(prompt=PROMPT, steps=4, seed=1)
+        task = asyncio.create_task(backend.generate(request, reports.append))
+        assert await asyncio.to_thread(entered.wait, HANG_GUARD_S)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert threads[0].is_alive()  # still inside its first tick
+        assert threads[0].daemon  # so neither asyncio.run nor the interpreter waits for it
+
+    try:
+        asyncio.run(main())
+    finally:
+        release.set()
+    threads[0].join(HANG_GUARD_S)
+    assert not threads[0].is_alive()
+    assert len(threads) == 1  # it stopped after the tick it was in:
+    assert reports == []  # no progress for a cancelled generation,
+    assert renders == []  # and no image nobody waits for
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_stops_imagen_generate_inside_a_blocking_delay(home):
+    home.write_config(
+        "backends:\n  mock:\n    type: mock\n    delay_ms: 600000\n    delay_blocks: true\n"
+    )
+    # `imagen generate`, with a watcher that says when the mock's blocking thread runs.
+    script = textwrap.dedent(
+        """
+        import sys, threading, time
+        from imagen_tui.cli import main
+
+        def announce():
+            while not any(t.name.startswith("run_blocking(") for t in threading.enumerate()):
+                time.sleep(0.001)
+            print("inside", file=sys.stderr, flush=True)
+
+        threading.Thread(target=announce, daemon=True).start()
+        sys.exit(main(["generate", "a lighthouse", "--size", "64x64"]))
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        env=home.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first_line(child, child.stderr) == "inside\n"
+        child.send_signal(signal.SIGINT)  # once; the 600 s of sleeps go on in their thread
+        stdout, stderr = child.communicate(timeout=HANG_GUARD_S)
+    finally:
+        child.kill()
+        child.communicate()
+    assert child.returncode == 130
+    assert stdout == ""
+    assert "interrupted" in stderr
+    assert home.files() == []
+
+
 def test_registry_entry_describes_the_config_block():
     names = {option.name: option for option in MOCK_TYPE.options}
-    assert set(names) == {"model", "delay_ms", "fail_if_prompt_contains"}
+    assert set(names) == {"model", "delay_ms", "delay_blocks", "fail_if_prompt_contains"}
     assert names["delay_ms"].minimum == 0
+    assert (names["delay_blocks"].kind, names["delay_blocks"].default) == (bool, False)
     assert MOCK_TYPE.default_model == "mock-v1"
     backend = MOCK_TYPE.factory("offline", options(model="mock-xl"))
     assert isinstance(backend, Backend)
@@ -290,6 +389,16 @@ def test_a_131k_character_single_word_prompt_renders():
 
 # --------------------------------------------------------------------------
 # run_blocking (backends/base.py): a stop never waits for a backend's thread
+
+
+def first_line(child, stream):
+    """The child's first line on `stream`, or "" when a hang guard had to kill it."""
+    guard = threading.Timer(HANG_GUARD_S, child.kill)
+    guard.start()
+    try:
+        return stream.readline()
+    finally:
+        guard.cancel()
 
 
 def test_run_blocking_returns_the_result_and_passes_arguments():
@@ -400,7 +509,7 @@ def test_ctrl_c_stops_asyncio_run_while_run_blocking_is_stuck():
         [sys.executable, "-c", script], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
     )
     try:
-        assert child.stdout.readline() == "inside\n"
+        assert first_line(child, child.stdout) == "inside\n"
         child.send_signal(signal.SIGINT)  # once: with asyncio.to_thread even two would hang
         assert child.wait(timeout=HANG_GUARD_S) == 130
     finally:

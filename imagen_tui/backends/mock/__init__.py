@@ -12,6 +12,8 @@ network. This package holds:
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +26,7 @@ __all__ = ["DEFAULT_MODEL", "DEFAULT_STEPS", "MOCK_TYPE", "MockBackend", "render
 
 DEFAULT_MODEL = MODEL_NAME
 DEFAULT_STEPS = 20
+MAX_TICKS = 50  # a delay is spent in at most this many steps, each reporting progress
 
 
 # --------------------------------------------------------------------------
@@ -39,6 +42,7 @@ class MockBackend:
         self.name = name
         self.model: str = options.get("model") or DEFAULT_MODEL
         self.delay_ms: int = options.get("delay_ms") or 0
+        self.delay_blocks: bool = options.get("delay_blocks") or False
         self.fail_if_prompt_contains: str | None = options.get("fail_if_prompt_contains")
 
     async def generate(self, request: Request, progress: Progress | None = None) -> Result:
@@ -49,23 +53,21 @@ class MockBackend:
             raise GenerationError(
                 f"mock backend: prompt contains {marker!r} (fail_if_prompt_contains)"
             )
-        if self.delay_ms > 0:  # simulated GPU time, reported step by step like a sampler
-            ticks = min(steps, 50)
+        if self.delay_ms > 0 and not self.delay_blocks:
+            # Simulated GPU time, reported step by step like a sampler.
+            ticks = min(steps, MAX_TICKS)
             for tick in range(1, ticks + 1):
                 await asyncio.sleep(self.delay_ms / 1000 / ticks)
                 if progress is not None:
                     progress(tick / ticks)
         # In its own daemon thread, not asyncio.to_thread: a cancelled generation
         # (Ctrl-C, a worker's forced stop) returns at once instead of waiting for it.
-        png = await run_blocking(
-            render,
-            request.prompt,
-            request.negative_prompt,
-            request.width,
-            request.height,
-            steps,
-            seed,
-        )
+        abandoned = threading.Event()
+        try:
+            png = await run_blocking(self._draw, request, steps, seed, progress, abandoned)
+        except asyncio.CancelledError:
+            abandoned.set()  # the thread stops after its current tick
+            raise
         return Result(
             image=png,
             mime_type="image/png",
@@ -74,6 +76,39 @@ class MockBackend:
             steps=steps,
             latency_ms=None,
             cost_usd=0.0,
+        )
+
+    def _draw(
+        self,
+        request: Request,
+        steps: int,
+        seed: int,
+        progress: Progress | None,
+        abandoned: threading.Event,
+    ) -> bytes:
+        """The blocking part of `generate`, in a `run_blocking` thread: `render`.
+
+        With `delay_blocks`, `delay_ms` is spent here first, in ticks of
+        `time.sleep` that nothing interrupts, like a GPU library call, with
+        progress reported after each tick. Once the generation is cancelled
+        (`abandoned`), the thread ends after its current tick: no more progress
+        and no image (run_blocking drops whatever it returns).
+        """
+        if self.delay_ms > 0 and self.delay_blocks:
+            ticks = min(steps, MAX_TICKS)
+            for tick in range(1, ticks + 1):
+                time.sleep(self.delay_ms / 1000 / ticks)
+                if abandoned.is_set():
+                    return b""
+                if progress is not None:
+                    progress(tick / ticks)
+        return render(
+            request.prompt,
+            request.negative_prompt,
+            request.width,
+            request.height,
+            steps,
+            seed,
         )
 
     async def aclose(self) -> None:
@@ -92,6 +127,13 @@ MOCK_TYPE = BackendType(
             minimum=0,
             maximum=600_000,
             help="simulated GPU time per image",
+        ),
+        Option(
+            "delay_blocks",
+            bool,
+            default=False,
+            help="spend delay_ms in a thread, in sleeps nothing interrupts, like a GPU call "
+            "(to test that Ctrl-C and worker stops still work)",
         ),
         Option(
             "fail_if_prompt_contains",
