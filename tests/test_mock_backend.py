@@ -427,6 +427,30 @@ def test_run_blocking_propagates_stop_iteration_as_a_runtime_error():
         asyncio.run(main())
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_signal_is_handled_while_run_blocking_waits_even_if_the_loop_missed_it():
+    # The function's own thread catches a signal while the loop's thread sleeps in its
+    # selector: nothing interrupts that sleep, so Python can run the handler (in the
+    # main thread) only once the loop wakes. run_blocking wakes it regularly.
+    handled = threading.Event()
+    main_thread = threading.main_thread().ident
+
+    def blocking():
+        while sys._current_frames()[main_thread].f_code.co_name != "select":
+            threading.Event().wait(0.001)  # until the loop is about to sleep, or asleep
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)  # caught right here
+        return handled.wait(HANG_GUARD_S)  # the handler must run while we still block
+
+    async def main():
+        return await run_blocking(blocking)
+
+    previous = signal.signal(signal.SIGUSR1, lambda _signum, _frame: handled.set())
+    try:
+        assert asyncio.run(main())
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
 @pytest.mark.parametrize("outcome", ["result", "exception"])
 def test_cancelling_run_blocking_returns_while_the_function_still_runs(outcome):
     entered, release = threading.Event(), threading.Event()

@@ -32,6 +32,9 @@ __all__ = [
 P = ParamSpec("P")
 T = TypeVar("T")
 
+# While run_blocking waits, the event loop is woken this often (seconds); see there.
+SIGNAL_CHECK_INTERVAL = 0.1
+
 
 def random_seed() -> int:
     return secrets.randbelow(RANDOM_SEED_BOUND)
@@ -94,7 +97,16 @@ async def run_blocking(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs)
     - cancelling the awaiting task (Ctrl-C, SIGTERM, a worker's forced stop, a
       lost lease) raises CancelledError at once, while `fn` runs on;
     - neither the event loop's shutdown nor the interpreter's exit waits for
-      the thread.
+      the thread;
+    - a signal is acted on within SIGNAL_CHECK_INTERVAL, even one the loop
+      missed. Python runs a handler in the main thread at its next bytecode,
+      and asyncio.run's SIGINT handler has no wakeup fd: a Ctrl-C that lands
+      just before the loop goes to sleep in its selector, or that another
+      thread catches, would wait for the loop's next event, here the end of
+      `fn` (seen for about 1 in 100 SIGINTs sent as the loop went idle, on a
+      loaded machine). So the loop is woken at that interval while it waits.
+      Handlers set with `loop.add_signal_handler` (the worker's) have a
+      wakeup fd and never miss.
 
     The abandoned thread runs until `fn` returns, then its result or exception
     is dropped quietly. So `fn` must not leave anything behind that only its
@@ -130,6 +142,17 @@ async def run_blocking(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs)
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
             loop.call_soon_threadsafe(settle)
 
+    checking: asyncio.TimerHandle | None = None
+
+    def check_signals() -> None:  # entering any Python function runs pending handlers
+        nonlocal checking
+        checking = loop.call_later(SIGNAL_CHECK_INTERVAL, check_signals)
+
     name = getattr(fn, "__qualname__", None) or repr(fn)
     threading.Thread(target=work, name=f"run_blocking({name})", daemon=True).start()
-    return await future
+    check_signals()
+    try:
+        return await future
+    finally:
+        if checking is not None:
+            checking.cancel()
