@@ -52,6 +52,16 @@ def mean_difference(a: bytes, b: bytes) -> float:
     return sum(ImageStat.Stat(diff).mean) / 3
 
 
+def first_line(child, stream):
+    """The child's first line on `stream`, or "" when a hang guard had to kill it."""
+    guard = threading.Timer(HANG_GUARD_S, child.kill)
+    guard.start()
+    try:
+        return stream.readline()
+    finally:
+        guard.cancel()
+
+
 def test_render_is_byte_identical_for_identical_arguments():
     first = render(PROMPT, "blurry", 320, 200, 20, 42)
     second = render(PROMPT, "blurry", 320, 200, 20, 42)
@@ -276,7 +286,7 @@ def test_ctrl_c_stops_imagen_generate_inside_a_blocking_delay(home):
     )
     try:
         assert first_line(child, child.stderr) == "inside\n"
-        child.send_signal(signal.SIGINT)  # once; the 600 s of sleeps go on in their thread
+        child.send_signal(signal.SIGINT)  # once; exit must not wait for the 30 s tick
         stdout, stderr = child.communicate(timeout=HANG_GUARD_S)
     finally:
         child.kill()
@@ -368,7 +378,7 @@ def test_cut_gives_what_cutting_one_character_at_a_time_gave():
     alphabet = "abcdefghijklmnopqrstuvwxyz ABCXYZ WMil.,;'!-_0123456789  "
     fonts = {size: ImageFont.load_default(size=size) for size in (9, 17, 56)}
     cut_somewhere = 0
-    for _ in range(250):
+    for _ in range(160):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120)))
         if rng.random() < 0.3:
             text += " " * rng.randint(1, 3)  # trailing blanks: kept only when all fits
@@ -378,7 +388,7 @@ def test_cut_gives_what_cutting_one_character_at_a_time_gave():
         expected = cut_one_character_at_a_time(text, font, max_width, suffix)
         assert _cut(text, font, max_width, suffix) == expected, (text, max_width, suffix)
         cut_somewhere += 0 < len(expected) - len(suffix) < len(text)
-    assert cut_somewhere > 40  # most cases really cut, not just all-or-nothing
+    assert cut_somewhere > 40  # many cases really cut, not just all-or-nothing
 
 
 def test_a_131k_character_single_word_prompt_renders():
@@ -389,16 +399,6 @@ def test_a_131k_character_single_word_prompt_renders():
 
 # --------------------------------------------------------------------------
 # run_blocking (backends/base.py): a stop never waits for a backend's thread
-
-
-def first_line(child, stream):
-    """The child's first line on `stream`, or "" when a hang guard had to kill it."""
-    guard = threading.Timer(HANG_GUARD_S, child.kill)
-    guard.start()
-    try:
-        return stream.readline()
-    finally:
-        guard.cancel()
 
 
 def test_run_blocking_returns_the_result_and_passes_arguments():
