@@ -79,6 +79,8 @@ def pg_server() -> Iterator[PgServer]:
     root = Path(tempfile.mkdtemp(prefix="imagen-pg-"))
     # Ours, made 0700: as root the server runs as its own account, which must pass
     # through it to the data directory (ImaGen refuses, never opens, one it cannot).
+    # From a checkout that account cannot reach (under /root), ImaGen copies the
+    # server's binaries for it next to the data: in here, removed with it.
     root.chmod(0o711)
     server = PgServer.start(root / "data")
     try:
