@@ -95,7 +95,7 @@ def test_unknown_adapter_key_and_bad_adapter_value(home):
     message = error_of(home, "backends:\n  m:\n    type: mock\n    colour: red\n")
     assert message == (
         f"{home.config_path}:4: backends.m.colour: unknown key for a mock backend; "
-        "known keys: delay_ms, fail_if_prompt_contains, model"
+        "known keys: delay_blocks, delay_ms, fail_if_prompt_contains, model"
     )
     message = error_of(home, "backends:\n  m:\n    type: mock\n    delay_ms: -5\n")
     assert message == f"{home.config_path}:4: backends.m.delay_ms: -5 is below the minimum 0"

@@ -166,12 +166,14 @@ def history(url: str, job_id: int) -> list[tuple[str, str | None, int, str | Non
     return [(status, worker, attempts, error) for status, worker, attempts, error in rows]
 
 
-def write_config(home: Home, delay_ms: int = 0) -> Path:
-    """Mock backend (optionally slow) writing under the temp HOME; the output dir."""
+def write_config(home: Home, delay_ms: int = 0, *, delay_blocks: bool = False) -> Path:
+    """Mock backend (optionally slow, optionally stuck in a thread like a GPU
+    library call) writing under the temp HOME; the output dir."""
     out = home.root / "out"
     home.write_config(
         f"output:\n  directory: {out}\n"
         f"backends:\n  mock:\n    type: mock\n    delay_ms: {delay_ms}\n"
+        f"    delay_blocks: {'true' if delay_blocks else 'false'}\n"
     )
     return out
 
@@ -539,6 +541,34 @@ def test_sigterm_finishes_the_running_job_and_claims_no_more(home, db_url, worke
     assert done_line(image_id, uri) in worker.log()
     assert len(pngs(out)) == 1
     assert part_files(out) == []
+
+
+def test_two_sigterms_stop_a_worker_whose_backend_is_stuck(home, db_url, workers):
+    """The backend blocks in a thread (like a GPU library call) for a minute: the
+    second SIGTERM still ends the worker at once, handing the job back."""
+    out = write_config(home, delay_ms=60_000, delay_blocks=True)
+    ((job_id,),) = query(
+        db_url, "INSERT INTO imagen.jobs (prompt, width, height, steps) "
+        "VALUES ('stuck', 64, 64, 50) RETURNING id",
+    )  # fmt: skip
+    worker = workers.start(db_url, *FAST, "--lease", "30")
+    # Progress past the claim's 0: the backend is inside its blocking sleep.
+    wait_until(
+        lambda: (job_row(db_url, job_id)["progress"] or 0) > 0,
+        "the backend to be busy",
+        workers=[worker],
+    )
+    worker.process.send_signal(signal.SIGTERM)
+    wait_until(
+        lambda: "stopping: no new claims" in worker.log(), "the first stop", workers=[worker]
+    )
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 130, worker.log()  # not the minute the backend wants
+
+    row = job_row(db_url, job_id)
+    assert (row["status"], row["attempts"], row["lease_id"]) == ("pending", 0, None)
+    assert "released: stopped before it finished" in worker.log()
+    assert pngs(out) == [] and part_files(out) == []
 
 
 # --------------------------------------------------------------------------- 6. plain SQL

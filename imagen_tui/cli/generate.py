@@ -63,10 +63,12 @@ async def _generate_all(args: argparse.Namespace) -> int:
 
     workbench = open_workbench(args.config)
     plans = plan_tries(workbench, spec_from_args(args), args.count, directory=args.out)
-    # SIGTERM stops a run the way Ctrl-C does: the run is cancelled and cleans up.
+    # Ctrl-C and SIGTERM cancel the run, which cleans up. Handled by the loop itself
+    # (asyncio.run's own SIGINT handler can miss a signal landing as the loop sleeps).
     main_task = asyncio.current_task()
     if main_task is not None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, main_task.cancel)
     bar = _progress_bar() if sys.stderr.isatty() else None
     try:
         if bar is not None:
@@ -96,7 +98,7 @@ async def _generate_all(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_generate_all(args))
-    except asyncio.CancelledError:  # SIGTERM: reported like Ctrl-C
+    except asyncio.CancelledError:  # Ctrl-C or SIGTERM: reported as an interrupt
         raise KeyboardInterrupt from None
 
 
