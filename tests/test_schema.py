@@ -219,7 +219,7 @@ SENTINEL_CHANNEL = "test_sentinel"
 @pytest.fixture
 def listener(db_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(db_url, autocommit=True) as conn:
-        for channel in ("imagen_jobs", "imagen_job_events", SENTINEL_CHANNEL):
+        for channel in ("imagen_jobs", "imagen_job_events", "imagen_job_cancels", SENTINEL_CHANNEL):
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         yield conn
 
@@ -328,6 +328,23 @@ def test_job_events_for_each_insert_and_status_change_but_not_heartbeats(admin, 
         "progress": 1,
         "image_id": image,
     }
+
+
+def test_canceling_a_running_job_tells_its_worker_and_nothing_else_does(admin, listener):
+    rows = admin.execute(
+        """INSERT INTO imagen.jobs (prompt, status, worker_id, lease_expires_at)
+           VALUES ('running', 'running', 'w1', now() + interval '1 minute'),
+                  ('pending', 'pending', NULL, NULL)
+           RETURNING id"""
+    ).fetchall()
+    running, pending = (row[0] for row in rows)
+    received(listener, admin)
+    admin.execute("UPDATE imagen.jobs SET progress = 0.5 WHERE id = %s", (running,))
+    admin.execute("UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (pending,))
+    assert on("imagen_job_cancels", received(listener, admin)) == []  # no worker holds it
+    admin.execute("UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (running,))
+    cancels = on("imagen_job_cancels", received(listener, admin))
+    assert [n.payload for n in cancels] == [str(running)]
 
 
 # --------------------------------------------------------------------------- row-level security

@@ -621,8 +621,7 @@ def test_a_forged_cancel_event_does_not_stop_a_job(db_url, workbench):
         worker = make_worker(db_url, workbench, lease_s=3600, poll_interval=0.2)
         running = asyncio.create_task(worker.run())
         await GATE.wait_entered()
-        forged = json.dumps({"id": job_id, "status": "canceled"})
-        sql(db_url, "SELECT pg_notify('imagen_job_events', %s)", (forged,))
+        sql(db_url, "SELECT pg_notify('imagen_job_cancels', %s)", (str(job_id),))
         await wait_for(lambda: worker.cancel_checks == 1, what="the hint to be checked")
         GATE.open.set()
         await wait_for(status_is(db_url, job_id, "done"), what="the job to finish")
@@ -769,6 +768,40 @@ def test_an_outage_while_recording_is_logged_once_and_ridden_out(db_url, workben
     for component in ("listener", "claims"):
         lines = [m for m in messages if m.startswith(f"{component}: database unavailable")]
         assert len(lines) <= 1, lines
+
+
+def test_an_outage_is_logged_once_by_the_listener_and_once_by_the_heartbeat(
+    db_url, workbench, caplog
+):
+    """Both keep retrying through the outage (the heartbeat beats every second
+    here), each says so once when it starts and once when it is over."""
+    job_id = add_job(db_url, backend="gate")
+
+    def lines(what: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith(what)]
+
+    async def scenario(proxy: Any) -> None:
+        worker = make_worker(proxy.url, workbench, lease_s=3, poll_interval=0.2)
+        running = asyncio.create_task(worker.run())
+        await GATE.wait_entered()
+        proxy.down()
+        await wait_for(lambda: bool(lines("heartbeat: database unavailable")), what="a beat")
+        await wait_for(lambda: bool(lines("listener: database unavailable")), what="the listener")
+        before = proxy.connections
+        await wait_for(lambda: proxy.connections >= before + 2, what="more refused retries")
+        proxy.up()
+        await wait_for(lambda: bool(lines("heartbeat: database back")), what="a beat again")
+        await wait_for(lambda: bool(lines("listener: database back")), what="the listener again")
+        GATE.open.set()
+        await wait_for(status_is(db_url, job_id, "done"), what="the job")
+        worker.stop()
+        await running
+
+    with caplog.at_level(logging.INFO), pg_proxy(db_url) as proxy:
+        asyncio.run(scenario(proxy))
+    for part in ("heartbeat", "listener"):
+        assert len(lines(f"{part}: database unavailable, retrying")) == 1, part
+        assert len(lines(f"{part}: database back after")) == 1, part
 
 
 # --------------------------------------------------------------------------- rescue

@@ -30,8 +30,9 @@ from psycopg import sql
 from imagen_tui.retry import Outage
 from imagen_tui.text import one_line
 
-WAKE_CHANNEL = "imagen_jobs"
-EVENTS_CHANNEL = "imagen_job_events"
+WAKE_CHANNEL = "imagen_jobs"  # a job may be ready: workers claim
+EVENTS_CHANNEL = "imagen_job_events"  # a job changed: live views re-read it
+CANCELS_CHANNEL = "imagen_job_cancels"  # a running job was canceled: its worker stops it
 
 log = logging.getLogger("imagen.events")
 

@@ -13,7 +13,9 @@ none shared across purposes:
 - the claim connection (asyncio): claims only, committed without waiting for
   the WAL flush (see `PgQueue._connection`);
 - the listen connection (asyncio, `db.events.listen`): LISTEN on
-  `imagen_jobs` (wake-ups) and `imagen_job_events` (cancel hints);
+  `imagen_jobs` (wake-ups) and `imagen_job_cancels` (cancel hints; not the
+  busy `imagen_job_events`, whose every claim and progress step would cost
+  each pickup a little);
 - the heartbeat connection (a thread): lease renewals that a busy
   generation cannot starve.
 
@@ -37,14 +39,7 @@ from psycopg.types.json import Jsonb
 from imagen_tui.config.secrets import scrub
 from imagen_tui.core.spec import REQUEST_FIELDS, RequestSpec
 from imagen_tui.db.connect import redact
-from imagen_tui.db.events import (
-    EVENTS_CHANNEL,
-    WAKE_CHANNEL,
-    Connected,
-    JobEvent,
-    Notification,
-    listen,
-)
+from imagen_tui.db.events import CANCELS_CHANNEL, WAKE_CHANNEL, Connected, Notification, listen
 from imagen_tui.jobs.types import (
     CancelHint,
     Completion,
@@ -340,26 +335,19 @@ class PgQueue:
 
     async def signals(self) -> AsyncIterator[Signal]:
         """Wake-ups (and one after every reconnect) and cancel hints."""
-        async for item in listen(self.url, (WAKE_CHANNEL, EVENTS_CHANNEL), label="listener"):
+        async for item in listen(self.url, (WAKE_CHANNEL, CANCELS_CHANNEL), label="listener"):
             if isinstance(item, Connected):
                 yield Wake()  # notifications sent while disconnected are lost
             elif isinstance(item, Notification):
                 if item.channel == WAKE_CHANNEL:
                     yield Wake()
-                elif '"canceled"' in item.payload:  # cheap filter before parsing
-                    hint = _cancel_hint(item.payload)
-                    if hint is not None:
-                        yield hint
+                elif item.payload.isdigit():  # a job id; anything else is not ours
+                    yield CancelHint(int(item.payload))
 
     def heartbeat(
         self, in_flight: Callable[[], Mapping[int, str]], on_lost: Callable[[int], object]
     ) -> Heartbeat:
         return Heartbeat(self.url, self.lease_s, in_flight, on_lost)
-
-
-def _cancel_hint(payload: str) -> CancelHint | None:
-    event = JobEvent.parse(payload)
-    return CancelHint(event.id) if event is not None and event.status == "canceled" else None
 
 
 class Heartbeat(threading.Thread):

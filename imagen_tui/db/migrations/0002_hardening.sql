@@ -10,7 +10,8 @@
 -- * Users (role `authenticated`) get column-level rights: they insert request
 --   fields, cancel or retry their own jobs (transitions a trigger checks) and
 --   pick their series' winner; nothing else. No rights on sequences.
--- * Job event payloads no longer carry the owner's user id.
+-- * Job event payloads no longer carry the owner's user id; a running job
+--   that is canceled is announced on `imagen_job_cancels` for its worker.
 -- Bounds here must agree with imagen_tui/limits.py (tests/test_limits.py).
 
 -- ---------------------------------------------------------------- lease tokens
@@ -136,6 +137,22 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- A running job canceled: its worker stops the generation. A channel of its
+-- own, so workers do not wake for every progress step of every job (the
+-- payload, the job id, is a hint: the worker re-reads the row).
+CREATE FUNCTION imagen.notify_job_cancel() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('imagen_job_cancels', NEW.id::text);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_cancel_running
+    AFTER UPDATE OF status ON imagen.jobs
+    FOR EACH ROW WHEN (NEW.status = 'canceled' AND OLD.status = 'running')
+    EXECUTE FUNCTION imagen.notify_job_cancel();
 
 -- ---------------------------------------------------------------- rights of users
 
