@@ -22,7 +22,6 @@ Live views also use `db.events.job_events` and the async runner
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -373,6 +372,8 @@ def run_worker(workbench: Workbench, settings: WorkerSettings) -> int:
     logged); a database that cannot be reached at start raises DatabaseError.
     Logs go to stderr, one line per job, for journald or a terminal.
     """
+    import asyncio
+
     from imagen_tui.db.connect import open_database
     from imagen_tui.db.queue import PgQueue
     from imagen_tui.jobs.worker import (
