@@ -54,5 +54,6 @@ PROGRESS_INTERVAL_S = 0.5  # at most two progress writes per second per job
 # Listings.
 MAX_LIST_LIMIT = 10_000
 
-# A variable named by a `*_env` config key.
-ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# An environment variable's name (a `*_env` key, `$NAME` in a path, a
+# credentials line); use it with re.fullmatch.
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"

@@ -22,9 +22,9 @@ from typing import Any
 from imagen_tui.backends.base import Backend
 from imagen_tui.config import Locate
 from imagen_tui.errors import ConfigError
-from imagen_tui.limits import ENV_NAME_PATTERN
+from imagen_tui.limits import ENV_NAME
 
-ENV_NAME_RE = re.compile(ENV_NAME_PATTERN)
+ENV_NAME_RE = re.compile(ENV_NAME)
 
 # type name -> "module:attribute" of its BackendType
 BUILTIN_TYPES: dict[str, str] = {
@@ -115,7 +115,7 @@ def _check_value(option: Option, value: Any, key: str, where: str | None) -> Any
         raise ConfigError(f"{key}: {value} is below the minimum {option.minimum:g}", where)
     if option.maximum is not None and value > option.maximum:
         raise ConfigError(f"{key}: {value} is above the maximum {option.maximum:g}", where)
-    if option.env and not ENV_NAME_RE.match(value):
+    if option.env and not ENV_NAME_RE.fullmatch(value):
         raise ConfigError(
             # Never echo the value: it may be the secret itself, pasted in by mistake.
             f"{key}: not an environment variable name; name the variable that holds "

@@ -28,11 +28,12 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 from imagen_tui.errors import ConfigError
+from imagen_tui.limits import ENV_NAME
 
 CREDENTIALS_DIRECTORY_ENV = "CREDENTIALS_DIRECTORY"
 CREDENTIAL_NAME = "imagen.env"
 
-_ASSIGNMENT_RE = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)=(.*)")
+_ASSIGNMENT_RE = re.compile(rf"[ \t]*({ENV_NAME})=(.*)")
 # Characters a shell and systemd both take literally in an unquoted value.
 _UNQUOTED_RE = re.compile(r"[A-Za-z0-9_@%+=:,./?#-]*")
 _SINGLE_QUOTED_RE = re.compile(r"'([^']*)'[ \t]*")

@@ -33,6 +33,7 @@ from imagen_tui.config.secrets import (
     scan_secrets,
 )
 from imagen_tui.errors import ConfigError, InputError
+from imagen_tui.limits import ENV_NAME
 
 CONFIG_FILENAME = "imagen.yaml"
 BUILTIN = "built-in default"
@@ -231,8 +232,7 @@ def locator(path: Path | None, lines: Mapping[KeyPath, int]) -> Locate:
 
 
 # `$NAME` or `${NAME}`; a `$` followed by anything else is kept as it is.
-_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_VARIABLE_RE = re.compile(rf"\$(?:(?P<name>{_ENV_NAME})|(?P<braced>\{{[^}}]*\}})|(?P<open>\{{))")
+_VARIABLE_RE = re.compile(rf"\$(?:(?P<name>{ENV_NAME})|(?P<braced>\{{[^}}]*\}})|(?P<open>\{{))")
 
 
 def expand_variables(text: str, key: KeyPath, locate: Locate) -> str:
@@ -250,7 +250,7 @@ def expand_variables(text: str, key: KeyPath, locate: Locate) -> str:
             problem = '"${" has no closing "}"'
             raise ConfigError(f"{dotted}: {problem}; write $NAME or ${{NAME}}", locate(key))
         name = match["name"] or match["braced"][1:-1]
-        if not re.fullmatch(_ENV_NAME, name):
+        if not re.fullmatch(ENV_NAME, name):
             problem = f"{match[0]} is not a variable name"
             raise ConfigError(f"{dotted}: {problem}; write $NAME or ${{NAME}}", locate(key))
         value = os.environ.get(name)
@@ -367,7 +367,7 @@ def _database_block(block: Any, locate: Locate) -> DatabaseConfig:
         if problem:
             raise ConfigError(f"database.url: {problem}", where)
     if url_env is not None and (
-        not isinstance(url_env, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", url_env)
+        not isinstance(url_env, str) or not re.fullmatch(ENV_NAME, url_env)
     ):
         raise ConfigError(
             "database.url_env: not an environment variable name; name the variable that "

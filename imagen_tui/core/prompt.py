@@ -13,6 +13,7 @@ from imagen_tui.config import Config, KeyPath, Locate, load_yaml, locator
 from imagen_tui.core.resources import presets_path
 from imagen_tui.core.sizes import parse_size
 from imagen_tui.errors import ConfigError, InputError
+from imagen_tui.limits import MAX_STEPS, MIN_STEPS
 
 PLACEHOLDER = "{prompt}"
 STYLE_KEYS = ("description", "prompt", "negative", "size", "steps")
@@ -75,10 +76,11 @@ def parse_style(name: str, block: Any, prefix: KeyPath, locate: Locate, origin: 
             raise ConfigError(str(error), locate((*prefix, "size"))) from None
     steps = block.get("steps")
     if steps is not None and (
-        not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 500
+        not isinstance(steps, int) or isinstance(steps, bool) or not MIN_STEPS <= steps <= MAX_STEPS
     ):
         raise ConfigError(
-            f"{dotted}.steps: expected a whole number from 1 to 500, got {steps!r}",
+            f"{dotted}.steps: expected a whole number from {MIN_STEPS} to {MAX_STEPS}, "
+            f"got {steps!r}",
             locate((*prefix, "steps")),
         )
     return Style(

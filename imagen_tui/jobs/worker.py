@@ -253,10 +253,10 @@ class Worker:
         finally:
             gave_up.cancel()
 
-    async def _sweep(self) -> None:
+    async def _sweep(self, what: str = "start-up sweep") -> None:
         """Clean the output folder of killed runs' leftovers, waiting out an outage
         (at start, and after a rescue pass that found dead workers' jobs)."""
-        outage = Outage(log, "start-up sweep")
+        outage = Outage(log, what)
         while not self.stopping:
             try:
                 await sweep(self.workbench.config.output.directory, self.queue, log)
@@ -264,7 +264,7 @@ class Worker:
                 await self._pause(outage.failed(error))
                 continue
             except (QueueError, OSError) as error:
-                log.warning("start-up sweep of the output folder skipped: %s", error)
+                log.warning("%s of the output folder skipped: %s", what, error)
             outage.recovered()
             return
 
@@ -353,7 +353,7 @@ class Worker:
         if rescued and (self._sweeper is None or self._sweeper.done()):
             # Their leases just died: whatever their dead workers left can go now,
             # not only at this worker's next start.
-            self._sweeper = asyncio.create_task(self._sweep())
+            self._sweeper = asyncio.create_task(self._sweep("sweep after a rescue"))
         return requeued
 
     # ----------------------------------------------------------- one job
