@@ -7,7 +7,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from imagen_tui.config import DatabaseConfig
-from imagen_tui.db.connect import _first_line, connect, describe, redact
+from imagen_tui.db.connect import connect, describe, first_line, redact
 from imagen_tui.errors import DatabaseError, InputError
 
 NOT_A_URL = "not a PostgreSQL URL; write postgresql://USER@HOST:PORT/DBNAME"
@@ -142,7 +142,7 @@ def test_connect_failure_names_the_server_without_its_password(tmp_path):
 def test_driver_error_text_is_scrubbed_of_the_urls_secrets():
     # What libpq says when a "/" in the password made it read part of it as the port.
     error = psycopg.OperationalError('invalid integer value "hunter" for connection option "port"')
-    line = _first_line(error, "postgresql://ann:hunter/two@db.example.com/imagen")
+    line = first_line(error, "postgresql://ann:hunter/two@db.example.com/imagen")
     assert line == 'invalid integer value "***" for connection option "port"'
     error = psycopg.OperationalError("bad conninfo: host=db password='hunter 2' port=1\nmore")
     assert describe(error) == "database error: bad conninfo: host=db password=*** port=1"

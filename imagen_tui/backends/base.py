@@ -17,17 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar, runtime_checkable
 
-from imagen_tui.limits import DEFAULT_SIZE, MAX_SEED, RANDOM_SEED_BOUND
-
-__all__ = [
-    "MAX_SEED",
-    "Backend",
-    "Progress",
-    "Request",
-    "Result",
-    "random_seed",
-    "run_blocking",
-]
+from imagen_tui.limits import DEFAULT_SIZE, RANDOM_SEED_BOUND
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 
 from imagen_tui.errors import InputError
-from imagen_tui.limits import DEFAULT_SIZE, MAX_SIDE, MIN_SIDE
-
-__all__ = ["DEFAULT_SIZE", "MAX_SIDE", "MIN_SIDE", "check_size", "format_size", "parse_size"]
+from imagen_tui.limits import MAX_SIDE, MIN_SIDE
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX\u00d7]\s*(\d+)\s*$")
 

@@ -63,12 +63,12 @@ def connect(url: str, **kwargs: object) -> psycopg.Connection:
 
         raise InputError(None, f"the database URL is {NOT_A_URL}") from None
     except psycopg.OperationalError as error:
-        raise DatabaseError(f"cannot connect to {redact(url)}: {_first_line(error, url)}") from None
+        raise DatabaseError(f"cannot connect to {redact(url)}: {first_line(error, url)}") from None
 
 
 def describe(error: psycopg.Error) -> str:
     """One line for a database error a command did not expect."""
-    return f"database error: {_first_line(error)}"
+    return f"database error: {first_line(error)}"
 
 
 @contextmanager
@@ -80,7 +80,7 @@ def database_errors() -> Iterator[None]:
         raise DatabaseError(describe(error)) from None
 
 
-def _first_line(error: Exception, url: str | None = None) -> str:
+def first_line(error: Exception, url: str | None = None) -> str:
     """The first line of a driver's message, with anything that may be a secret
     (`password=...`, any piece of `url`'s password) masked."""
     from imagen_tui.config.secrets import scrub

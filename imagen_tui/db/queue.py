@@ -36,9 +36,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from imagen_tui.config.secrets import scrub
 from imagen_tui.core.spec import REQUEST_FIELDS, RequestSpec
-from imagen_tui.db.connect import redact
+from imagen_tui.db.connect import first_line, redact
 from imagen_tui.db.events import CANCELS_CHANNEL, WAKE_CHANNEL, Connected, Notification, listen
 from imagen_tui.jobs.types import (
     CancelHint,
@@ -197,9 +196,8 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
 
 
 def _one_line(error: psycopg.Error, url: str | None = None) -> str:
-    """The driver's message on one line, anything that may be a secret masked."""
-    text = str(error).strip()
-    return one_line(scrub(text.splitlines()[0], url) if text else type(error).__name__)
+    """The driver's message on one line (escaped), anything that may be a secret masked."""
+    return one_line(first_line(error, url))
 
 
 class PgQueue:

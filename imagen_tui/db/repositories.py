@@ -305,14 +305,6 @@ def series_images(series_id: int) -> Query[list[ImageRow]]:
     )
 
 
-def images_by_id(ids: Sequence[int]) -> Query[list[ImageRow]]:
-    return Query(
-        f"SELECT {_IMAGE_COLUMNS} FROM imagen.images WHERE id = ANY(%(ids)s) ORDER BY id",
-        {"ids": list(ids)},
-        lambda rows: [_image(row) for row in rows],
-    )
-
-
 def _image(row: Row) -> ImageRow:
     thumbnail = row["thumbnail"]
     return _build(ImageRow, {**row, "thumbnail": None if thumbnail is None else bytes(thumbnail)})
