@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,7 @@ from imagen_tui.limits import DEFAULT_LEASE_S, DEFAULT_POLL_S
 if TYPE_CHECKING:
     import psycopg
 
+    from imagen_tui.core.events import Connected, Disconnected, JobEvent
     from imagen_tui.db.repositories import (
         JobChange,
         JobRow,
@@ -98,6 +99,43 @@ def check_submission(
     return spec, warnings
 
 
+def spec_from_form(
+    *,
+    prompt: str,
+    negative: str = "",
+    backend: str | None = None,
+    style: str | None = None,
+    size: str = "",
+    steps: str = "",
+    seed: str = "",
+) -> RequestSpec:
+    """The request a form's text fields describe (blank: the default), checked;
+    InputError naming the first bad field, in the CLI's words."""
+    from imagen_tui.core.sizes import parse_size
+
+    width, height = parse_size(size) if size.strip() else (None, None)
+    return RequestSpec(
+        prompt=prompt,
+        negative_prompt=negative,
+        style=style or None,
+        width=width,
+        height=height,
+        steps=_whole_number("steps", steps),
+        seed=_whole_number("seed", seed),
+        backend=backend or None,
+    ).checked()
+
+
+def _whole_number(field_name: str, text: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(field_name, f"{text!r} is not a whole number") from None
+
+
 def _worker_decides(error: InputError) -> InputError:
     return InputError(
         error.field,
@@ -111,21 +149,34 @@ def _worker_decides(error: InputError) -> InputError:
 
 class Session:
     """A connection to the configured database (its schema checked) and what
-    front ends do with it. Use as a context manager; see `session()`."""
+    front ends do with it. Use as a context manager; see `session()`.
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
+    A connection the server dropped is opened again on the next call, so a
+    long-lived front end (the TUI) outlives a database restart; the call
+    that found it broken fails with a DatabaseError.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], url: str) -> None:
+        self._conn, self._url = conn, url
 
     def close(self) -> None:
         self._conn.close()
 
     def run(self, query: Query[T]) -> T:
         """Run one statement; a database error becomes a one-line DatabaseError."""
-        from imagen_tui.db.connect import database_errors
+        from imagen_tui.db.connect import connect, database_errors
         from imagen_tui.db.repositories import fetch
 
+        if self._conn.closed or self._conn.broken:
+            self._conn = connect(self._url, autocommit=True)
         with database_errors():
             return fetch(self._conn, query)
+
+    def events(self) -> AsyncIterator[Connected | Disconnected | JobEvent]:
+        """Job events, forever, on a connection of their own (it reconnects by itself)."""
+        from imagen_tui.db.events import job_events
+
+        return job_events(self._url)
 
     def submit(self, workbench: Workbench, spec: RequestSpec, count: int) -> Submission:
         """Queue one series of `count` tries (one transaction)."""
@@ -139,6 +190,12 @@ class Session:
         from imagen_tui.db.repositories import jobs_page
 
         return self.run(jobs_page(status, limit))
+
+    def jobs_by_id(self, job_ids: Sequence[int]) -> list[JobRow]:
+        """These jobs as they are now (a live view re-reading what its events named)."""
+        from imagen_tui.db.repositories import jobs_by_id
+
+        return self.run(jobs_by_id(job_ids))
 
     def series(self, limit: int = 20) -> list[SeriesRow]:
         from imagen_tui.db.repositories import series_page
@@ -172,14 +229,20 @@ class Session:
 @contextmanager
 def session(workbench: Workbench) -> Iterator[Session]:
     """A `Session` on the configured database (the embedded one is started and migrated)."""
+    opened = open_session(workbench)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def open_session(workbench: Workbench) -> Session:
+    """A `Session` the caller closes (a front end that keeps one for its lifetime)."""
     from imagen_tui.db.connect import connect_checked, database_errors
 
     with database_errors():
-        conn = connect_checked(workbench.config)
-    try:
-        yield Session(conn)
-    finally:
-        conn.close()
+        database, conn = connect_checked(workbench.config)
+    return Session(conn, database.url)
 
 
 @dataclass(frozen=True)

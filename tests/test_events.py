@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
-from imagen_tui.db.events import Connected, Disconnected, JobEvent, job_events
+from imagen_tui.core.events import Connected, Disconnected, JobEvent
+from imagen_tui.db.events import job_events
 
 
 def execute(db_url: str, query: str, params: object = None) -> list[tuple]:

@@ -104,7 +104,7 @@ def open_database(config: Config) -> Database:
     return database
 
 
-def connect_checked(config: Config) -> psycopg.Connection:
+def connect_checked(config: Config) -> tuple[Database, psycopg.Connection]:
     """`open_database` and a connection to it in one: the connection that checked the
     schema is the one returned (autocommit; use `conn.transaction()` for atomic work)."""
     database = locate(config)
@@ -114,4 +114,4 @@ def connect_checked(config: Config) -> psycopg.Connection:
     except BaseException:
         conn.close()
         raise
-    return conn
+    return database, conn

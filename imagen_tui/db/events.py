@@ -18,15 +18,14 @@ before acting on a cancel, and views re-read the rows they show.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from imagen_tui.core.events import Connected, Disconnected, JobEvent
 from imagen_tui.retry import Outage
 from imagen_tui.text import one_line
 
@@ -38,64 +37,9 @@ log = logging.getLogger("imagen.events")
 
 
 @dataclass(frozen=True)
-class Connected:
-    """LISTENing (again). After a reconnect (`first` False) re-read what you show."""
-
-    first: bool
-
-
-@dataclass(frozen=True)
-class Disconnected:
-    """The connection dropped; reconnecting with backoff."""
-
-    error: str
-
-
-@dataclass(frozen=True)
 class Notification:
     channel: str
     payload: str
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    """A job was inserted, or its status or progress changed: re-read it."""
-
-    id: int
-    status: str
-    series_id: int | None = None
-    series_idx: int | None = None
-    progress: float | None = None
-    image_id: int | None = None
-
-    @classmethod
-    def parse(cls, payload: str) -> JobEvent | None:
-        """The event in a notification's payload; None if it is not a well-formed one."""
-        try:
-            data: Any = json.loads(payload)
-            if not isinstance(data, dict):
-                return None
-            progress = data.get("progress")
-            return cls(
-                id=_int(data["id"]),
-                status=str(data["status"]),
-                series_id=_optional_int(data.get("series_id")),
-                series_idx=_optional_int(data.get("series_idx")),
-                progress=None if progress is None else float(progress),
-                image_id=_optional_int(data.get("image_id")),
-            )
-        except (ValueError, KeyError, TypeError):
-            return None
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"not a whole number: {value!r}")
-    return value
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else _int(value)
 
 
 async def listen(

@@ -36,9 +36,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from imagen_tui.core.events import Connected
 from imagen_tui.core.spec import REQUEST_FIELDS, RequestSpec
 from imagen_tui.db.connect import first_line, redact
-from imagen_tui.db.events import CANCELS_CHANNEL, WAKE_CHANNEL, Connected, Notification, listen
+from imagen_tui.db.events import CANCELS_CHANNEL, WAKE_CHANNEL, Notification, listen
 from imagen_tui.jobs.types import (
     CancelHint,
     Completion,
