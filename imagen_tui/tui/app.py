@@ -1,0 +1,259 @@
+"""`WorkbenchApp`: the Textual app behind `imagen-tui`.
+
+The app owns the connections and hands screens what they need:
+
+- `session`: a `services.Session`, opened in a thread worker at start (the
+  embedded server may need a second to start); screens call it from their
+  own thread workers, never on the event loop.
+- `jobs_signal`: fresh job rows from the `JobFeed` (LISTEN on
+  `imagen_job_events`), or a reload request after a reconnect.
+- the header's subtitle: the database, the listener's state and the worker.
+- the in-app worker: when asked (`start_worker`), a child
+  `imagen-tui --headless-worker` started at launch and stopped on exit.
+
+Screens (one per mode: compose, jobs, series) hold their own bindings;
+every binding is also a command palette entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, ClassVar, Protocol
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.signal import Signal
+
+from imagen_tui import services
+from imagen_tui.core.workbench import Workbench
+from imagen_tui.errors import DatabaseError, InputError
+from imagen_tui.text import one_line
+from imagen_tui.tui.feed import JobFeed, Notice
+from imagen_tui.tui.messages import DatabaseFailed, DatabaseReady, JobsUpdate, SeriesSubmitted
+from imagen_tui.tui.screens.compose import ComposeScreen
+from imagen_tui.tui.screens.jobs import JobsScreen
+from imagen_tui.tui.screens.series import SeriesScreen
+from imagen_tui.tui.styles import stylesheet
+
+
+class Stoppable(Protocol):
+    """A worker process the app started (see services)."""
+
+    def stop(self) -> Any: ...
+
+
+class WorkbenchApp(App[None]):
+    TITLE = "ImaGen"
+    CSS_PATH: ClassVar[list[str | Any]] = [
+        stylesheet("app"),
+        stylesheet("compose"),
+        stylesheet("jobs"),
+        stylesheet("series"),
+    ]
+    MODES: ClassVar[dict[str, Any]] = {
+        "compose": ComposeScreen,
+        "jobs": JobsScreen,
+        "series": SeriesScreen,
+    }
+    DEFAULT_MODE = "compose"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1", "switch_mode('compose')", "Compose", id="go-compose"),
+        Binding("f2", "switch_mode('jobs')", "Jobs", id="go-jobs"),
+        Binding("f3", "switch_mode('series')", "Series", id="go-series"),
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        workbench: Workbench,
+        *,
+        open_session: Callable[[], services.Session] | None = None,
+        start_worker: Callable[[], Stoppable | None] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        state: dict[str, Any] | None = None,
+        save_state: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.workbench = workbench
+        self.session: services.Session | None = None
+        self.local_worker: Stoppable | None = None
+        self.state: dict[str, Any] = dict(state or {})
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._open_session = open_session or partial(services.open_session, workbench)
+        self._start_worker = start_worker
+        self._save_state = save_state
+        self._status = {"database": "opening the database…", "link": "", "worker": ""}
+        self.jobs_signal: Signal[JobsUpdate] = Signal(self, "jobs")
+        theme = self.state.get("theme")
+        if isinstance(theme, str) and theme in self.available_themes:
+            self.theme = theme
+
+    # ----------------------------------------------------------------- start
+
+    def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        self._show_status()
+        self._open_database()
+
+    @work(thread=True, exclusive=True, group="database", exit_on_error=False)
+    def _open_database(self) -> None:
+        try:
+            session = self._open_session()
+        except (DatabaseError, InputError) as error:
+            message = error.message if isinstance(error, InputError) else str(error)
+            self.post_message(DatabaseFailed(message))
+            return
+        self.post_message(DatabaseReady(session))
+
+    def on_database_ready(self, message: DatabaseReady) -> None:
+        self.session = message.session
+        self._set_status("database", "database open")
+        self._follow_jobs()
+        if self._start_worker is not None:
+            self._set_status("worker", "starting a worker…")
+            self._launch_worker()
+        self.jobs_signal.publish(JobsUpdate(reload=True))
+
+    def on_database_failed(self, message: DatabaseFailed) -> None:
+        self._set_status("database", "no database")
+        self.notify(
+            one_line(message.error, 300),
+            title="Database",
+            severity="error",
+            timeout=30,
+            markup=False,
+        )
+
+    def require_session(self) -> services.Session:
+        """The open session (screens call this from their thread workers)."""
+        if self.session is None:
+            raise DatabaseError("the database is not open yet")
+        return self.session
+
+    # ----------------------------------------------------------------- live jobs
+
+    @work(exclusive=True, group="listener", exit_on_error=False)
+    async def _follow_jobs(self) -> None:
+        feed = JobFeed(
+            self.require_session(),
+            on_update=self.jobs_signal.publish,
+            on_link=self._link,
+            on_notice=self._notice,
+        )
+        await feed.run()
+
+    def _link(self, online: bool, error: str) -> None:
+        if online:
+            self._set_status("link", "live")
+        else:
+            self._set_status("link", "listener lost, reconnecting…")
+            self.notify(
+                one_line(error, 200),
+                title="Live updates interrupted",
+                severity="warning",
+                markup=False,
+            )
+
+    def _notice(self, notice: Notice) -> None:
+        severity: Any = notice.severity
+        self.notify(
+            one_line(notice.message, 300), title=notice.title, severity=severity, markup=False
+        )
+
+    # ----------------------------------------------------------------- the worker
+
+    @work(thread=True, exclusive=True, group="local-worker", exit_on_error=False)
+    def _launch_worker(self) -> None:
+        assert self._start_worker is not None
+        try:
+            worker = self._start_worker()
+        except (DatabaseError, InputError, OSError) as error:
+            message = error.message if isinstance(error, InputError) else str(error)
+            self.call_from_thread(self._set_status, "worker", "no worker")
+            self.notify(one_line(message, 300), title="Worker", severity="error", markup=False)
+            return
+        self.local_worker = worker
+        status = "worker: this app's" if worker is not None else "worker: online elsewhere"
+        self.call_from_thread(self._set_status, "worker", status)
+
+    def stop_local_worker(self) -> None:
+        worker, self.local_worker = self.local_worker, None
+        if worker is not None:
+            worker.stop()
+
+    # ----------------------------------------------------------------- header
+
+    def _set_status(self, part: str, text: str) -> None:
+        self._status[part] = text
+        self._show_status()
+
+    def _show_status(self) -> None:
+        self.sub_title = " · ".join(text for text in self._status.values() if text)
+
+    # ----------------------------------------------------------------- actions
+
+    def on_series_submitted(self, message: SeriesSubmitted) -> None:
+        tries = len(message.job_ids)
+        self.notify(
+            f"Series {message.series_id} queued: {tries} {'try' if tries == 1 else 'tries'}",
+            title="Submitted",
+        )
+        self.show_series(message.series_id)
+
+    def show_series(self, series_id: int) -> None:
+        self.switch_mode("series")
+        screen = self.screen  # the series screen, perhaps not mounted yet
+        if isinstance(screen, SeriesScreen):
+            screen.show_series(series_id)
+
+    def remember_form(self, values: dict[str, Any]) -> None:
+        self.state["form"] = values
+        self._persist()
+
+    def _remember_theme(self, theme: Any) -> None:
+        self.state["theme"] = self.theme
+        self._persist()
+
+    def _persist(self) -> None:
+        if self._save_state is not None:
+            self._save_state(self.state)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's commands, then one for every binding of the app and the screen."""
+        yield from super().get_system_commands(screen)
+        seen = set()
+        for binding in [*screen.BINDINGS, *self.BINDINGS]:
+            if not isinstance(binding, Binding) or not binding.description:
+                continue
+            if binding.action in seen or binding.action == "quit":
+                continue
+            seen.add(binding.action)
+            key = binding.key.split(",")[0]
+            yield SystemCommand(
+                binding.description,
+                f"{binding.tooltip or binding.description} ({key})",
+                partial(self._run_on, screen, binding.action),
+            )
+
+    def _run_on(self, screen: Screen[Any], action: str) -> None:
+        self.run_worker(screen.run_action(action), exclusive=False)
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """`imagen-tui`: open the workbench app on the configured (or embedded) database."""
+    from imagen_tui.core.workbench import open_workbench
+
+    workbench = open_workbench(args.config)
+    app = WorkbenchApp(workbench)
+    try:
+        app.run()
+    finally:
+        app.stop_local_worker()
+        if app.session is not None:
+            app.session.close()
+    return 0

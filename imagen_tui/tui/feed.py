@@ -1,0 +1,107 @@
+"""`JobFeed`: LISTEN/NOTIFY events turned into fresh job rows for the screens.
+
+An event is a hint that a job changed; the feed re-reads the rows its events
+name (one query per batch) and hands them on. Bursts coalesce: while a batch
+is being read, new events queue up by job id, so a job's latest event
+replaces its older queued one and a flood becomes a few reads. After the
+listener reconnects, events sent while it was away are lost, so the feed
+asks for one reload of everything shown.
+
+It also spots what deserves a notification: a job that failed (once per
+job) and a series whose every try has finished (once per series).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from imagen_tui.core.events import Connected, Disconnected, JobEvent
+from imagen_tui.errors import DatabaseError
+from imagen_tui.tui.messages import JobsUpdate
+
+if TYPE_CHECKING:
+    from imagen_tui.db.repositories import JobRow
+    from imagen_tui.services import Session
+
+log = logging.getLogger("imagen.tui")
+FINISHED = frozenset({"done", "failed", "canceled"})
+
+
+@dataclass(frozen=True)
+class Notice:
+    title: str
+    message: str
+    severity: str = "information"  # Textual's: information, warning, error
+
+
+class JobFeed:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        on_update: Callable[[JobsUpdate], None],
+        on_link: Callable[[bool, str], None],
+        on_notice: Callable[[Notice], None],
+    ) -> None:
+        self._session = session
+        self._on_update, self._on_link, self._on_notice = on_update, on_link, on_notice
+        self._pending: dict[int, JobEvent] = {}
+        self._reading: asyncio.Task[None] | None = None
+        self._failed_seen: set[int] = set()
+        self._series_seen: set[int] = set()
+
+    async def run(self) -> None:
+        """Follow the events until cancelled (the app's worker is)."""
+        async for item in self._session.events():
+            if isinstance(item, JobEvent):
+                self._pending[item.id] = item
+                if self._reading is None:
+                    self._reading = asyncio.create_task(self._read())
+            elif isinstance(item, Connected):
+                self._on_link(True, "")
+                if not item.first:
+                    self._on_update(JobsUpdate(reload=True))
+            elif isinstance(item, Disconnected):
+                self._on_link(False, item.error)
+
+    async def _read(self) -> None:
+        try:
+            while self._pending:
+                events, self._pending = self._pending, {}
+                try:
+                    rows = await asyncio.to_thread(self._session.jobs_by_id, list(events))
+                except DatabaseError as error:
+                    # The listener sees the same outage and asks for a reload when back.
+                    log.info("re-reading %d jobs failed: %s", len(events), error)
+                    return
+                self._on_update(JobsUpdate(tuple(rows)))
+                await self._notice(rows)
+        finally:
+            self._reading = None
+
+    async def _notice(self, rows: list[JobRow]) -> None:
+        finished_series = set()
+        for row in rows:
+            if row.status == "failed" and row.id not in self._failed_seen:
+                self._failed_seen.add(row.id)
+                self._on_notice(Notice(f"Job {row.id} failed", row.error or "", "error"))
+            if row.status in FINISHED and row.series_id is not None:
+                finished_series.add(row.series_id)
+        for series_id in sorted(finished_series - self._series_seen):
+            try:
+                detail = await asyncio.to_thread(self._session.series_detail, series_id)
+            except DatabaseError:
+                continue
+            if all(t.status in FINISHED for t in detail.tries):
+                self._series_seen.add(series_id)
+                done = sum(t.status == "done" for t in detail.tries)
+                self._on_notice(
+                    Notice(
+                        f"Series {series_id} complete",
+                        f"{done} of {len(detail.tries)} tries done",
+                    )
+                )

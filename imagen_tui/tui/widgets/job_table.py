@@ -1,0 +1,162 @@
+"""`JobTable`: the live job list, updated cell by cell.
+
+`show(rows)` replaces the content (first load, a new filter, a reload after
+the listener reconnected); `upsert(rows)` applies re-read rows: it rewrites
+only the cells whose text changed, puts new jobs at the top and drops jobs
+that left the status filter. DataTable keeps the cursor's row *number*
+across a sort or a removal, so the table remembers which job the cursor is
+on and puts it back there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist, RowKey
+
+from imagen_tui.tui import cells
+
+if TYPE_CHECKING:
+    from imagen_tui.db.repositories import JobRow
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "Job"),
+    ("try", "Series·try"),
+    ("status", "Status"),
+    ("progress", "Progress"),
+    ("backend", "Backend"),
+    ("seed", "Seed"),
+    ("elapsed", "Elapsed"),
+    ("error", "Error"),
+)
+ERROR_WIDTH = 60
+
+
+def job_cells(row: JobRow, now: datetime) -> tuple[Text, ...]:
+    """The cells of one job, in COLUMNS order."""
+    series = f"{row.series_id}·{row.series_idx}" if row.series_id is not None else "—"
+    return (
+        Text(str(row.id), justify="right"),
+        Text(series),
+        cells.status(row.status),
+        cells.progress_bar(row.progress, row.status),
+        cells.user_text(row.backend or "default", 16),
+        Text("" if row.seed is None else str(row.seed), justify="right"),
+        cells.elapsed(row.started_at, row.finished_at, now),
+        cells.user_text(row.error, ERROR_WIDTH),
+    )
+
+
+class JobTable(DataTable[Text]):
+    """Jobs, newest first, one row per job keyed by its id."""
+
+    DEFAULT_CSS = """
+    JobTable {
+        height: 1fr;
+    }
+    """
+
+    def __init__(self, clock: Callable[[], datetime], *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self._clock = clock
+        self._rows: dict[int, JobRow] = {}
+        self._shown: dict[int, tuple[Text, ...]] = {}
+        self.status_filter: str | None = None
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    # ----------------------------------------------------------------- reading
+
+    @property
+    def job_ids(self) -> list[int]:
+        return list(self._rows)
+
+    @property
+    def current_job(self) -> JobRow | None:
+        """The job under the cursor."""
+        key = self._cursor_key()
+        return None if key is None else self._rows.get(int(str(key.value)))
+
+    def _cursor_key(self) -> RowKey | None:
+        if not self.row_count:
+            return None
+        try:
+            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except CellDoesNotExist:
+            return None
+
+    def _keep_cursor(self, key: RowKey | None) -> None:
+        if key is None:
+            return
+        # A job that left the table leaves the cursor on its row number.
+        with contextlib.suppress(RowDoesNotExist):
+            self.move_cursor(row=self.get_row_index(key), animate=False, scroll=False)
+
+    def _wanted(self, row: JobRow) -> bool:
+        return self.status_filter is None or row.status == self.status_filter
+
+    # ----------------------------------------------------------------- writing
+
+    def show(self, rows: Iterable[JobRow]) -> None:
+        """Replace the content with `rows` (those the filter lets through)."""
+        key = self._cursor_key()
+        self.clear(columns=False)
+        self._rows.clear()
+        self._shown.clear()
+        now = self._clock()
+        for row in sorted(rows, key=lambda r: r.id, reverse=True):
+            if self._wanted(row):
+                self._add(row, now)
+        self._keep_cursor(key)
+
+    def upsert(self, rows: Iterable[JobRow]) -> None:
+        """Apply re-read rows: changed cells only, new jobs on top, filtered-out ones gone."""
+        key = self._cursor_key()
+        now = self._clock()
+        added = removed = False
+        for row in rows:
+            if row.id in self._rows:
+                if not self._wanted(row):
+                    self.remove_row(str(row.id))
+                    del self._rows[row.id], self._shown[row.id]
+                    removed = True
+                else:
+                    self._update(row, now)
+            elif self._wanted(row):
+                self._add(row, now)
+                added = True
+        if added:
+            self.sort("id", key=lambda cell: int(cell.plain), reverse=True)
+        if added or removed:
+            self._keep_cursor(key)
+
+    def tick(self) -> None:
+        """Advance the elapsed time of running jobs."""
+        now = self._clock()
+        for job_id, row in self._rows.items():
+            if row.status == "running":
+                self._set(job_id, 6, cells.elapsed(row.started_at, row.finished_at, now))
+
+    def _add(self, row: JobRow, now: datetime) -> None:
+        shown = job_cells(row, now)
+        self._rows[row.id], self._shown[row.id] = row, shown
+        self.add_row(*shown, key=str(row.id))
+
+    def _update(self, row: JobRow, now: datetime) -> None:
+        self._rows[row.id] = row
+        for index, cell in enumerate(job_cells(row, now)):
+            self._set(row.id, index, cell)
+
+    def _set(self, job_id: int, index: int, cell: Text) -> None:
+        shown = self._shown[job_id]
+        if shown[index] == cell:
+            return
+        self._shown[job_id] = (*shown[:index], cell, *shown[index + 1 :])
+        self.update_cell(str(job_id), COLUMNS[index][0], cell, update_width=index == 7)
