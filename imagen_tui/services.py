@@ -38,7 +38,7 @@ from imagen_tui.config.credentials import load_credentials as load_credentials
 from imagen_tui.core.prompt import pick_style
 from imagen_tui.core.spec import RequestSpec, try_seeds
 from imagen_tui.core.workbench import Workbench
-from imagen_tui.errors import InputError
+from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.limits import DEFAULT_LEASE_S, DEFAULT_POLL_S
 
 if TYPE_CHECKING:
@@ -162,15 +162,27 @@ class Session:
     def close(self) -> None:
         self._conn.close()
 
-    def run(self, query: Query[T]) -> T:
-        """Run one statement; a database error becomes a one-line DatabaseError."""
+    def run(self, query: Query[T], *, idempotent: bool = False) -> T:
+        """Run one statement; a database error becomes a one-line DatabaseError.
+
+        `idempotent` (reads, setting a winner): if the connection turns out
+        to be dead (the server restarted since the last call), run it once
+        more on a new one. Other statements are not re-sent: their commit
+        may have landed before the connection died.
+        """
         from imagen_tui.db.connect import connect, database_errors
         from imagen_tui.db.repositories import fetch
 
-        if self._conn.closed or self._conn.broken:
-            self._conn = connect(self._url, autocommit=True)
-        with database_errors():
-            return fetch(self._conn, query)
+        for attempt in (1, 2):
+            if self._conn.closed or self._conn.broken:
+                self._conn = connect(self._url, autocommit=True)
+            try:
+                with database_errors():
+                    return fetch(self._conn, query)
+            except DatabaseError:
+                if attempt == 2 or not idempotent or not self._conn.broken:
+                    raise
+        raise AssertionError("unreachable")
 
     def events(self) -> AsyncIterator[Connected | Disconnected | JobEvent]:
         """Job events, forever, on a connection of their own (it reconnects by itself)."""
@@ -189,29 +201,29 @@ class Session:
     def jobs(self, status: str | None = None, limit: int = 50) -> list[JobRow]:
         from imagen_tui.db.repositories import jobs_page
 
-        return self.run(jobs_page(status, limit))
+        return self.run(jobs_page(status, limit), idempotent=True)
 
     def jobs_by_id(self, job_ids: Sequence[int]) -> list[JobRow]:
         """These jobs as they are now (a live view re-reading what its events named)."""
         from imagen_tui.db.repositories import jobs_by_id
 
-        return self.run(jobs_by_id(job_ids))
+        return self.run(jobs_by_id(job_ids), idempotent=True)
 
     def series(self, limit: int = 20) -> list[SeriesRow]:
         from imagen_tui.db.repositories import series_page
 
-        return self.run(series_page(limit))
+        return self.run(series_page(limit), idempotent=True)
 
     def series_detail(self, series_id: int) -> SeriesDetail:
         from imagen_tui.db.repositories import series_detail
 
-        return self.run(series_detail(series_id))
+        return self.run(series_detail(series_id), idempotent=True)
 
     def pick(self, series_id: int, idx: int | None) -> int | None:
         """Mark try `idx` the series' winner (None: no winner); the image id."""
         from imagen_tui.db.repositories import pick_winner
 
-        return self.run(pick_winner(series_id, idx))
+        return self.run(pick_winner(series_id, idx), idempotent=True)
 
     def cancel(self, job_ids: Sequence[int]) -> list[JobChange]:
         """Cancel pending or running jobs, all or none (InputError names the first at fault)."""

@@ -29,11 +29,14 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("try", "Series·try"),
     ("status", "Status"),
     ("progress", "Progress"),
+    ("prompt", "Prompt"),
     ("backend", "Backend"),
     ("seed", "Seed"),
     ("elapsed", "Elapsed"),
     ("error", "Error"),
 )
+COLUMN_INDEX = {key: index for index, (key, _label) in enumerate(COLUMNS)}
+PROMPT_WIDTH = 32
 ERROR_WIDTH = 60
 
 
@@ -45,6 +48,7 @@ def job_cells(row: JobRow, now: datetime) -> tuple[Text, ...]:
         Text(series),
         cells.status(row.status),
         cells.progress_bar(row.progress, row.status),
+        cells.user_text(row.prompt, PROMPT_WIDTH),
         cells.user_text(row.backend or "default", 16),
         Text("" if row.seed is None else str(row.seed), justify="right"),
         cells.elapsed(row.started_at, row.finished_at, now),
@@ -142,7 +146,7 @@ class JobTable(DataTable[Text]):
         now = self._clock()
         for job_id, row in self._rows.items():
             if row.status == "running":
-                self._set(job_id, 6, cells.elapsed(row.started_at, row.finished_at, now))
+                self._set(job_id, "elapsed", cells.elapsed(row.started_at, row.finished_at, now))
 
     def _add(self, row: JobRow, now: datetime) -> None:
         shown = job_cells(row, now)
@@ -151,12 +155,14 @@ class JobTable(DataTable[Text]):
 
     def _update(self, row: JobRow, now: datetime) -> None:
         self._rows[row.id] = row
-        for index, cell in enumerate(job_cells(row, now)):
-            self._set(row.id, index, cell)
+        for (key, _label), cell in zip(COLUMNS, job_cells(row, now), strict=True):
+            self._set(row.id, key, cell)
 
-    def _set(self, job_id: int, index: int, cell: Text) -> None:
+    def _set(self, job_id: int, column: str, cell: Text) -> None:
+        index = COLUMN_INDEX[column]
         shown = self._shown[job_id]
         if shown[index] == cell:
             return
         self._shown[job_id] = (*shown[:index], cell, *shown[index + 1 :])
-        self.update_cell(str(job_id), COLUMNS[index][0], cell, update_width=index == 7)
+        # A seed, an elapsed time or an error may need a wider column.
+        self.update_cell(str(job_id), column, cell, update_width=True)
