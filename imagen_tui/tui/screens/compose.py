@@ -52,7 +52,7 @@ class FieldRow(Vertical):
     """A label, a field and the line where its error appears."""
 
     DEFAULT_CSS = """
-    FieldRow { height: auto; }
+    FieldRow { height: auto; margin-bottom: 1; }
     FieldRow > .field-error { display: none; color: $text-error; }
     FieldRow.-invalid > .field-error { display: block; }
     """
@@ -93,12 +93,17 @@ class ComposeScreen(Screen[None]):
         with VerticalScroll(id="compose-form"):
             yield FieldRow(
                 "Prompt",
-                TextArea(str(saved.get("prompt", "")), id="prompt", soft_wrap=True),
+                TextArea(str(saved.get("prompt", "")), id="prompt", soft_wrap=True, compact=True),
                 "prompt",
             )
             yield FieldRow(
                 "Negative prompt",
-                Input(str(saved.get("negative", "")), id="negative", placeholder="optional"),
+                Input(
+                    str(saved.get("negative", "")),
+                    id="negative",
+                    placeholder="optional",
+                    compact=True,
+                ),
                 "negative",
             )
             with Horizontal(classes="field-line"):
@@ -109,6 +114,7 @@ class ComposeScreen(Screen[None]):
                         value=backend if backend in workbench.backend_blocks else default_backend,
                         allow_blank=False,
                         id="backend",
+                        compact=True,
                     ),
                     "backend",
                 )
@@ -119,6 +125,7 @@ class ComposeScreen(Screen[None]):
                         value=style if style in workbench.styles else Select.NULL,
                         prompt="none",
                         id="style",
+                        compact=True,
                     ),
                     "style",
                 )
@@ -131,22 +138,27 @@ class ComposeScreen(Screen[None]):
                         id="size",
                         placeholder="style's or 1024x1024",
                         suggester=SuggestFromList(SIZE_SUGGESTIONS, case_sensitive=False),
+                        compact=True,
                     ),
                     "size",
                 )
                 yield FieldRow(
                     "Steps",
-                    Input(str(saved.get("steps", "")), id="steps", placeholder="default"),
+                    Input(
+                        str(saved.get("steps", "")), id="steps", placeholder="default", compact=True
+                    ),
                     "steps",
                 )
                 yield FieldRow(
                     "Seed",
-                    Input(str(saved.get("seed", "")), id="seed", placeholder="random"),
+                    Input(
+                        str(saved.get("seed", "")), id="seed", placeholder="random", compact=True
+                    ),
                     "seed",
                 )
             yield FieldRow("Tries", TriesSlider(int(saved.get("tries", 1)), id="tries"), "tries")
             with Horizontal(id="submit-line"):
-                yield Button("Submit", id="submit", variant="primary")
+                yield Button("Submit", id="submit", variant="primary", compact=True)
                 yield Static("ctrl+s  ·  ←/→ or 1-9, 0 on the slider", id="submit-hint")
         yield Footer()
 

@@ -1,0 +1,56 @@
+"""Screenshots of the Compose and Jobs screens (pytest-textual-snapshot).
+
+Fixed content (tests/tui_fixtures.py), a fixed clock and theme, no blinking
+cursor. Run `pytest --snapshot-update tests/test_tui_snapshots.py` after a
+deliberate change and look at the SVGs before committing them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imagen_tui.core.workbench import open_workbench
+from imagen_tui.tui.app import WorkbenchApp
+from tests.tui_fixtures import FixedSession, clock
+
+SAVED_FORM = {
+    "prompt": "a cat in a fishbowl, morning light",
+    "negative": "blurry",
+    "backend": "mock",
+    "style": "photo",
+    "size": "",
+    "steps": "",
+    "seed": "42",
+    "tries": 4,
+}
+
+
+def snapshot_app(home, state=None) -> WorkbenchApp:
+    path: Path = home.write_config("default_backend: mock\n")
+    app = WorkbenchApp(
+        open_workbench(path),
+        open_session=FixedSession,
+        clock=clock,
+        state={"theme": "textual-dark", **(state or {})},
+    )
+    return app
+
+
+def test_compose_screen(home, snap_compare):
+    app = snapshot_app(home, {"form": SAVED_FORM})
+    assert snap_compare(app, terminal_size=(100, 34))
+
+
+def test_compose_screen_at_80x24(home, snap_compare):
+    app = snapshot_app(home, {"form": SAVED_FORM})
+    assert snap_compare(app, terminal_size=(80, 24))
+
+
+def test_compose_screen_marks_a_bad_field(home, snap_compare):
+    app = snapshot_app(home, {"form": {**SAVED_FORM, "steps": "0"}})
+    assert snap_compare(app, press=["ctrl+s"], terminal_size=(100, 34))
+
+
+def test_jobs_screen(home, snap_compare):
+    app = snapshot_app(home)
+    assert snap_compare(app, press=["f2"], terminal_size=(130, 20))

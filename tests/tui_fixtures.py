@@ -1,0 +1,93 @@
+"""Fixed content for the TUI's snapshot tests: a stand-in for `services.Session`
+with the same methods, returning fixed rows, and a fixed clock.
+
+Snapshots must not depend on real timestamps, random seeds or sequence
+values, so only they use this; every behaviour test runs on the real
+database (tests/tui.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from imagen_tui.core.events import Connected
+from imagen_tui.db.repositories import JobRow, SeriesDetail, SeriesRow
+
+NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+
+
+def clock() -> datetime:
+    return NOW
+
+
+def job(job_id: int, status: str, **changes: Any) -> JobRow:
+    started = NOW - timedelta(seconds=40 - job_id) if status != "pending" else None
+    finished = (
+        started + timedelta(seconds=3.2) if started and status in ("done", "failed") else None
+    )
+    row = JobRow(
+        id=job_id,
+        status=status,
+        series_id=None,
+        series_idx=None,
+        prompt="a lighthouse at dusk, oil painting",
+        backend="mock",
+        seed=1000 + job_id,
+        attempts=1 if status != "pending" else 0,
+        max_attempts=3,
+        progress=None,
+        error=None,
+        image_id=None,
+        storage_uri=None,
+        created_at=NOW - timedelta(minutes=5),
+        started_at=started,
+        finished_at=finished,
+    )
+    return replace(row, **changes)
+
+
+JOBS = [
+    job(12, "running", series_id=3, series_idx=2, progress=0.45, prompt="a cat in a fishbowl"),
+    job(11, "pending", series_id=3, series_idx=3, prompt="a cat in a fishbowl", seed=None),
+    job(10, "done", series_id=3, series_idx=1, prompt="a cat in a fishbowl", image_id=7),
+    job(9, "failed", error="mock backend refused: prompt contains [bold]boom[/]"),
+    job(8, "canceled", prompt="[red]not markup[/] \x1b[2J"),
+    job(7, "done", image_id=6),
+]
+
+
+@dataclass
+class FixedSession:
+    """Answers like `services.Session`, from fixed rows; records what it was asked to do."""
+
+    jobs_rows: list[JobRow] = field(default_factory=lambda: list(JOBS))
+    series_rows: list[SeriesRow] = field(default_factory=list)
+    details: dict[int, SeriesDetail] = field(default_factory=dict)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+
+    def close(self) -> None:
+        pass
+
+    async def events(self) -> AsyncIterator[Any]:
+        yield Connected(first=True)
+        await asyncio.Event().wait()  # nothing else happens
+
+    def jobs(self, status: str | None = None, limit: int = 50) -> list[JobRow]:
+        return [r for r in self.jobs_rows if status is None or r.status == status][:limit]
+
+    def jobs_by_id(self, job_ids: Sequence[int]) -> list[JobRow]:
+        return [r for r in self.jobs_rows if r.id in job_ids]
+
+    def series(self, limit: int = 20) -> list[SeriesRow]:
+        return self.series_rows[:limit]
+
+    def series_detail(self, series_id: int) -> SeriesDetail:
+        return self.details[series_id]
+
+    def pick(self, series_id: int, idx: int | None) -> int | None:
+        self.calls.append(("pick", (series_id, idx)))
+        return None
