@@ -80,11 +80,11 @@ def test_systemd_analyze_rates_the_sandbox_ok():
     assert rating == "OK"
 
 
-def test_runs_imagen_worker_as_the_imagen_user(service):
+def test_runs_the_headless_worker_as_the_imagen_user(service):
     assert last(service, "User") == "imagen"
     argv = shlex.split(last(service, "ExecStart") or "")
-    assert Path(argv[0]).name == "imagen"
-    assert argv[1] == "worker"
+    assert Path(argv[0]).name == "imagen-tui"
+    assert argv[1:] == ["--headless-worker"]
     assert "IMAGEN_CONFIG=/etc/imagen/imagen.yaml" in words(service, "Environment")
 
 

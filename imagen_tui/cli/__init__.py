@@ -12,15 +12,13 @@ generation or the database failed, 2 bad input or config (nothing written),
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
 from imagen_tui import __version__, services
 from imagen_tui.cli import catalog, config, db, generate, queue, worker
-from imagen_tui.cli.args import Parser
-from imagen_tui.cli.console import PROG, describe, err
-from imagen_tui.errors import ImagenError
+from imagen_tui.cli.console import PROG, describe
+from imagen_tui.cmdline import Parser, guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,21 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
+    def body() -> int:
         services.load_credentials()  # secrets from systemd's LoadCredential=, before all else
         args = build_parser().parse_args(argv)
         code: int = args.handler(args)
         return code
-    except ImagenError as error:
-        err(describe(error))
-        return error.exit_code
-    except KeyboardInterrupt:
-        err("interrupted; nothing partial was written")
-        return 130
-    except BrokenPipeError:  # `imagen ... | head`: the reader left; not an error
-        # Point stdout at /dev/null so the interpreter's final flush stays quiet.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+
+    return guarded(PROG, body, describe)
 
 
 if __name__ == "__main__":

@@ -1,60 +1,23 @@
-"""Argument parsing pieces shared by the CLI modules: one-line parse errors,
-bounded numbers, sizes, and the prompt options `generate` and `submit` share.
+"""Argument parsing pieces shared by the CLI modules: sizes and the prompt
+options `generate` and `submit` share (what `imagen-tui` shares too, the
+one-line parser, bounded numbers and the worker's flags, is in `cmdline`).
 
-Only `limits` (the bounds) and `text` are imported, so `imagen --help` loads neither
-Pillow nor the database driver.
+Only `cmdline`, `limits` (the bounds) and `text` are imported, so `imagen --help`
+loads neither Pillow nor the database driver.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
+from imagen_tui.cmdline import bounded_int
 from imagen_tui.core.sizes import parse_size
 from imagen_tui.errors import InputError
 from imagen_tui.limits import MAX_COUNT, MAX_SEED, MAX_STEPS, MIN_COUNT, MIN_SEED, MIN_STEPS
-from imagen_tui.text import one_line
 
 if TYPE_CHECKING:
     from imagen_tui.core.spec import RequestSpec
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (argparse prints the whole usage by default)."""
-
-    def error(self, message: str) -> NoReturn:
-        # The message may quote what was typed raw (`unrecognized arguments: ...`).
-        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
-
-
-def bounded_int(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range; use {low} to {high}")
-        return value
-
-    return parse
-
-
-def bounded_seconds(low: float, high: float) -> Callable[[str], float]:
-    """A finite number of seconds within [low, high] (nan, inf and 1e308 are refused)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-        if not math.isfinite(value) or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is out of range; use {low:g} to {high:g}")
-        return value
-
-    return parse
 
 
 def size_arg(text: str) -> tuple[int, int]:

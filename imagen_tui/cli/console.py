@@ -8,11 +8,11 @@ escape sequences in a prompt or a style name reach the terminal literally.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from imagen_tui.cmdline import error_line
 from imagen_tui.errors import ImagenError, InputError
 from imagen_tui.text import json_text, literal, one_line
 
@@ -47,7 +47,7 @@ def describe(error: ImagenError) -> str:
 
 def err(message: str) -> None:
     """A line for humans on stderr, prefixed with the program name (user text escaped)."""
-    print(f"{PROG}: {one_line(message)}", file=sys.stderr, flush=True)
+    error_line(PROG, message)
 
 
 def warn(error: InputError) -> None:

@@ -13,8 +13,9 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from imagen_tui import services
-from imagen_tui.cli.args import Parser, add_prompt_options, bounded_int, spec_from_args
+from imagen_tui.cli.args import add_prompt_options, spec_from_args
 from imagen_tui.cli.console import PROG, cell, err, json_line, out, table, warn, when
+from imagen_tui.cmdline import Parser, bounded_int
 from imagen_tui.core.workbench import open_workbench
 from imagen_tui.limits import JOB_STATUSES, MAX_COUNT, MAX_ID, MAX_LIST_LIMIT
 

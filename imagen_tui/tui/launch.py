@@ -1,0 +1,97 @@
+"""`imagen-tui`: the workbench, or (`--headless-worker`) only its job worker.
+
+`imagen-tui --headless-worker` is what systemd runs and what the app starts
+as a child process when no worker is online: the same worker as `imagen
+worker`, with the same flags, logs on stderr (for journald), exit codes and
+signal handling. That path never imports Textual or Rich (a test checks it),
+so a GPU box needs no terminal libraries loaded to render jobs.
+
+Without it, the app: `--config PATH`, `--no-worker` (only submit and watch;
+`tui.worker: never` in the config does the same), then
+`imagen_tui.tui.app.run_app(args)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from imagen_tui import __version__, services
+from imagen_tui.cmdline import Parser, add_worker_options, guarded
+
+PROG = "imagen-tui"
+_WORKER_FLAGS = ("--concurrency", "--once", "--poll-interval", "--lease")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=PROG,
+        description="ImaGen's terminal workbench; --headless-worker runs only its job worker.",
+        allow_abbrev=False,  # the worker flags are checked by name below
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=None,
+        help="config file (default: $IMAGEN_CONFIG or $XDG_CONFIG_HOME/imagen.yaml)",
+    )
+    parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="never start a worker: only submit and watch (like tui.worker: never)",
+    )
+    parser.add_argument(
+        "--headless-worker",
+        action="store_true",
+        help="no interface: run the job worker until stopped (what systemd runs); "
+        "takes the flags of `imagen worker`",
+    )
+    add_worker_options(parser)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed arguments; exits 2 with one line on a bad combination."""
+    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(words)
+    if args.headless_worker and args.no_worker:
+        parser.error("--no-worker: not with --headless-worker (which is only a worker)")
+    if not args.headless_worker:
+        given = [flag for flag in _WORKER_FLAGS if any(w.split("=")[0] == flag for w in words)]
+        if given:
+            parser.error(f"{given[0]}: only with --headless-worker")
+    return args
+
+
+def run_headless_worker(args: argparse.Namespace) -> int:
+    """What `imagen worker` runs, with the same settings."""
+    from imagen_tui.core.workbench import open_workbench
+
+    settings = services.WorkerSettings(
+        concurrency=args.concurrency,
+        poll_interval=args.poll_interval,
+        lease=args.lease,
+        once=args.once,
+    )
+    return services.run_worker(open_workbench(args.config), settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    def body() -> int:
+        services.load_credentials()  # secrets from systemd's LoadCredential=, before all else
+        args = parse_args(argv)
+        if args.headless_worker:
+            return run_headless_worker(args)
+        from imagen_tui.tui.app import run_app  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+        code: int = run_app(args)
+        return code
+
+    return guarded(PROG, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
