@@ -50,6 +50,9 @@ DEFAULT_POLL_S = 5.0
 MIN_POLL_S = 0.1
 MAX_POLL_S = 3_600.0
 PROGRESS_INTERVAL_S = 0.5  # at most two progress writes per second per job
+# A worker is online while its presence row was refreshed within its lease; the
+# row of one that died is deleted by the next worker start after this much more.
+STALE_WORKER_KEEP_S = 3_600.0
 
 # Listings.
 MAX_LIST_LIMIT = 10_000

@@ -14,7 +14,7 @@ them together. Database failures arrive as one-line `DatabaseError`s.
   jobs; `db_status`, `db_migrate`, `db_stop`.
 - Configuration: `config_rows`, `check_config`, `write_sample_config`,
   `backend_rows`.
-- The worker: `run_worker`.
+- The worker: `run_worker`; who is online: `workers`, `workers_online`.
 
 Live views also use `db.events.job_events` and the async runner
 `db.repositories.afetch` directly.
@@ -52,9 +52,12 @@ if TYPE_CHECKING:
         SeriesDetail,
         SeriesRow,
         Submitted,
+        WorkerPresence,
     )
 
 T = TypeVar("T")
+
+WORKERS_SCHEMA = 3  # the schema version that added imagen.workers
 
 log = logging.getLogger("imagen.worker")
 
@@ -237,6 +240,15 @@ class Session:
 
         return self.run(retry_jobs(job_ids))
 
+    def workers(self) -> list[WorkerPresence]:
+        """Every announced worker (online first); stale ones have `online` False."""
+        from imagen_tui.db.repositories import worker_presences
+
+        return self.run(worker_presences())
+
+    def workers_online(self) -> list[WorkerPresence]:
+        return [worker for worker in self.workers() if worker.online]
+
 
 @contextmanager
 def session(workbench: Workbench) -> Iterator[Session]:
@@ -257,6 +269,19 @@ def open_session(workbench: Workbench) -> Session:
     return Session(conn, database.url)
 
 
+def workers(workbench: Workbench) -> list[WorkerPresence]:
+    """Every worker that announced itself on the configured queue, online ones
+    first; a stale one (`online` False) died without withdrawing its row."""
+    with session(workbench) as db:
+        return db.workers()
+
+
+def workers_online(workbench: Workbench) -> list[WorkerPresence]:
+    """The workers online on the configured queue (renewed their row within their lease)."""
+    with session(workbench) as db:
+        return db.workers_online()
+
+
 @dataclass(frozen=True)
 class DbStatus:
     display_url: str  # password hidden
@@ -265,6 +290,8 @@ class DbStatus:
     latest: int
     counts: dict[str, int]
     psql_url: str | None  # embedded only: a URL to hand to psql
+    # Announced workers, online first (empty before schema version 3).
+    workers: list[WorkerPresence] = field(default_factory=list)
 
 
 def db_status(workbench: Workbench) -> DbStatus:
@@ -272,7 +299,7 @@ def db_status(workbench: Workbench) -> DbStatus:
     configured server; the embedded one is brought up to date)."""
     from imagen_tui.db import migrate
     from imagen_tui.db.connect import connect, database_errors, locate
-    from imagen_tui.db.repositories import fetch, queue_counts
+    from imagen_tui.db.repositories import fetch, queue_counts, worker_presences
 
     database = locate(workbench.config)
     with database_errors(), connect(database.url, autocommit=True) as conn:
@@ -280,6 +307,7 @@ def db_status(workbench: Workbench) -> DbStatus:
             migrate.migrate(conn)
         version, latest = migrate.current_version(conn), migrate.latest_version()
         counts = fetch(conn, queue_counts()) if version else {}
+        workers = fetch(conn, worker_presences()) if version >= WORKERS_SCHEMA else []
     return DbStatus(
         display_url=database.display_url,
         source=database.source,
@@ -287,6 +315,7 @@ def db_status(workbench: Workbench) -> DbStatus:
         latest=latest,
         counts=counts,
         psql_url=database.url if database.embedded else None,
+        workers=workers,
     )
 
 
@@ -448,9 +477,10 @@ def run_worker(workbench: Workbench, settings: WorkerSettings) -> int:
     Logs go to stderr, one line per job, for journald or a terminal.
     """
     import asyncio
+    import socket
 
     from imagen_tui.db.connect import open_database
-    from imagen_tui.db.queue import PgQueue
+    from imagen_tui.db.queue import PgQueue, Presence
     from imagen_tui.jobs.worker import (
         Worker,
         WorkerOptions,
@@ -464,7 +494,18 @@ def run_worker(workbench: Workbench, settings: WorkerSettings) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     database = open_database(workbench.config)
     worker_id = new_worker_id()
-    queue = PgQueue(database.url, worker_id, lease_s=settings.lease)
+    presence = Presence(
+        worker_id=worker_id,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        backends=tuple(
+            name
+            for name in sorted(workbench.backend_blocks)
+            if workbench.backend_status(name) == "ok"
+        ),
+        concurrency=settings.concurrency,
+    )
+    queue = PgQueue(database.url, worker_id, lease_s=settings.lease, presence=presence)
     options = WorkerOptions(
         concurrency=settings.concurrency, poll_interval=settings.poll_interval, once=settings.once
     )

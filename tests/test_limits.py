@@ -94,3 +94,28 @@ def test_the_job_statuses_are_exactly_those_of_limits(admin):
     assert set(limits.CANCELABLE_STATUSES) | set(limits.RETRYABLE_STATUSES) <= set(
         limits.JOB_STATUSES
     )
+
+
+def add_worker(conn: psycopg.Connection, name: str, **columns: object) -> None:
+    row = {"id": name, "host": "h", "pid": 1, "concurrency": 1, "lease_s": 60, **columns}
+    query = sql.SQL("INSERT INTO imagen.workers ({}) VALUES ({})").format(
+        sql.SQL(", ").join(map(sql.Identifier, row)),
+        sql.SQL(", ").join(sql.Placeholder() * len(row)),
+    )
+    conn.execute(query, list(row.values()))
+
+
+@pytest.mark.parametrize(
+    ("ok", "past"),
+    [
+        ({"concurrency": 1}, {"concurrency": 0}),
+        ({"concurrency": L.MAX_CONCURRENCY}, {"concurrency": L.MAX_CONCURRENCY + 1}),
+        ({"lease_s": L.MIN_LEASE_S}, {"lease_s": L.MIN_LEASE_S - 0.5}),
+        ({"lease_s": L.MAX_LEASE_S}, {"lease_s": L.MAX_LEASE_S + 1}),
+    ],
+    ids=lambda v: str(v),
+)
+def test_worker_presence_bounds_agree_with_the_worker_flags(admin, ok, past):
+    add_worker(admin, "ok", **ok)
+    with pytest.raises(errors.CheckViolation):
+        add_worker(admin, "past", **past)

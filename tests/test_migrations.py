@@ -238,6 +238,7 @@ def test_db_status_masks_the_password_and_counts_jobs(home, db_url):
     latest = migrate.latest_version()
     assert lines[1] == f"schema:  version {latest} of {latest} (current)"
     assert lines[2] == "jobs:    2 pending, 1 running, 1 done, 3 failed, 0 canceled"
+    assert lines[3] == "workers: none online (see `imagen workers`)"
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from typing import Any
 
 from imagen_tui import services
 from imagen_tui.cli.console import PROG, err, out
+from imagen_tui.cli.workers import summary
 from imagen_tui.core.workbench import open_workbench
 
 
@@ -25,6 +26,8 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     out(f"schema:  version {status.version} of {status.latest} ({state})")
     if status.counts:
         out("jobs:    " + ", ".join(f"{n} {what}" for what, n in status.counts.items()))
+    if status.version >= services.WORKERS_SCHEMA:
+        out(f"workers: {summary(status.workers)} (see `{PROG} workers`)")
     if status.psql_url:
         out(f'psql:    psql "{status.psql_url}"')
     return 0
@@ -42,7 +45,7 @@ def add_commands(commands: Any, config_flag: argparse.ArgumentParser) -> None:
     actions.required = True
     for name, handler, text in (
         ("migrate", cmd_db_migrate, "apply schema migrations (idempotent)"),
-        ("status", cmd_db_status, "server URL, schema version and queue counts"),
+        ("status", cmd_db_status, "server URL, schema version, queue counts, workers online"),
         ("stop", cmd_db_stop, "stop the embedded server"),
     ):
         action = actions.add_parser(name, parents=[config_flag], help=text)

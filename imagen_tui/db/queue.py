@@ -17,7 +17,9 @@ none shared across purposes:
   busy `imagen_job_events`, whose every claim and progress step would cost
   each pickup a little);
 - the heartbeat connection (a thread): lease renewals that a busy
-  generation cannot starve.
+  generation cannot starve, and the worker's presence row
+  (`imagen.workers`: inserted at start, its `last_seen` refreshed at every
+  beat, deleted at a clean exit; see migrations/0003_workers.sql).
 
 Connection errors become `QueueUnavailable` (retry later); any other error
 the database raises becomes `QueueRejected` (that statement cannot succeed).
@@ -30,6 +32,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -49,6 +52,7 @@ from imagen_tui.jobs.types import (
     Signal,
     Wake,
 )
+from imagen_tui.limits import STALE_WORKER_KEEP_S
 from imagen_tui.retry import Outage
 from imagen_tui.text import one_line
 
@@ -182,6 +186,35 @@ RETURNING j.id
 """
 
 
+# The worker's presence row: inserted at the first beat, last_seen refreshed at
+# every later one (and the row put back if something deleted it meanwhile).
+_ANNOUNCE = """
+INSERT INTO imagen.workers (id, host, pid, backends, concurrency, lease_s)
+VALUES (%(id)s, %(host)s, %(pid)s, %(backends)s, %(concurrency)s, %(lease)s)
+ON CONFLICT (id) DO UPDATE SET last_seen = now()
+"""
+
+# Rows of workers that died without withdrawing, stale for long enough that
+# nobody needs to be told about them any more.
+_PRUNE = """
+DELETE FROM imagen.workers
+ WHERE last_seen < now() - make_interval(secs => lease_s + %(keep)s)
+"""
+
+_WITHDRAW = "DELETE FROM imagen.workers WHERE id = %(id)s"
+
+
+@dataclass(frozen=True)
+class Presence:
+    """What a worker announces about itself in `imagen.workers`."""
+
+    worker_id: str
+    host: str
+    pid: int
+    backends: tuple[str, ...]
+    concurrency: int
+
+
 def job_from_row(row: Mapping[str, Any]) -> Job:
     return Job(
         id=row["id"],
@@ -204,10 +237,13 @@ def _one_line(error: psycopg.Error, url: str | None = None) -> str:
 class PgQueue:
     """The worker's side of the queue (see the module docstring)."""
 
-    def __init__(self, url: str, worker_id: str, lease_s: float = 60.0) -> None:
+    def __init__(
+        self, url: str, worker_id: str, lease_s: float = 60.0, *, presence: Presence | None = None
+    ) -> None:
         self.url = url
         self.worker_id = worker_id
         self.lease_s = lease_s
+        self.presence = presence  # announced by the heartbeat; None: not announced
         self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
         self._claim_conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
         self._lock = asyncio.Lock()  # one statement at a time on the two connections
@@ -346,7 +382,7 @@ class PgQueue:
     def heartbeat(
         self, in_flight: Callable[[], Mapping[int, str]], on_lost: Callable[[int], object]
     ) -> Heartbeat:
-        return Heartbeat(self.url, self.lease_s, in_flight, on_lost)
+        return Heartbeat(self.url, self.lease_s, in_flight, on_lost, presence=self.presence)
 
 
 class Heartbeat(threading.Thread):
@@ -354,7 +390,13 @@ class Heartbeat(threading.Thread):
     thread and connection, so no generation (however busy) can starve it.
 
     Leases it finds lost are passed to `on_lost(job_id)` (called in this thread).
+    With a `presence`, it also announces the worker at once (pruning rows of
+    long-dead workers), refreshes its row's `last_seen` at every beat and
+    deletes the row when stopped.
     """
+
+    # How long `stop()` waits for the thread to withdraw the presence row.
+    STOP_WAIT_S = 5.0
 
     def __init__(
         self,
@@ -362,11 +404,14 @@ class Heartbeat(threading.Thread):
         lease_s: float,
         in_flight: Callable[[], Mapping[int, str]],  # job id -> lease token, to renew
         on_lost: Callable[[int], object],
+        *,
+        presence: Presence | None = None,
     ) -> None:
         super().__init__(name="imagen-heartbeat", daemon=True)
         self.url = url
         self.lease_s = lease_s
         self.interval = lease_s / 3
+        self.presence = presence
         self._in_flight = in_flight
         self._on_lost = on_lost
         self._stop_event = threading.Event()
@@ -374,26 +419,51 @@ class Heartbeat(threading.Thread):
         self._outage = Outage(log, "heartbeat")
 
     def stop(self) -> None:
+        """Stop beating; with a presence, wait (a few seconds at most) for the row
+        to be withdrawn, so a clean exit leaves no row behind."""
         self._stop_event.set()
+        if self.presence is not None and self.is_alive() and self is not threading.current_thread():
+            self.join(self.STOP_WAIT_S)
 
     def run(self) -> None:
+        if self.presence is not None:
+            self._statement(_PRUNE, {"keep": STALE_WORKER_KEEP_S})
+            self.announce()
         while not self._stop_event.wait(self.interval):
             held = dict(self._in_flight())
             if held:
                 self.renew(held)
+            if self.presence is not None:
+                self.announce()
+        if self.presence is not None:
+            self._statement(_WITHDRAW, {"id": self.presence.worker_id})
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()
 
-    def renew(self, held: Mapping[int, str]) -> set[int]:
-        """Extend the given leases; report and return the job ids whose lease is lost."""
-        ids = sorted(held)
+    def announce(self) -> bool:
+        """Insert or refresh the presence row; False if the database could not be reached."""
+        if self.presence is None:
+            return False
+        presence = self.presence
+        params = {
+            "id": presence.worker_id,
+            "host": presence.host,
+            "pid": presence.pid,
+            "backends": list(presence.backends),
+            "concurrency": presence.concurrency,
+            "lease": self.lease_s,
+        }
+        return self._statement(_ANNOUNCE, params) is not None
+
+    def _statement(self, query: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]] | None:
+        """Run one statement on the heartbeat's connection; None when it failed
+        (logged once per outage; tried again at the next beat)."""
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self.url, autocommit=True)
-            rows = self._conn.execute(
-                _RENEW, {"ids": ids, "leases": [held[i] for i in ids], "lease": self.lease_s}
-            ).fetchall()
+            cursor = self._conn.execute(query, params)
+            rows = cursor.fetchall() if cursor.description else []
         except psycopg.Error as error:
             # The database is away: try again next beat. If it stays away past the
             # lease, the jobs get rescued and the fenced completion will say so.
@@ -402,8 +472,18 @@ class Heartbeat(threading.Thread):
                 if self._conn is not None:
                     self._conn.close()
             self._conn = None
-            return set()
+            return None
         self._outage.recovered()
+        return rows
+
+    def renew(self, held: Mapping[int, str]) -> set[int]:
+        """Extend the given leases; report and return the job ids whose lease is lost."""
+        ids = sorted(held)
+        rows = self._statement(
+            _RENEW, {"ids": ids, "leases": [held[i] for i in ids], "lease": self.lease_s}
+        )
+        if rows is None:
+            return set()
         lost = set(ids) - {row[0] for row in rows}
         for job_id in lost:
             self._on_lost(job_id)

@@ -177,6 +177,23 @@ class JobChange:
     was: str
 
 
+@dataclass(frozen=True)
+class WorkerPresence:
+    """A worker's presence row (`imagen.workers`) and whether it counts as online:
+    its heartbeat refreshed the row within its lease (see 0003_workers.sql)."""
+
+    id: str  # the worker id, as jobs.worker_id and usage.caller record it
+    host: str
+    pid: int
+    backends: tuple[str, ...]  # the backend instances it can render
+    concurrency: int
+    lease_s: float
+    started_at: datetime
+    last_seen: datetime
+    seen_ago_s: float  # seconds since last_seen, by the database's clock
+    online: bool
+
+
 def _build(cls: type[T], row: Row) -> T:
     return cls(**{name: row[name] for name in cls.__dataclass_fields__})  # type: ignore[attr-defined]
 
@@ -317,6 +334,22 @@ def queue_counts() -> Query[dict[str, int]]:
         return counts
 
     return Query("SELECT status, count(*) AS n FROM imagen.jobs GROUP BY status", {}, decode)
+
+
+def worker_presences() -> Query[list[WorkerPresence]]:
+    """Every announced worker, online ones first, then by start time."""
+
+    def decode(rows: list[Row]) -> list[WorkerPresence]:
+        return [_build(WorkerPresence, {**row, "backends": tuple(row["backends"])}) for row in rows]
+
+    sql = """
+    SELECT id, host, pid, backends, concurrency, lease_s, started_at, last_seen,
+           extract(epoch FROM now() - last_seen)::float8 AS seen_ago_s,
+           last_seen >= now() - make_interval(secs => lease_s) AS online
+      FROM imagen.workers
+     ORDER BY online DESC, started_at, id
+    """
+    return Query(sql, {}, decode)
 
 
 # --------------------------------------------------------------------------- writes
