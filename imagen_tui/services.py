@@ -14,6 +14,7 @@ them together. Database failures arrive as one-line `DatabaseError`s.
   jobs; `db_status`, `db_migrate`, `db_stop`.
 - Configuration: `config_rows`, `check_config`, `write_sample_config`,
   `backend_rows`.
+- The TUI's remembered state: `load_tui_state`, `save_tui_state`.
 - The worker: `run_worker`; who is online: `workers`, `workers_online`.
 
 Live views also use `db.events.job_events` and the async runner
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -390,6 +391,10 @@ def config_rows(workbench: Workbench) -> list[ConfigRow]:
         for key, value in items:
             path = ("styles", name, key)
             rows.append(ConfigRow(".".join(path), value, config.source(path)))
+    for setting in ("worker", "image_protocol", "theme"):
+        key_path = ("tui", setting)
+        value = getattr(config.tui, setting)
+        rows.append(ConfigRow(f"tui.{setting}", value, config.source(key_path)))
     return rows
 
 
@@ -455,6 +460,25 @@ def backend_rows(workbench: Workbench) -> list[BackendRow]:
         )
         for name, block in sorted(workbench.backend_blocks.items())
     ]
+
+
+# --------------------------------------------------------------------------- the TUI's state
+
+
+def load_tui_state(warn: Callable[[str], object] | None = None) -> dict[str, Any]:
+    """What `imagen-tui` remembered (last form values, theme): a JSON object, {}
+    when there is none. A file that cannot be read is ignored: `warn(line)` is
+    called (default: a logged warning), never an exception."""
+    from imagen_tui.config.state import load_state
+
+    return load_state(warn=warn)
+
+
+def save_tui_state(state: Mapping[str, Any]) -> Path:
+    """Remember `state` (JSON values) atomically; InputError (one line) if it cannot."""
+    from imagen_tui.config.state import save_state
+
+    return save_state(state)
 
 
 # --------------------------------------------------------------------------- the worker

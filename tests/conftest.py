@@ -19,7 +19,13 @@ from tests.pg import PgServer
 IMAGEN = Path(sys.executable).parent / "imagen"  # the installed console script
 
 # Variables that would make a test read the developer's own setup.
-_LEAKY_ENV = ("IMAGEN_CONFIG", "XDG_CONFIG_HOME", "XDG_PICTURES_DIR", "XDG_DATA_HOME")
+_LEAKY_ENV = (
+    "IMAGEN_CONFIG",
+    "XDG_CONFIG_HOME",
+    "XDG_PICTURES_DIR",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+)
 
 
 @dataclass

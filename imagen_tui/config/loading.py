@@ -42,9 +42,13 @@ DEFAULT_NAMING = "{date}/{time}_{slug}_{seed}"
 DEFAULT_SERIES_NAMING = "{date}/series-{series}_{slug}/{idx:02d}_{seed}"
 DEFAULT_BACKENDS: dict[str, dict[str, Any]] = {"mock": {"type": "mock"}}
 
-TOP_LEVEL_KEYS = ("default_backend", "output", "styles", "backends", "database")
+TOP_LEVEL_KEYS = ("default_backend", "output", "styles", "backends", "database", "tui")
 OUTPUT_KEYS = ("directory", "naming", "series_naming", "write_metadata_json")
 DATABASE_KEYS = ("url", "url_env")
+TUI_KEYS = ("worker", "image_protocol", "theme")
+TUI_WORKER_MODES = ("auto", "never")
+IMAGE_PROTOCOLS = ("auto", "tgp", "sixel", "halfcell", "unicode")
+DEFAULT_THEME = "textual-dark"
 
 KeyPath = tuple[str, ...]
 Locate = Callable[[KeyPath], str | None]  # key path -> `file:line` for error messages
@@ -160,6 +164,19 @@ def _checked_variable(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class TuiConfig:
+    """The `tui:` block: settings of the terminal workbench only."""
+
+    # auto: start a worker (`imagen-tui --headless-worker`) when none is online;
+    # never: only submit and watch (what --no-worker does).
+    worker: str = "auto"
+    # How images are drawn: auto-detected, or the kitty graphics protocol (tgp),
+    # sixel, half-cell blocks or unicode characters.
+    image_protocol: str = "auto"
+    theme: str = DEFAULT_THEME  # a Textual theme name; the app checks it exists
+
+
+@dataclass(frozen=True)
 class Config:
     """The effective configuration: the file's values over the built-in defaults."""
 
@@ -170,6 +187,7 @@ class Config:
     backends: Mapping[str, Mapping[str, Any]]  # instance -> raw block, checked by the registry
     database: DatabaseConfig = field(default_factory=lambda: DatabaseConfig())
     lines: Mapping[KeyPath, int] = field(default_factory=dict)
+    tui: TuiConfig = field(default_factory=lambda: TuiConfig())
 
     def where(self, path: KeyPath) -> str | None:
         """`file:line` of a key set in the file, or None for a built-in value."""
@@ -341,7 +359,36 @@ def _build(path: Path | None, data: dict[str, Any], lines: dict[KeyPath, int]) -
         backends=backends,
         database=_database_block(data.get("database") or {}, locate),
         lines=lines,
+        tui=_tui_block(data.get("tui") or {}, locate),
     )
+
+
+def _tui_block(block: Any, locate: Locate) -> TuiConfig:
+    _expect(block, dict, ("tui",), "a mapping (worker, image_protocol, theme)", locate)
+    _unknown_keys(block, TUI_KEYS, ("tui",), locate)
+    worker = _choice(block, "worker", TUI_WORKER_MODES, ("tui",), locate)
+    protocol = _choice(block, "image_protocol", IMAGE_PROTOCOLS, ("tui",), locate)
+    theme = block.get("theme", DEFAULT_THEME)
+    if not isinstance(theme, str) or not theme.strip():
+        raise ConfigError(
+            f"tui.theme: expected a theme name, e.g. {DEFAULT_THEME}, got {theme!r}",
+            locate(("tui", "theme")),
+        )
+    return TuiConfig(worker=worker, image_protocol=protocol, theme=theme)
+
+
+def _choice(
+    block: Mapping[str, Any], key: str, allowed: tuple[str, ...], prefix: KeyPath, locate: Locate
+) -> str:
+    """The value of `key` (the first of `allowed` when absent), one of `allowed`."""
+    value = block.get(key, allowed[0])
+    if not isinstance(value, str) or value not in allowed:
+        dotted = ".".join((*prefix, key))
+        raise ConfigError(
+            f"{dotted}: expected one of {', '.join(allowed)}, got {value!r}",
+            locate((*prefix, key)),
+        )
+    return value
 
 
 def _database_block(block: Any, locate: Locate) -> DatabaseConfig:

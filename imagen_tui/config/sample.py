@@ -50,6 +50,16 @@ backends:
     model: mock-v1
     # Simulated GPU time per image, in milliseconds.
     delay_ms: 0
+
+# The terminal workbench (imagen-tui).
+tui:
+  # auto: start a worker when none is online on the queue (stopped on exit);
+  # never: only submit and watch (same as imagen-tui --no-worker).
+  worker: auto
+  # How images are drawn: auto, tgp (kitty graphics), sixel, halfcell, unicode.
+  image_protocol: auto
+  # A Textual theme; the one you pick in the app is remembered over this.
+  theme: textual-dark
 """
 
 
