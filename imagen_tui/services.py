@@ -15,7 +15,8 @@ them together. Database failures arrive as one-line `DatabaseError`s.
 - Configuration: `config_rows`, `check_config`, `write_sample_config`,
   `backend_rows`.
 - The TUI's remembered state: `load_tui_state`, `save_tui_state`.
-- The worker: `run_worker`; who is online: `workers`, `workers_online`.
+- The worker: `run_worker`; the TUI's own worker: `ensure_worker` ->
+  `LocalWorker` (`stop()`); who is online: `workers`, `workers_online`.
 
 Live views also use `db.events.job_events` and the async runner
 `db.repositories.afetch` directly.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,10 +41,12 @@ from imagen_tui.config.credentials import load_credentials as load_credentials
 from imagen_tui.core.prompt import pick_style
 from imagen_tui.core.spec import RequestSpec, try_seeds
 from imagen_tui.core.workbench import Workbench
-from imagen_tui.errors import DatabaseError, InputError
+from imagen_tui.errors import DatabaseError, ImagenError, InputError
 from imagen_tui.limits import DEFAULT_LEASE_S, DEFAULT_POLL_S
 
 if TYPE_CHECKING:
+    import subprocess
+
     import psycopg
 
     from imagen_tui.core.events import Connected, Disconnected, JobEvent
@@ -553,3 +557,149 @@ def run_worker(workbench: Workbench, settings: WorkerSettings) -> int:
         return 130 if worker.forced else 0
 
     return run_loop(main())
+
+
+# --------------------------------------------------------------------------- the TUI's worker
+
+WORKER_LOG_FILENAME = "tui-worker.log"
+
+
+class WorkerNotStarted(ImagenError):
+    """The TUI's worker exited, or did not come online, after it was started."""
+
+
+def worker_log_path() -> Path:
+    """Where the TUI's worker logs (never the terminal, which the app owns)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("imagen")) / WORKER_LOG_FILENAME
+
+
+@dataclass
+class LocalWorker:
+    """A worker the TUI started as its child: `imagen-tui --headless-worker`, the
+    very code path systemd runs, logging to `log_path`."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    presence: WorkerPresence  # its row in imagen.workers when it came online
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM (the in-flight job finishes, the presence row is withdrawn), wait
+        up to `timeout` seconds, then SIGKILL (its job is rescued after its lease).
+        The exit code (negative: the signal that ended it). Safe to call twice."""
+        return _stop(self.process, timeout)
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float) -> int:
+    import signal
+    import subprocess
+
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+def ensure_worker(
+    workbench: Workbench,
+    config_path: str | Path | None = None,
+    *,
+    no_worker: bool = False,
+    settings: WorkerSettings | None = None,
+    timeout: float = 60.0,
+    abort: threading.Event | None = None,
+) -> LocalWorker | None:
+    """Start a worker for the TUI unless one is online on its queue.
+
+    None when the app must not start one (`no_worker`, i.e. `--no-worker`, or
+    `tui.worker: never`) or a worker is online already. Otherwise spawns
+    `python -m imagen_tui.tui --headless-worker [--config PATH] [flags]` with
+    its output appended to `worker_log_path()`, and returns once its presence
+    row appears. Blocking (up to `timeout` seconds; polls the database every
+    0.1 s): call it from a thread. Setting `abort` stops the child and returns
+    None. WorkerNotStarted (one line quoting the last line of its log) when
+    the child exits first or does not come online in time (it is then stopped).
+
+    Two apps starting at the same moment may both start one: harmless, two
+    workers share the queue.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    if no_worker or workbench.config.tui.worker == "never":
+        return None
+    settings = settings or WorkerSettings()
+    with session(workbench) as db:
+        if db.workers_online():
+            return None
+        argv = [sys.executable, "-m", "imagen_tui.tui", "--headless-worker"]
+        if config_path:
+            argv += ["--config", str(config_path)]
+        argv += [
+            "--concurrency",
+            str(settings.concurrency),
+            "--poll-interval",
+            repr(settings.poll_interval),
+            "--lease",
+            repr(settings.lease),
+        ]
+        if settings.once:
+            argv.append("--once")
+        log_path = worker_log_path()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            offset = log.tell()
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the app's terminal is the app's
+            )
+        host = socket.gethostname()
+        deadline = time.monotonic() + timeout
+        while True:
+            mine = [w for w in db.workers() if w.host == host and w.pid == process.pid]
+            if mine:
+                return LocalWorker(process, log_path, mine[0])
+            code = process.poll()
+            if code is not None:
+                raise WorkerNotStarted(
+                    f"the worker exited with {code} before it came online: "
+                    f"{_last_line(log_path, offset)} (log: {log_path})"
+                )
+            if abort is not None and abort.is_set():
+                _stop(process, 5.0)
+                return None
+            if time.monotonic() > deadline:
+                _stop(process, 5.0)
+                raise WorkerNotStarted(
+                    f"the worker did not come online within {timeout:g} s; it was stopped: "
+                    f"{_last_line(log_path, offset)} (log: {log_path})"
+                )
+            time.sleep(0.1)
+
+
+def _last_line(path: Path, offset: int) -> str:
+    """The last non-empty line written to `path` after `offset`."""
+    try:
+        with path.open("rb") as file:
+            file.seek(offset)
+            text = file.read().decode("utf-8", "replace")
+    except OSError as error:
+        return f"(its log cannot be read: {error.strerror or error})"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(it logged nothing)"

@@ -1,0 +1,127 @@
+"""The TUI's own worker (`services.ensure_worker`): started as a child process
+(`imagen-tui --headless-worker`) only when no worker is online on the queue,
+stopped by `LocalWorker.stop()`. Real processes, real PostgreSQL."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imagen_tui import services
+from imagen_tui.core.workbench import open_workbench
+from tests import test_worker_processes
+from tests.conftest import Home
+from tests.test_worker_processes import insert_jobs, query, scalar, status_of, wait_until
+
+workers = test_worker_processes.workers  # a fixture: external workers, killed after the test
+
+
+@pytest.fixture
+def queue(home: Home, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The test database as this process's queue (the child inherits the variable)."""
+    home.env["IMAGEN_DATABASE_URL"] = db_url
+    monkeypatch.setenv("IMAGEN_DATABASE_URL", db_url)
+    yield db_url
+
+
+@pytest.fixture
+def started() -> Iterator[list[services.LocalWorker]]:
+    """Local workers a test started; killed after it if it did not stop them."""
+    started: list[services.LocalWorker] = []
+    yield started
+    for local in started:
+        if local.alive():
+            local.process.kill()
+            local.process.wait(10)
+
+
+def config(home: Home, extra: str = "", delay_ms: int = 0) -> Path:
+    return home.write_config(
+        f"output:\n  directory: {home.root / 'out'}\n"
+        f"backends:\n  mock:\n    type: mock\n    delay_ms: {delay_ms}\n{extra}"
+    )
+
+
+def pids_online() -> list[int]:
+    return [w.pid for w in services.workers_online(open_workbench())]
+
+
+def test_started_when_none_is_online_and_stopped_cleanly(home, queue, started):
+    path = config(home)
+    local = services.ensure_worker(open_workbench(path), path)
+    assert local is not None
+    started.append(local)
+    assert local.alive()
+    assert local.presence.online and local.presence.pid == local.pid
+    assert local.presence.backends == ("mock",)
+    assert pids_online() == [local.pid]
+
+    # It renders the queue, as the worker it announced.
+    (job_id,) = insert_jobs(queue, 1)
+    wait_until(lambda: status_of(queue, job_id) == "done", "the job")
+    worker_id = scalar(queue, "SELECT worker_id FROM imagen.jobs WHERE id = %s", (job_id,))
+    assert worker_id == local.presence.id
+
+    # Its log is in the data dir, not on the terminal.
+    assert local.log_path == home.root / ".local" / "share" / "imagen" / "tui-worker.log"
+    assert ": waiting for jobs" in local.log_path.read_text()
+
+    assert local.stop(timeout=30) == 0
+    assert not local.alive()
+    assert query(queue, "SELECT id FROM imagen.workers") == []
+    assert "worker stopped: 1 done" in local.log_path.read_text()
+    assert local.stop() == 0  # again: nothing to do
+
+
+def test_not_started_when_a_worker_is_online(home, queue, workers):
+    path = config(home)
+    other = workers.start(queue, "--poll-interval", "0.5")
+    wait_until(lambda: other.pid in pids_online(), "the other worker", workers=[other])
+    assert services.ensure_worker(open_workbench(path), path) is None
+    assert pids_online() == [other.pid]
+
+
+def test_not_started_with_no_worker_or_tui_worker_never(home, queue):
+    path = config(home)
+    assert services.ensure_worker(open_workbench(path), path, no_worker=True) is None
+    never = config(home, "tui:\n  worker: never\n")
+    assert services.ensure_worker(open_workbench(never), never) is None
+    assert query(queue, "SELECT id FROM imagen.workers") == []
+
+
+def test_a_child_that_dies_is_a_one_line_error_quoting_its_log(home, queue):
+    path = config(home)
+    workbench = open_workbench(path)
+    path.write_text("output: [\n")  # broken after the app read it: the child refuses it
+    with pytest.raises(services.WorkerNotStarted) as caught:
+        services.ensure_worker(workbench, path)
+    message = str(caught.value)
+    assert message.startswith("the worker exited with 2 before it came online: imagen-tui: ")
+    assert "not valid YAML" in message
+    assert message.endswith(f"(log: {services.worker_log_path()})")
+    assert "\n" not in message
+
+
+def test_stop_kills_a_worker_that_does_not_finish_in_time(home, queue, started):
+    path = config(home, delay_ms=600_000)
+    local = services.ensure_worker(open_workbench(path), path)
+    assert local is not None
+    started.append(local)
+    (job_id,) = insert_jobs(queue, 1)
+    wait_until(lambda: status_of(queue, job_id) == "running", "the job to start")
+    assert local.stop(timeout=1) == -signal.SIGKILL
+    assert not local.alive()
+    # Killed, it could not withdraw: its row stays, and goes stale with its lease.
+    assert query(queue, "SELECT pid FROM imagen.workers") == [(local.pid,)]
+
+
+def test_abort_while_waiting_stops_the_child(home, queue):
+    path = config(home)
+    abort = threading.Event()
+    abort.set()
+    assert services.ensure_worker(open_workbench(path), path, abort=abort) is None
+    assert pids_online() == []
