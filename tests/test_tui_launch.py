@@ -3,12 +3,17 @@ and the app starts as its child: real processes on a real PostgreSQL."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+from imagen_tui import cli
+from imagen_tui.errors import InputError
+from imagen_tui.tui import launch
 from tests.conftest import Home
 from tests.test_worker_processes import (
     count_status,
@@ -137,3 +142,43 @@ def test_headless_worker_stops_cleanly_on_sigterm(home, db_url, tmp_path):
     assert "stopping: no new claims" in text
     assert "worker stopped: no jobs" in text
     assert "Traceback" not in text
+
+
+def test_without_headless_worker_main_hands_the_arguments_to_run_app(home, monkeypatch):
+    seen: list[argparse.Namespace] = []
+
+    def run_app(args: argparse.Namespace) -> int:
+        seen.append(args)
+        return 7
+
+    fake = types.ModuleType("imagen_tui.tui.app")
+    fake.run_app = run_app  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "imagen_tui.tui.app", fake)
+    assert launch.main(["--config", "x.yaml", "--no-worker"]) == 7
+    assert launch.main([]) == 7
+    (first, second) = seen
+    assert (first.config, first.no_worker, first.headless_worker) == ("x.yaml", True, False)
+    assert (second.config, second.no_worker) == (None, False)
+
+
+def test_an_app_error_is_one_line_and_its_exit_code(home, monkeypatch, capsys):
+    def run_app(args: argparse.Namespace) -> int:
+        raise InputError("config", "no such file")
+
+    fake = types.ModuleType("imagen_tui.tui.app")
+    fake.run_app = run_app  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "imagen_tui.tui.app", fake)
+    assert launch.main([]) == 2
+    assert capsys.readouterr().err == "imagen-tui: config: no such file\n"
+
+
+def test_worker_flags_parse_exactly_as_imagen_worker_does():
+    flags = ["--concurrency", "3", "--poll-interval", "0.5", "--lease", "7", "--once"]
+    cli_args = cli.build_parser().parse_args(["worker", *flags])
+    tui_args = launch.parse_args(["--headless-worker", *flags])
+    for name in ("concurrency", "poll_interval", "lease", "once"):
+        assert getattr(cli_args, name) == getattr(tui_args, name), name
+    defaults = launch.parse_args(["--headless-worker"])
+    cli_defaults = cli.build_parser().parse_args(["worker"])
+    for name in ("concurrency", "poll_interval", "lease", "once"):
+        assert getattr(cli_defaults, name) == getattr(defaults, name), name
