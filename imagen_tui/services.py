@@ -634,10 +634,8 @@ def ensure_worker(
     Two apps starting at the same moment may both start one: harmless, two
     workers share the queue.
     """
-    import socket
     import subprocess
     import sys
-    import time
 
     if no_worker or workbench.config.tui.worker == "never":
         return None
@@ -659,38 +657,61 @@ def ensure_worker(
         if settings.once:
             argv.append("--once")
         log_path = worker_log_path()
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            offset = log.tell()
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C in the app's terminal is the app's
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("ab") as log:
+                offset = log.tell()
+                process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C in the app's terminal is the app's
+                )
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise WorkerNotStarted(f"cannot start a worker (log: {log_path}): {reason}") from None
+        try:
+            return _wait_online(db, process, log_path, offset, timeout, abort)
+        except BaseException:
+            _stop(process, 5.0)  # never leave a child the app does not know about
+            raise
+
+
+def _wait_online(
+    db: Session,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    offset: int,
+    timeout: float,
+    abort: threading.Event | None,
+) -> LocalWorker | None:
+    """Poll until the child's presence row appears (see `ensure_worker`)."""
+    import socket
+    import time
+
+    host = socket.gethostname()
+    deadline = time.monotonic() + timeout
+    while True:
+        mine = [w for w in db.workers() if w.host == host and w.pid == process.pid]
+        if mine:
+            return LocalWorker(process, log_path, mine[0])
+        code = process.poll()
+        if code is not None:
+            raise WorkerNotStarted(
+                f"the worker exited with {code} before it came online: "
+                f"{_last_line(log_path, offset)} (log: {log_path})"
             )
-        host = socket.gethostname()
-        deadline = time.monotonic() + timeout
-        while True:
-            mine = [w for w in db.workers() if w.host == host and w.pid == process.pid]
-            if mine:
-                return LocalWorker(process, log_path, mine[0])
-            code = process.poll()
-            if code is not None:
-                raise WorkerNotStarted(
-                    f"the worker exited with {code} before it came online: "
-                    f"{_last_line(log_path, offset)} (log: {log_path})"
-                )
-            if abort is not None and abort.is_set():
-                _stop(process, 5.0)
-                return None
-            if time.monotonic() > deadline:
-                _stop(process, 5.0)
-                raise WorkerNotStarted(
-                    f"the worker did not come online within {timeout:g} s; it was stopped: "
-                    f"{_last_line(log_path, offset)} (log: {log_path})"
-                )
-            time.sleep(0.1)
+        if abort is not None and abort.is_set():
+            _stop(process, 5.0)
+            return None
+        if time.monotonic() > deadline:
+            _stop(process, 5.0)
+            raise WorkerNotStarted(
+                f"the worker did not come online within {timeout:g} s; it was stopped: "
+                f"{_last_line(log_path, offset)} (log: {log_path})"
+            )
+        time.sleep(0.1)
 
 
 def _last_line(path: Path, offset: int) -> str:

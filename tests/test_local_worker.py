@@ -5,6 +5,7 @@ stopped by `LocalWorker.stop()`. Real processes, real PostgreSQL."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from imagen_tui import services
 from imagen_tui.core.workbench import open_workbench
+from imagen_tui.errors import DatabaseError
 from tests import test_worker_processes
 from tests.conftest import Home
 from tests.test_worker_processes import insert_jobs, query, scalar, status_of, wait_until
@@ -125,3 +127,38 @@ def test_abort_while_waiting_stops_the_child(home, queue):
     abort.set()
     assert services.ensure_worker(open_workbench(path), path, abort=abort) is None
     assert pids_online() == []
+
+
+def test_a_database_error_while_waiting_stops_the_child(home, queue, monkeypatch):
+    path = config(home)
+    spawned: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        process = real_popen(*args, **kwargs)
+        spawned.append(process)
+        return process
+
+    calls = 0
+    real_workers = services.Session.workers
+
+    def workers_then_outage(self):
+        nonlocal calls
+        calls += 1
+        if calls > 1:  # the first answers "none online"; then the database goes away
+            raise DatabaseError("cannot connect to the queue: gone")
+        return real_workers(self)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(services.Session, "workers", workers_then_outage)
+    with pytest.raises(DatabaseError, match="gone"):
+        services.ensure_worker(open_workbench(path), path)
+    (child,) = spawned
+    assert child.poll() is not None  # stopped, not left running
+
+
+def test_a_log_that_cannot_be_written_is_a_one_line_error(home, queue):
+    path = config(home)
+    (home.root / ".local").write_text("a file where the data directory should be")
+    with pytest.raises(services.WorkerNotStarted, match=r"cannot start a worker \(log: "):
+        services.ensure_worker(open_workbench(path), path)
