@@ -562,6 +562,9 @@ def run_worker(workbench: Workbench, settings: WorkerSettings) -> int:
 # --------------------------------------------------------------------------- the TUI's worker
 
 WORKER_LOG_FILENAME = "tui-worker.log"
+# The worker's lifeline: the number of an inherited fd, a pipe's read end whose
+# write end only the app holds (imagen_tui.tui.launch.watch_parent reads it).
+PARENT_PIPE_ENV = "IMAGEN_TUI_PARENT_PIPE"
 
 
 class WorkerNotStarted(ImagenError):
@@ -583,6 +586,9 @@ class LocalWorker:
     process: subprocess.Popen[bytes]
     log_path: Path
     presence: WorkerPresence  # its row in imagen.workers when it came online
+    # The write end of the pipe the child watches: closed (by stop(), or by the
+    # kernel when this process dies), the child stops as on SIGTERM.
+    lifeline: int | None = None
 
     @property
     def pid(self) -> int:
@@ -595,7 +601,11 @@ class LocalWorker:
         """SIGTERM (the in-flight job finishes, the presence row is withdrawn), wait
         up to `timeout` seconds, then SIGKILL (its job is rescued after its lease).
         The exit code (negative: the signal that ended it). Safe to call twice."""
-        return _stop(self.process, timeout)
+        code = _stop(self.process, timeout)
+        if self.lifeline is not None:
+            os.close(self.lifeline)
+            self.lifeline = None
+        return code
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float) -> int:
@@ -657,6 +667,9 @@ def ensure_worker(
         if settings.once:
             argv.append("--once")
         log_path = worker_log_path()
+        # The child's lifeline: it stops when the write end (ours alone: pipe ends
+        # are not inherited unless passed) closes, however this process ends.
+        watched, lifeline = os.pipe()
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with log_path.open("ab") as log:
@@ -667,15 +680,26 @@ def ensure_worker(
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # Ctrl-C in the app's terminal is the app's
+                    pass_fds=(watched,),
+                    env={**os.environ, PARENT_PIPE_ENV: str(watched)},
                 )
         except OSError as error:
+            os.close(lifeline)
             reason = error.strerror or type(error).__name__
             raise WorkerNotStarted(f"cannot start a worker (log: {log_path}): {reason}") from None
+        finally:
+            os.close(watched)
         try:
-            return _wait_online(db, process, log_path, offset, timeout, abort)
+            local = _wait_online(db, process, log_path, offset, timeout, abort)
         except BaseException:
             _stop(process, 5.0)  # never leave a child the app does not know about
+            os.close(lifeline)
             raise
+        if local is None:
+            os.close(lifeline)
+            return None
+        local.lifeline = lifeline
+        return local
 
 
 def _wait_online(

@@ -4,8 +4,11 @@ stopped by `LocalWorker.stop()`. Real processes, real PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,3 +165,47 @@ def test_a_log_that_cannot_be_written_is_a_one_line_error(home, queue):
     (home.root / ".local").write_text("a file where the data directory should be")
     with pytest.raises(services.WorkerNotStarted, match=r"cannot start a worker \(log: "):
         services.ensure_worker(open_workbench(path), path)
+
+
+# An app that starts its worker, says which, then waits to be killed.
+APP = """
+import sys
+from imagen_tui import services
+from imagen_tui.core.workbench import open_workbench
+local = services.ensure_worker(open_workbench(sys.argv[1]), sys.argv[1])
+print(local.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_worker_stops_by_itself_when_the_app_is_killed(home, queue):
+    path = config(home)
+    env = {**home.env, "IMAGEN_DATABASE_URL": queue}
+    app = subprocess.Popen(
+        [sys.executable, "-c", APP, str(path)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child_pid = 0
+    try:
+        assert app.stdout is not None
+        child_pid = int(app.stdout.readline())
+        assert child_pid in pids_online()
+        app.kill()  # no clean-up code of the app runs
+        app.wait(10)
+        # The child saw its lifeline close and stopped as on SIGTERM: row withdrawn.
+        wait_until(
+            lambda: not query(queue, "SELECT 1 FROM imagen.workers WHERE pid = %s", (child_pid,)),
+            "the orphaned worker to stop",
+        )
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait(10)
+        if child_pid:  # not our child: if it outlived the test, end it by its pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child_pid, signal.SIGKILL)
+    log = services.worker_log_path().read_text()
+    assert "worker stopped: no jobs" in log

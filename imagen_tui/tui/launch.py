@@ -66,9 +66,40 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def watch_parent() -> None:
+    """If started by the app, stop (as SIGTERM does) when the app is gone.
+
+    The app holds the pipe's write end; when its process ends in any way (quit,
+    crash, SIGKILL, a closed terminal), the kernel closes it and the read here
+    returns: the worker then finishes its job in flight and exits, rather than
+    running on unseen. Without the variable (systemd, a shell), nothing is done.
+    """
+    import os
+    import signal
+    import threading
+
+    # Set by services.ensure_worker: an inherited pipe's read end, the app holding the other.
+    value = os.environ.pop(services.PARENT_PIPE_ENV, "")
+    if not value.isdigit():
+        return
+    fd = int(value)
+
+    def wait_for_eof() -> None:
+        try:
+            while os.read(fd, 1):
+                pass
+        except OSError:
+            pass  # not a pipe after all, or closed: treat as gone
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait_for_eof, name="imagen-parent-watch", daemon=True).start()
+
+
 def run_headless_worker(args: argparse.Namespace) -> int:
     """What `imagen worker` runs, with the same settings."""
     from imagen_tui.core.workbench import open_workbench
+
+    watch_parent()
 
     settings = services.WorkerSettings(
         concurrency=args.concurrency,
