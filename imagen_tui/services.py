@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
     from imagen_tui.core.events import Connected, Disconnected, JobEvent
     from imagen_tui.db.repositories import (
+        GalleryCard,
+        ImageRow,
         JobChange,
         JobRow,
         Query,
@@ -226,6 +228,18 @@ class Session:
         from imagen_tui.db.repositories import series_detail
 
         return self.run(series_detail(series_id), idempotent=True)
+
+    def series_images(self, series_id: int) -> list[ImageRow]:
+        """The images of a series with their thumbnails and metadata, in try order."""
+        from imagen_tui.db.repositories import series_images
+
+        return self.run(series_images(series_id))
+
+    def gallery(self, limit: int = 100, before_id: int | None = None) -> list[GalleryCard]:
+        """Solo images and one card per series (its winner, else its first image)."""
+        from imagen_tui.db.repositories import gallery
+
+        return self.run(gallery(limit, before_id))
 
     def pick(self, series_id: int, idx: int | None) -> int | None:
         """Mark try `idx` the series' winner (None: no winner); the image id."""

@@ -161,6 +161,10 @@ class ImageRow:
     metadata: Mapping[str, Any]
     created_at: datetime
 
+    @property
+    def path(self) -> Path | None:
+        return uri_to_path(self.storage_uri)
+
 
 @dataclass(frozen=True)
 class Submitted:
@@ -325,6 +329,60 @@ def series_images(series_id: int) -> Query[list[ImageRow]]:
 def _image(row: Row) -> ImageRow:
     thumbnail = row["thumbnail"]
     return _build(ImageRow, {**row, "thumbnail": None if thumbnail is None else bytes(thumbnail)})
+
+
+@dataclass(frozen=True)
+class GalleryCard:
+    """One card of the gallery: a solo image, or a series shown by its cover
+    (its winner, or its first image until one is picked)."""
+
+    image: ImageRow
+    prompt: str
+    series_id: int | None  # None: a solo image
+    series_count: int  # tries of the series (1 for a solo image)
+    series_images: int  # images the series has (1 for a solo image)
+    winner: bool  # the cover is the series' picked winner
+
+
+def gallery(limit: int = 100, before_id: int | None = None) -> Query[list[GalleryCard]]:
+    """Solo images (`series_id IS NULL`) and one card per series that has an image,
+    newest first (by the cover image's id; `before_id` pages on it)."""
+
+    def decode(rows: list[Row]) -> list[GalleryCard]:
+        return [
+            GalleryCard(
+                image=_image(row),
+                prompt=row["card_prompt"] or "",
+                series_id=row["card_series"],
+                series_count=row["card_count"],
+                series_images=row["card_images"],
+                winner=row["card_winner"],
+            )
+            for row in rows
+        ]
+
+    columns = ", ".join(f"i.{name.strip()}" for name in _IMAGE_COLUMNS.split(","))
+    return Query(
+        f"""SELECT * FROM (
+                SELECT {columns}, coalesce(j.prompt, i.metadata->>'prompt') AS card_prompt,
+                       NULL::bigint AS card_series, 1 AS card_count, 1::bigint AS card_images,
+                       false AS card_winner
+                  FROM imagen.images i LEFT JOIN imagen.jobs j ON j.id = i.job_id
+                 WHERE i.series_id IS NULL
+                UNION ALL (
+                SELECT DISTINCT ON (s.id) {columns}, s.prompt, s.id, s.count,
+                       count(*) OVER (PARTITION BY s.id),
+                       i.id IS NOT DISTINCT FROM s.selected_image_id
+                  FROM imagen.series s JOIN imagen.images i ON i.series_id = s.id
+                 ORDER BY s.id, i.id IS NOT DISTINCT FROM s.selected_image_id DESC,
+                          i.series_idx, i.id)
+            ) AS cards
+             WHERE %(before)s::bigint IS NULL OR id < %(before)s
+             ORDER BY id DESC
+             LIMIT %(limit)s""",
+        {"limit": limit, "before": before_id},
+        decode,
+    )
 
 
 def queue_counts() -> Query[dict[str, int]]:
