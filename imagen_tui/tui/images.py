@@ -1,0 +1,57 @@
+"""Which textual-image widget draws pictures: the `tui.image_protocol` setting.
+
+`auto` is `textual_image.widget.Image`, whose terminal detection (Sixel, then
+the Kitty graphics protocol, else half cells; Unicode shades off a TTY) runs
+when `textual_image.widget` is first imported. It must run before the app
+starts, while the terminal's replies can still be read: this module imports
+it at its own import, and the launcher calls `configure(workbench)` before
+`App.run()`. Tests pin `halfcell` (deterministic, no escape sequences).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual_image import widget as image_widgets
+
+if TYPE_CHECKING:
+    from textual_image.widget._base import Image as ImageWidget
+
+PROTOCOLS: dict[str, type[ImageWidget]] = {
+    "auto": image_widgets.Image,
+    "tgp": image_widgets.TGPImage,
+    "sixel": image_widgets.SixelImage,
+    "halfcell": image_widgets.HalfcellImage,
+    "unicode": image_widgets.UnicodeImage,
+}
+DEFAULT_PROTOCOL = "auto"
+
+_chosen: list[type[ImageWidget]] = [PROTOCOLS[DEFAULT_PROTOCOL]]
+
+
+def image_class() -> type[ImageWidget]:
+    """The widget class every image of the app is drawn with."""
+    return _chosen[0]
+
+
+def use_protocol(protocol: str) -> type[ImageWidget]:
+    """Draw images with `protocol` (one of PROTOCOLS); ValueError for another name."""
+    try:
+        chosen = PROTOCOLS[protocol]
+    except KeyError:
+        names = ", ".join(PROTOCOLS)
+        raise ValueError(f"tui.image_protocol: {protocol!r} is not one of {names}") from None
+    _chosen[0] = chosen
+    return chosen
+
+
+def configured_protocol(config: Any) -> str:
+    """The `tui.image_protocol` of a config object (`auto` while the key is absent)."""
+    tui = getattr(config, "tui", None)
+    value = getattr(tui, "image_protocol", None) if tui is not None else None
+    return value if isinstance(value, str) and value else DEFAULT_PROTOCOL
+
+
+def configure(config: Any) -> type[ImageWidget]:
+    """Choose the image widget from the workbench's config; call before `App.run()`."""
+    return use_protocol(configured_protocol(config))
