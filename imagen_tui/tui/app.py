@@ -11,7 +11,7 @@ The app owns the connections and hands screens what they need:
 - the in-app worker: when asked (`start_worker`), a child
   `imagen-tui --headless-worker` started at launch and stopped on exit.
 
-Screens (one per mode: compose, jobs, series) hold their own bindings;
+Screens (one per mode: compose, jobs, series, gallery) hold their own bindings;
 every binding is also a command palette entry.
 """
 
@@ -36,6 +36,7 @@ from imagen_tui.text import one_line
 from imagen_tui.tui.feed import JobFeed, Notice
 from imagen_tui.tui.messages import DatabaseFailed, DatabaseReady, JobsUpdate, SeriesSubmitted
 from imagen_tui.tui.screens.compose import ComposeScreen
+from imagen_tui.tui.screens.gallery import GalleryScreen
 from imagen_tui.tui.screens.jobs import JobsScreen
 from imagen_tui.tui.screens.series import SeriesScreen
 from imagen_tui.tui.styles import stylesheet
@@ -54,17 +55,20 @@ class WorkbenchApp(App[None]):
         stylesheet("compose"),
         stylesheet("jobs"),
         stylesheet("series"),
+        stylesheet("gallery"),
     ]
     MODES: ClassVar[dict[str, Any]] = {
         "compose": ComposeScreen,
         "jobs": JobsScreen,
         "series": SeriesScreen,
+        "gallery": GalleryScreen,
     }
     DEFAULT_MODE = "compose"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "switch_mode('compose')", "Compose", id="go-compose"),
         Binding("f2", "switch_mode('jobs')", "Jobs", id="go-jobs"),
         Binding("f3", "switch_mode('series')", "Series", id="go-series"),
+        Binding("f4", "switch_mode('gallery')", "Gallery", id="go-gallery"),
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
     ]
 
@@ -247,8 +251,10 @@ class WorkbenchApp(App[None]):
 def run_app(args: argparse.Namespace) -> int:
     """`imagen-tui`: open the workbench app on the configured (or embedded) database."""
     from imagen_tui.core.workbench import open_workbench
+    from imagen_tui.tui import images
 
     workbench = open_workbench(args.config)
+    images.configure(workbench.config)  # before App.run: detection reads the terminal
     app = WorkbenchApp(workbench)
     try:
         app.run()

@@ -1,30 +1,96 @@
-"""The Series screen: the series list and, for the highlighted one, its tries."""
+"""The Series screen: the series list and, for the highlighted one, its tries as an
+image grid.
+
+The list shows each series' prompt, tries done of total and the winner's try.
+Highlighting a series loads its tries (`Session.series_detail`) and their
+thumbnails (`Session.series_images`: from the database, so the grid works on
+any machine that reaches it) in a thread worker, which also decodes them.
+Tries still rendering show their status and progress in their tile; the
+app's `jobs` signal updates them live, and a try turning done loads its
+thumbnail.
+
+In the grid: arrows or h/j/k/l move, enter or space picks the winner (one
+`Session.pick`; picking the winner again, `u` or backspace clears it), `o`
+opens the file with the system viewer when it is on this machine, `f` shows
+the image full-screen with its metadata.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header
+from textual.widgets import DataTable, Footer, Header, Static
 
-from imagen_tui.errors import DatabaseError
+from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.text import one_line
-from imagen_tui.tui import cells
+from imagen_tui.tui import cells, pictures
 from imagen_tui.tui.messages import JobsUpdate
+from imagen_tui.tui.screens.image_view import ImageViewScreen, ViewItem, open_image_file
+from imagen_tui.tui.widgets.image_grid import ImageGrid
+from imagen_tui.tui.widgets.image_tile import TileInfo
 
 if TYPE_CHECKING:
-    from imagen_tui.db.repositories import SeriesRow
+    from PIL.Image import Image as Picture
+
+    from imagen_tui.db.repositories import ImageRow, JobRow, SeriesDetail, SeriesRow, TryRow
     from imagen_tui.tui.app import WorkbenchApp
+
+FINISHED = frozenset({"done", "failed", "canceled"})
+LIST_PAGE = 100
+
+
+@dataclass(frozen=True)
+class TryState:
+    """One try as the grid knows it: from the series detail, then from live job rows."""
+
+    idx: int
+    job_id: int
+    status: str
+    progress: float | None
+    error: str | None
+    seed: int | None
+    image_id: int | None
+
+    @classmethod
+    def from_try(cls, row: TryRow) -> TryState:
+        return cls(row.idx, row.job_id, row.status, row.progress, row.error, row.seed, row.image_id)
+
+    def updated(self, job: JobRow) -> TryState:
+        return replace(
+            self,
+            status=job.status,
+            progress=job.progress,
+            error=job.error,
+            seed=job.seed if job.seed is not None else self.seed,
+            image_id=job.image_id,
+        )
 
 
 class SeriesScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter,space", "pick", "Pick winner", id="pick-winner"),
+        Binding("u,backspace", "clear_winner", "Clear winner", id="clear-winner"),
+        Binding("f", "full_screen", "Full screen", id="full-screen"),
+        Binding("o", "open_file", "Open file", id="open-file"),
         Binding("ctrl+l", "reload", "Reload", id="reload-series", show=False),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.series_id: int | None = None  # the series in the grid
+        self.selected_image_id: int | None = None
+        self.tries: dict[int, TryState] = {}  # by try number
+        self.images: dict[int, ImageRow] = {}  # by image id
+        self.pictures: dict[int, Picture] = {}  # decoded thumbnails, by image id
+        self._prompt = ""
+        self._wanted: int | None = None  # a series to put the cursor on once loaded
 
     @property
     def workbench_app(self) -> WorkbenchApp:
@@ -33,33 +99,40 @@ class SeriesScreen(Screen[None]):
         assert isinstance(self.app, WorkbenchApp)
         return self.app
 
+    @property
+    def grid(self) -> ImageGrid:
+        return self.query_one("#series-grid", ImageGrid)
+
+    @property
+    def table(self) -> DataTable[Text]:
+        return self.query_one("#series-list", DataTable)
+
     def compose(self) -> ComposeResult:
         yield Header()
-        table: DataTable[Text] = DataTable(id="series-list", cursor_type="row")
-        yield table
+        with Horizontal(id="series-body"):
+            table: DataTable[Text] = DataTable(id="series-list", cursor_type="row")
+            yield table
+            with Vertical(id="series-side"):
+                yield Static("No series yet", id="series-title", markup=False)
+                yield ImageGrid(id="series-grid")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#series-list", DataTable)
         for key, label in (
             ("id", "Series"),
-            ("prompt", "Prompt"),
             ("done", "Done"),
-            ("winner", "Winner"),
+            ("winner", "★"),
+            ("prompt", "Prompt"),
         ):
-            table.add_column(label, key=key)
+            self.table.add_column(label, key=key)
         self.workbench_app.jobs_signal.subscribe(self, self._on_jobs)
         if self.workbench_app.session is not None:
             self.action_reload()
 
-    def _on_jobs(self, update: JobsUpdate) -> None:
-        if update.reload or any(row.series_id is not None for row in update.rows):
-            self.action_reload()
-
-    _wanted: int | None = None  # a series to put the cursor on once loaded
+    # ----------------------------------------------------------------- the list
 
     def show_series(self, series_id: int) -> None:
-        """Put the cursor on this series (safe before the screen is mounted)."""
+        """Show this series (safe before the screen is mounted)."""
         self._wanted = series_id
         if self.is_mounted and self.workbench_app.session is not None:
             self.action_reload()
@@ -68,29 +141,219 @@ class SeriesScreen(Screen[None]):
     def action_reload(self) -> None:
         app = self.workbench_app
         try:
-            rows = app.require_session().series(100)
+            rows = app.require_session().series(LIST_PAGE)
         except DatabaseError as error:
             app.notify(one_line(str(error), 300), title="Series", severity="error", markup=False)
             return
-        app.call_from_thread(self._show, rows)
+        app.call_from_thread(self._show_list, rows)
 
-    def _show(self, rows: list[SeriesRow]) -> None:
-        table = self.query_one("#series-list", DataTable)
-        cursor = table.cursor_row
+    def _show_list(self, rows: list[SeriesRow]) -> None:
+        table = self.table
+        current = self._current_list_id()
         table.clear()
         for row in rows:
             table.add_row(
                 Text(str(row.id), justify="right"),
-                cells.user_text(row.prompt, 60),
-                Text(f"{row.done}/{row.count}"),
-                Text("" if row.winner_idx is None else f"★ {row.winner_idx}"),
+                Text(f"{row.done}/{row.count}", justify="right"),
+                Text("" if row.winner_idx is None else f"★{row.winner_idx}", style="green"),
+                cells.user_text(row.prompt, 40),
                 key=str(row.id),
             )
-        table.move_cursor(row=min(cursor, max(0, table.row_count - 1)))
+        wanted = self._wanted if self._wanted is not None else current
+        if wanted is not None and str(wanted) in table.rows:
+            table.move_cursor(row=table.get_row_index(str(wanted)), animate=False)
         if self._wanted is not None and str(self._wanted) in table.rows:
-            table.move_cursor(row=table.get_row_index(str(self._wanted)))
             self._wanted = None
+            self.grid.focus()
+        chosen = self._current_list_id()
+        if chosen is None:
+            self.query_one("#series-title", Static).update("No series yet")
+        elif chosen != self.series_id:
+            self._load_series(chosen)
+
+    def _current_list_id(self) -> int | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return int(str(row_key.value))
+
+    @on(DataTable.RowHighlighted, "#series-list")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        series_id = int(str(event.row_key.value))
+        if series_id != self.series_id:
+            self._load_series(series_id)
 
     @on(DataTable.RowSelected, "#series-list")
     def _selected(self, event: DataTable.RowSelected) -> None:
-        pass
+        self.grid.focus()
+
+    # ----------------------------------------------------------------- one series
+
+    @work(thread=True, exclusive=True, group="series-detail", exit_on_error=False)
+    def _load_series(self, series_id: int) -> None:
+        app = self.workbench_app
+        try:
+            session = app.require_session()
+            detail = session.series_detail(series_id)
+            rows = session.series_images(series_id)
+        except (DatabaseError, InputError) as error:
+            message = error.message if isinstance(error, InputError) else str(error)
+            app.notify(one_line(message, 300), title="Series", severity="error", markup=False)
+            return
+        known = dict(self.pictures) if series_id == self.series_id else {}
+        decoded = {
+            row.id: known[row.id] if row.id in known else pictures.decode_thumbnail(row.thumbnail)
+            for row in rows
+        }
+        app.call_from_thread(self._show_series, detail, rows, decoded)
+
+    def _show_series(
+        self, detail: SeriesDetail, rows: list[ImageRow], decoded: dict[int, Picture | None]
+    ) -> None:
+        if detail.id != self.series_id:
+            self.pictures = {}
+        self.series_id = detail.id
+        self.selected_image_id = detail.selected_image_id
+        self._prompt = detail.spec.prompt
+        self.tries = {row.idx: TryState.from_try(row) for row in detail.tries}
+        self.images = {row.id: row for row in rows}
+        self.pictures.update({key: value for key, value in decoded.items() if value is not None})
+        self._refresh_grid()
+
+    def _refresh_grid(self) -> None:
+        tries = sorted(self.tries.values(), key=lambda state: state.idx)
+        done = sum(state.status == "done" for state in tries)
+        title = Text()
+        title.append(f"Series {self.series_id}", style="bold")
+        title.append(f"  {done}/{len(tries)} done  ")
+        title.append_text(cells.user_text(self._prompt, 200))
+        self.query_one("#series-title", Static).update(title)
+        grid = self.grid
+        grid.show([self._tile_info(state) for state in tries], keep_pictures=False)
+        for state in tries:
+            picture = None if state.image_id is None else self.pictures.get(state.image_id)
+            grid.set_picture(str(state.idx), picture)
+        self.refresh_bindings()
+
+    def _tile_info(self, state: TryState) -> TileInfo:
+        image = self.images.get(state.image_id) if state.image_id is not None else None
+        seed = f"seed {state.seed}" if state.seed is not None else "seed —"
+        caption = seed if image is None else f"{seed} · {image.model}"
+        return TileInfo(
+            key=str(state.idx),
+            title=f"#{state.idx}",
+            caption=caption,
+            status=state.status,
+            progress=state.progress,
+            error=state.error,
+            winner=state.image_id is not None and state.image_id == self.selected_image_id,
+            has_image=state.image_id is not None and (image is None or image.thumbnail is not None),
+        )
+
+    # ----------------------------------------------------------------- live
+
+    def _on_jobs(self, update: JobsUpdate) -> None:
+        if update.reload:
+            self.action_reload()
+            if self.series_id is not None:
+                self._load_series(self.series_id)
+            return
+        ours = [row for row in update.rows if row.series_id == self.series_id]
+        finished = any(row.series_id is not None and row.status in FINISHED for row in update.rows)
+        if finished:
+            self.action_reload()  # done counts in the list
+        if not ours or self.series_id is None:
+            return
+        need_images = False
+        for row in ours:
+            state = next((s for s in self.tries.values() if s.job_id == row.id), None)
+            if state is None:
+                continue
+            self.tries[state.idx] = state = state.updated(row)
+            if state.image_id is not None and state.image_id not in self.images:
+                need_images = True
+        self._refresh_grid()
+        if need_images:
+            self._load_series(self.series_id)
+
+    # ----------------------------------------------------------------- actions
+
+    def _current_try(self) -> TryState | None:
+        key = self.grid.current_key if self.is_mounted else None
+        return None if key is None else self.tries.get(int(key))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("pick", "full_screen", "open_file"):
+            state = self._current_try()
+            if state is None or self.focused is self.table:
+                return False
+            return state.image_id is not None or None
+        if action == "clear_winner":
+            return self.selected_image_id is not None or None
+        return True
+
+    @on(ImageGrid.Highlighted, "#series-grid")
+    def _tile_highlighted(self) -> None:
+        self.refresh_bindings()
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    def action_pick(self) -> None:
+        state = self._current_try()
+        if state is None or self.series_id is None:
+            return
+        if state.image_id is None:
+            self.notify(f"Try {state.idx} has no image ({state.status})", title="Pick")
+            return
+        again = state.image_id == self.selected_image_id
+        self._pick(self.series_id, None if again else state.idx)
+
+    def action_clear_winner(self) -> None:
+        if self.series_id is not None and self.selected_image_id is not None:
+            self._pick(self.series_id, None)
+
+    @work(thread=True, exclusive=True, group="series-pick", exit_on_error=False)
+    def _pick(self, series_id: int, idx: int | None) -> None:
+        app = self.workbench_app
+        try:
+            image_id = app.require_session().pick(series_id, idx)
+        except (DatabaseError, InputError) as error:
+            message = error.message if isinstance(error, InputError) else str(error)
+            app.notify(one_line(message, 300), title="Pick", severity="warning", markup=False)
+            return
+        app.call_from_thread(self._picked, series_id, image_id)
+
+    def _picked(self, series_id: int, image_id: int | None) -> None:
+        if series_id == self.series_id:
+            self.selected_image_id = image_id
+            self._refresh_grid()
+        self.action_reload()  # the winner column
+
+    def action_full_screen(self) -> None:
+        items: list[ViewItem] = []
+        index = 0
+        current = self._current_try()
+        for state in sorted(self.tries.values(), key=lambda s: s.idx):
+            image = self.images.get(state.image_id) if state.image_id is not None else None
+            if image is None:
+                continue
+            if current is not None and state.idx == current.idx:
+                index = len(items)
+            winner = " ★ winner" if image.id == self.selected_image_id else ""
+            items.append(
+                ViewItem(
+                    f"Series {self.series_id} · try {state.idx}{winner} · {self._prompt}",
+                    image,
+                    self.pictures.get(image.id),
+                )
+            )
+        if items:
+            self.app.push_screen(ImageViewScreen(items, index))
+
+    def action_open_file(self) -> None:
+        state = self._current_try()
+        image = self.images.get(state.image_id) if state and state.image_id else None
+        if image is not None:
+            open_image_file(self, image)

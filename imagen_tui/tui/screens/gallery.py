@@ -1,0 +1,179 @@
+"""The Gallery screen: every finished image at a glance.
+
+Solo images (not part of a series) each get a card; a series gets one card,
+its cover being its winner, or its first image until one is picked
+(`Session.gallery`). Thumbnails come from the database and are decoded in a
+thread worker. Enter on a series card opens it on the Series screen, on a
+solo image shows it full-screen (`f` does so for any card); `o` opens the
+file with the system viewer when it is on this machine. The gallery reloads
+when a job finishes and whenever the screen comes back into view (a winner
+picked on the Series screen changes a cover).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from imagen_tui.errors import DatabaseError
+from imagen_tui.text import one_line
+from imagen_tui.tui import pictures
+from imagen_tui.tui.messages import JobsUpdate
+from imagen_tui.tui.screens.image_view import ImageViewScreen, ViewItem, open_image_file
+from imagen_tui.tui.widgets.image_grid import ImageGrid
+from imagen_tui.tui.widgets.image_tile import TileInfo
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as Picture
+
+    from imagen_tui.db.repositories import GalleryCard
+    from imagen_tui.tui.app import WorkbenchApp
+
+PAGE = 200
+
+
+def card_key(card: GalleryCard) -> str:
+    return f"s{card.series_id}" if card.series_id is not None else f"i{card.image.id}"
+
+
+def card_info(card: GalleryCard) -> TileInfo:
+    if card.series_id is None:
+        title = f"image {card.image.id}"
+    else:
+        mark = " ★" if card.winner else ""
+        title = f"series {card.series_id} · {card.series_images}/{card.series_count}{mark}"
+    return TileInfo(
+        key=card_key(card),
+        title=title,
+        caption=card.prompt,
+        has_image=card.image.thumbnail is not None,
+    )
+
+
+class GalleryScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open_card", "Open", id="open-card"),
+        Binding("f", "full_screen", "Full screen", id="gallery-full-screen"),
+        Binding("o", "open_file", "Open file", id="gallery-open-file"),
+        Binding("ctrl+l", "reload", "Reload", id="reload-gallery", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cards: list[GalleryCard] = []
+        self.pictures: dict[int, Picture] = {}  # decoded thumbnails, by image id
+
+    @property
+    def workbench_app(self) -> WorkbenchApp:
+        from imagen_tui.tui.app import WorkbenchApp
+
+        assert isinstance(self.app, WorkbenchApp)
+        return self.app
+
+    @property
+    def grid(self) -> ImageGrid:
+        return self.query_one("#gallery-grid", ImageGrid)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("Loading…", id="gallery-title", markup=False)
+        yield ImageGrid(id="gallery-grid")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.workbench_app.jobs_signal.subscribe(self, self._on_jobs)
+        self.grid.focus()
+        if self.workbench_app.session is not None:
+            self.action_reload()
+
+    def on_screen_resume(self) -> None:
+        if self.workbench_app.session is not None:
+            self.action_reload()
+
+    def _on_jobs(self, update: JobsUpdate) -> None:
+        if update.reload or any(row.status == "done" for row in update.rows):
+            self.action_reload()
+
+    @work(thread=True, exclusive=True, group="gallery-load", exit_on_error=False)
+    def action_reload(self) -> None:
+        app = self.workbench_app
+        try:
+            cards = app.require_session().gallery(PAGE)
+        except DatabaseError as error:
+            app.notify(one_line(str(error), 300), title="Gallery", severity="error", markup=False)
+            return
+        known = dict(self.pictures)
+        decoded: dict[int, Picture | None] = {}
+        for card in cards:
+            image = card.image
+            decoded[image.id] = known.get(image.id) or pictures.decode_thumbnail(image.thumbnail)
+        app.call_from_thread(self._show, cards, decoded)
+
+    def _show(self, cards: list[GalleryCard], decoded: dict[int, Picture | None]) -> None:
+        self.cards = cards
+        self.pictures = {key: value for key, value in decoded.items() if value is not None}
+        solo = sum(card.series_id is None for card in cards)
+        title = Text()
+        title.append("Gallery", style="bold")
+        series = len(cards) - solo
+        title.append(f"  {series} series · {solo} single image{'' if solo == 1 else 's'}")
+        if not cards:
+            title.append("  (nothing finished yet)", style="dim")
+        self.query_one("#gallery-title", Static).update(title)
+        grid = self.grid
+        grid.show([card_info(card) for card in cards])
+        for card in cards:
+            grid.set_picture(card_key(card), self.pictures.get(card.image.id))
+        self.refresh_bindings()
+
+    # ----------------------------------------------------------------- actions
+
+    def current_card(self) -> GalleryCard | None:
+        key = self.grid.current_key if self.is_mounted else None
+        return next((card for card in self.cards if card_key(card) == key), None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("open_card", "full_screen", "open_file"):
+            return self.current_card() is not None or None
+        return True
+
+    @on(ImageGrid.Highlighted, "#gallery-grid")
+    def _tile_highlighted(self) -> None:
+        self.refresh_bindings()
+
+    def action_open_card(self) -> None:
+        card = self.current_card()
+        if card is None:
+            return
+        if card.series_id is not None:
+            self.workbench_app.show_series(card.series_id)
+        else:
+            self.action_full_screen()
+
+    def action_full_screen(self) -> None:
+        card = self.current_card()
+        if card is None:
+            return
+        items = [
+            ViewItem(self._title(each), each.image, self.pictures.get(each.image.id))
+            for each in self.cards
+        ]
+        self.app.push_screen(ImageViewScreen(items, self.cards.index(card)))
+
+    def action_open_file(self) -> None:
+        card = self.current_card()
+        if card is not None:
+            open_image_file(self, card.image)
+
+    @staticmethod
+    def _title(card: GalleryCard) -> str:
+        if card.series_id is None:
+            return f"Image {card.image.id} · {card.prompt}"
+        winner = "winner" if card.winner else "first image"
+        return f"Series {card.series_id} ({winner}) · {card.prompt}"
