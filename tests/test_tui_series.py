@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from rich.console import Console
+from textual.notifications import Notify
 from textual.widgets import Static
 
 from imagen_tui.core.spec import RequestSpec
@@ -266,5 +267,59 @@ def test_gallery_hides_series_members_and_covers_each_series_with_its_winner(
             await pilot.press("enter")
             await series_grid(pilot, app)
             await until(pilot, lambda: series_screen(app).series_id == unpicked)
+
+    run(scenario())
+
+
+def test_o_opens_a_local_file_and_says_so_when_the_file_is_elsewhere(home, monkeypatch, db_url):
+    app = make_app(home, monkeypatch, db_url, config(home))
+    series_id = submit(app, "heron", 3)
+    render_all(home, db_url)
+    paths = {
+        idx: Path(uri.removeprefix("file://"))
+        for idx, uri in sql(
+            db_url,
+            "SELECT series_idx, storage_uri FROM imagen.images WHERE series_id = %s",
+            (series_id,),
+        )
+    }
+    paths[2].unlink()  # rendered on another machine, as far as this one can tell
+    query = "UPDATE imagen.images SET storage_uri = 's3://bucket/3.png' WHERE series_id = %s"
+    sql(db_url, query + " AND series_idx = 3", (series_id,))
+    opened: list[Path] = []
+    monkeypatch.setattr(image_view, "open_with_system_viewer", opened.append)
+    notes: list[str] = []
+
+    def hook(message: Any) -> None:
+        if isinstance(message, Notify):
+            notes.append(message.notification.message)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+            await until(pilot, lambda: app.session is not None)
+            app.show_series(series_id)
+            grid = await series_grid(pilot, app)
+            await until(pilot, lambda: pictured(grid) == ["1", "2", "3"])
+            grid.focus()
+            await pilot.press("o")
+            await until(pilot, lambda: opened == [paths[1]])
+            await pilot.press("l", "o")
+            await until(pilot, lambda: any(n.startswith("Not on this machine") for n in notes))
+            await pilot.press("l", "o")
+            await until(pilot, lambda: "Not a local file: s3://bucket/3.png" in notes)
+            assert opened == [paths[1]]
+
+    run(scenario())
+
+
+def test_every_action_of_the_grid_is_a_palette_entry(home, monkeypatch, db_url):
+    app = make_app(home, monkeypatch, db_url, config(home))
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("f3")
+            screen = await until(pilot, lambda: isinstance(app.screen, SeriesScreen) and app.screen)
+            titles = {command.title for command in app.get_system_commands(screen)}
+            assert {"Pick winner", "Clear winner", "Full screen", "Open file", "Gallery"} <= titles
 
     run(scenario())

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from textual_image import widget as image_widgets
 
+from imagen_tui.errors import ConfigError
+
 if TYPE_CHECKING:
     from textual_image.widget._base import Image as ImageWidget
 
@@ -53,5 +55,12 @@ def configured_protocol(config: Any) -> str:
 
 
 def configure(config: Any) -> type[ImageWidget]:
-    """Choose the image widget from the workbench's config; call before `App.run()`."""
-    return use_protocol(configured_protocol(config))
+    """Choose the image widget from the workbench's config; call before `App.run()`.
+    A name not in PROTOCOLS is a ConfigError (with `file:line` when the config knows it)."""
+    protocol = configured_protocol(config)
+    try:
+        return use_protocol(protocol)
+    except ValueError as error:
+        where = getattr(config, "where", None)
+        line = where(("tui", "image_protocol")) if callable(where) else None
+        raise ConfigError(str(error), line if isinstance(line, str) else None) from None

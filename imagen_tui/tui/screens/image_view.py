@@ -229,11 +229,12 @@ def open_image_file(screen: Screen[Any], image: ImageRow) -> None:
         return
 
     def start() -> None:
-        try:
-            open_with_system_viewer(path)
-        except FileNotFoundError:
+        if not path.is_file():
             message = f"Not on this machine: {one_line(str(path), 200)} (the thumbnail is all here)"
             screen.app.notify(message, title="Open", severity="warning", markup=False)
+            return
+        try:
+            open_with_system_viewer(path)
         except OSError as error:
             screen.app.notify(
                 one_line(str(error), 300), title="Open", severity="error", markup=False

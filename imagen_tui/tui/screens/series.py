@@ -127,18 +127,24 @@ class SeriesScreen(Screen[None]):
             self.table.add_column(label, key=key)
         self.workbench_app.jobs_signal.subscribe(self, self._on_jobs)
         if self.workbench_app.session is not None:
-            self.action_reload()
+            self._load_list()
 
     # ----------------------------------------------------------------- the list
+
+    def action_reload(self) -> None:
+        """Read the list and the series shown again."""
+        self._load_list()
+        if self.series_id is not None:
+            self._load_series(self.series_id)
 
     def show_series(self, series_id: int) -> None:
         """Show this series (safe before the screen is mounted)."""
         self._wanted = series_id
         if self.is_mounted and self.workbench_app.session is not None:
-            self.action_reload()
+            self._load_list()
 
     @work(thread=True, exclusive=True, group="series-load", exit_on_error=False)
-    def action_reload(self) -> None:
+    def _load_list(self) -> None:
         app = self.workbench_app
         try:
             rows = app.require_session().series(LIST_PAGE)
@@ -256,13 +262,11 @@ class SeriesScreen(Screen[None]):
     def _on_jobs(self, update: JobsUpdate) -> None:
         if update.reload:
             self.action_reload()
-            if self.series_id is not None:
-                self._load_series(self.series_id)
             return
         ours = [row for row in update.rows if row.series_id == self.series_id]
         finished = any(row.series_id is not None and row.status in FINISHED for row in update.rows)
         if finished:
-            self.action_reload()  # done counts in the list
+            self._load_list()  # done counts in the list
         if not ours or self.series_id is None:
             return
         need_images = False
@@ -329,7 +333,7 @@ class SeriesScreen(Screen[None]):
         if series_id == self.series_id:
             self.selected_image_id = image_id
             self._refresh_grid()
-        self.action_reload()  # the winner column
+        self._load_list()  # the winner column
 
     def action_full_screen(self) -> None:
         items: list[ViewItem] = []
