@@ -323,3 +323,29 @@ def test_every_action_of_the_grid_is_a_palette_entry(home, monkeypatch, db_url):
             assert {"Pick winner", "Clear winner", "Full screen", "Open file", "Gallery"} <= titles
 
     run(scenario())
+
+
+def test_moving_in_the_series_list_shows_that_series_in_the_grid(home, monkeypatch, db_url):
+    app = make_app(home, monkeypatch, db_url, config(home))
+    older = submit(app, "first prompt", 1)
+    newer = submit(app, "second prompt", 2)
+    render_all(home, db_url)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.session is not None)
+            await pilot.press("f3")
+            grid = await series_grid(pilot, app)
+            screen = series_screen(app)
+            await until(pilot, lambda: screen.series_id == newer and pictured(grid) == ["1", "2"])
+            assert screen.focused is screen.table
+            await pilot.press("down")
+            await until(pilot, lambda: screen.series_id == older and pictured(grid) == ["1"])
+            await pilot.press("enter")
+            assert screen.focused is grid
+            await pilot.press("escape")
+            assert screen.focused is screen.table
+            await pilot.press("up")
+            await until(pilot, lambda: screen.series_id == newer and pictured(grid) == ["1", "2"])
+
+    run(scenario())

@@ -68,6 +68,7 @@ class GalleryScreen(Screen[None]):
         super().__init__()
         self.cards: list[GalleryCard] = []
         self.pictures: dict[int, Picture] = {}  # decoded thumbnails, by image id
+        self._asked = 0  # loads asked for; an answer older than the last is dropped
 
     @property
     def workbench_app(self) -> WorkbenchApp:
@@ -100,8 +101,12 @@ class GalleryScreen(Screen[None]):
         if update.reload or any(row.status == "done" for row in update.rows):
             self.action_reload()
 
-    @work(thread=True, exclusive=True, group="gallery-load", exit_on_error=False)
     def action_reload(self) -> None:
+        self._asked += 1
+        self._load(self._asked)
+
+    @work(thread=True, exclusive=True, group="gallery-load", exit_on_error=False)
+    def _load(self, asked: int) -> None:
         app = self.workbench_app
         try:
             cards = app.require_session().gallery(PAGE)
@@ -113,9 +118,13 @@ class GalleryScreen(Screen[None]):
         for card in cards:
             image = card.image
             decoded[image.id] = known.get(image.id) or pictures.decode_thumbnail(image.thumbnail)
-        app.call_from_thread(self._show, cards, decoded)
+        app.call_from_thread(self._show, asked, cards, decoded)
 
-    def _show(self, cards: list[GalleryCard], decoded: dict[int, Picture | None]) -> None:
+    def _show(
+        self, asked: int, cards: list[GalleryCard], decoded: dict[int, Picture | None]
+    ) -> None:
+        if asked != self._asked:
+            return  # a newer load is on its way
         self.cards = cards
         self.pictures = {key: value for key, value in decoded.items() if value is not None}
         solo = sum(card.series_id is None for card in cards)

@@ -79,6 +79,7 @@ class SeriesScreen(Screen[None]):
         Binding("u,backspace", "clear_winner", "Clear winner", id="clear-winner"),
         Binding("f", "full_screen", "Full screen", id="full-screen"),
         Binding("o", "open_file", "Open file", id="open-file"),
+        Binding("escape", "focus_list", "Series list", id="focus-series-list", show=False),
         Binding("ctrl+l", "reload", "Reload", id="reload-series", show=False),
     ]
 
@@ -91,6 +92,7 @@ class SeriesScreen(Screen[None]):
         self.pictures: dict[int, Picture] = {}  # decoded thumbnails, by image id
         self._prompt = ""
         self._wanted: int | None = None  # a series to put the cursor on once loaded
+        self._loading: int | None = None  # the series last asked for (older answers are dropped)
 
     @property
     def workbench_app(self) -> WorkbenchApp:
@@ -174,7 +176,7 @@ class SeriesScreen(Screen[None]):
         chosen = self._current_list_id()
         if chosen is None:
             self.query_one("#series-title", Static).update("No series yet")
-        elif chosen != self.series_id:
+        elif chosen not in (self.series_id, self._loading):
             self._load_series(chosen)
 
     def _current_list_id(self) -> int | None:
@@ -185,9 +187,10 @@ class SeriesScreen(Screen[None]):
         return int(str(row_key.value))
 
     @on(DataTable.RowHighlighted, "#series-list")
-    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        series_id = int(str(event.row_key.value))
-        if series_id != self.series_id:
+    def _highlighted(self) -> None:
+        # The cursor as it is now: the event may be older than a reload of the list.
+        series_id = self._current_list_id()
+        if series_id is not None and series_id not in (self.series_id, self._loading):
             self._load_series(series_id)
 
     @on(DataTable.RowSelected, "#series-list")
@@ -196,8 +199,12 @@ class SeriesScreen(Screen[None]):
 
     # ----------------------------------------------------------------- one series
 
-    @work(thread=True, exclusive=True, group="series-detail", exit_on_error=False)
     def _load_series(self, series_id: int) -> None:
+        self._loading = series_id
+        self._read_series(series_id)
+
+    @work(thread=True, exclusive=True, group="series-detail", exit_on_error=False)
+    def _read_series(self, series_id: int) -> None:
         app = self.workbench_app
         try:
             session = app.require_session()
@@ -217,6 +224,8 @@ class SeriesScreen(Screen[None]):
     def _show_series(
         self, detail: SeriesDetail, rows: list[ImageRow], decoded: dict[int, Picture | None]
     ) -> None:
+        if detail.id != self._loading:
+            return  # the cursor moved on while this was read
         if detail.id != self.series_id:
             self.pictures = {}
         self.series_id = detail.id
@@ -334,6 +343,9 @@ class SeriesScreen(Screen[None]):
             self.selected_image_id = image_id
             self._refresh_grid()
         self._load_list()  # the winner column
+
+    def action_focus_list(self) -> None:
+        self.table.focus()
 
     def action_full_screen(self) -> None:
         items: list[ViewItem] = []
