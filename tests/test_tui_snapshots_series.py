@@ -233,3 +233,25 @@ def test_gallery(app, snap_compare):
         await until(pilot, lambda: sum(t._image is not None for t in screen.grid.tiles) == 3)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize(
+    ("size", "columns", "tile_width"),
+    [((80, 24), 2, 25), ((200, 60), 4, 35)],
+)
+def test_the_grid_uses_the_room_there_is(app, size, columns, tile_width):
+    """Fewer, smaller tiles at 80x24; more columns and larger tiles on a large terminal."""
+
+    async def scenario() -> None:
+        async with app.run_test(size=size) as pilot:
+            await shown_series(pilot)
+            grid = pilot.app.screen.grid
+            assert grid.columns == columns
+            assert {tile.outer_size.width for tile in grid.tiles} == {tile_width}
+            picture = grid.tiles[0]._image
+            assert picture is not None
+            # As wide as the tile allows, twice as wide as high (a square image).
+            assert picture.size.width == min(tile_width - 2, 2 * picture.size.height)
+            assert picture.size.height == (tile_width - 2) // 2
+
+    asyncio.run(scenario())
