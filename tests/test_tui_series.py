@@ -262,6 +262,15 @@ def test_gallery_hides_series_members_and_covers_each_series_with_its_winner(
             assert not covers[unpicked].winner
             assert covers[None].prompt == "solo fox"
             assert "★" in (screen.grid.tile(f"s{picked}").border_title or "")
+            # Enter on a solo image shows it full-screen.
+            screen.grid.select(f"i{solo}")
+            await pilot.press("enter")
+            view = await until(
+                pilot, lambda: app.screen if isinstance(app.screen, ImageViewScreen) else None
+            )
+            assert view.item.image.id == solo
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is screen)
             # Enter on a series card opens it on the Series screen.
             screen.grid.select(f"s{unpicked}")
             await pilot.press("enter")
