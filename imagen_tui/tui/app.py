@@ -18,6 +18,8 @@ every binding is also a command palette entry.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
@@ -31,7 +33,7 @@ from textual.signal import Signal
 
 from imagen_tui import services
 from imagen_tui.core.workbench import Workbench
-from imagen_tui.errors import DatabaseError, InputError
+from imagen_tui.errors import DatabaseError, ImagenError, InputError
 from imagen_tui.text import one_line
 from imagen_tui.tui.feed import JobFeed, Notice
 from imagen_tui.tui.messages import DatabaseFailed, DatabaseReady, JobsUpdate, SeriesSubmitted
@@ -77,10 +79,11 @@ class WorkbenchApp(App[None]):
         workbench: Workbench,
         *,
         open_session: Callable[[], services.Session] | None = None,
-        start_worker: Callable[[], Stoppable | None] | None = None,
+        start_worker: Callable[[threading.Event], Stoppable | None] | None = None,
         clock: Callable[[], datetime] | None = None,
         state: dict[str, Any] | None = None,
-        save_state: Callable[[dict[str, Any]], None] | None = None,
+        save_state: Callable[[dict[str, Any]], object] | None = None,
+        notes: Iterable[str] = (),
     ) -> None:
         super().__init__()
         self.workbench = workbench
@@ -91,17 +94,32 @@ class WorkbenchApp(App[None]):
         self._open_session = open_session or partial(services.open_session, workbench)
         self._start_worker = start_worker
         self._save_state = save_state
+        self._notes = list(notes)  # warnings from before the app ran, shown once it does
+        self._worker_abort = threading.Event()
         self._status = {"database": "opening the database…", "link": "", "worker": ""}
         self.jobs_signal: Signal[JobsUpdate] = Signal(self, "jobs")
-        theme = self.state.get("theme")
-        if isinstance(theme, str) and theme in self.available_themes:
-            self.theme = theme
+        self._apply_theme()
+
+    def _apply_theme(self) -> None:
+        """The theme last chosen in the app, else the config's `tui.theme`."""
+        configured = workbench_theme(self.workbench)
+        for theme in (self.state.get("theme"), configured):
+            if isinstance(theme, str) and theme in self.available_themes:
+                self.theme = theme
+                break
+        if configured not in self.available_themes:
+            self._notes.append(
+                f"tui.theme: there is no theme {configured!r}; "
+                f"use one of {', '.join(sorted(self.available_themes))}"
+            )
 
     # ----------------------------------------------------------------- start
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         self._show_status()
+        for note in self._notes:
+            self.notify(one_line(note, 300), title="Settings", severity="warning", markup=False)
         self._open_database()
 
     @work(thread=True, exclusive=True, group="database", exit_on_error=False)
@@ -175,20 +193,27 @@ class WorkbenchApp(App[None]):
     def _launch_worker(self) -> None:
         assert self._start_worker is not None
         try:
-            worker = self._start_worker()
-        except (DatabaseError, InputError, OSError) as error:
+            worker = self._start_worker(self._worker_abort)
+        except (ImagenError, OSError) as error:
             message = error.message if isinstance(error, InputError) else str(error)
             self.call_from_thread(self._set_status, "worker", "no worker")
             self.notify(one_line(message, 300), title="Worker", severity="error", markup=False)
             return
         self.local_worker = worker
+        if worker is None and self._worker_abort.is_set():
+            return
         status = "worker: this app's" if worker is not None else "worker: online elsewhere"
         self.call_from_thread(self._set_status, "worker", status)
 
     def stop_local_worker(self) -> None:
+        """Stop the worker this app started (safe to call twice, from any thread)."""
+        self._worker_abort.set()  # a start still under way gives up
         worker, self.local_worker = self.local_worker, None
         if worker is not None:
             worker.stop()
+
+    async def on_unmount(self) -> None:
+        await asyncio.to_thread(self.stop_local_worker)
 
     # ----------------------------------------------------------------- header
 
@@ -224,8 +249,18 @@ class WorkbenchApp(App[None]):
         self._persist()
 
     def _persist(self) -> None:
-        if self._save_state is not None:
+        if self._save_state is None:
+            return
+        try:
             self._save_state(self.state)
+        except InputError as error:
+            self._save_state = None  # say it once, not on every submit
+            self.notify(
+                one_line(error.message, 300),
+                title="Settings not saved",
+                severity="warning",
+                markup=False,
+            )
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Textual's commands, then one for every binding of the app and the screen."""
@@ -248,14 +283,35 @@ class WorkbenchApp(App[None]):
         self.run_worker(screen.run_action(action), exclusive=False)
 
 
+def workbench_theme(workbench: Workbench) -> str:
+    return str(workbench.config.tui.theme)
+
+
 def run_app(args: argparse.Namespace) -> int:
-    """`imagen-tui`: open the workbench app on the configured (or embedded) database."""
+    """`imagen-tui`: open the workbench app on the configured (or embedded) database.
+
+    `args.config`: the config file (None: the default place); `args.no_worker`:
+    only submit and watch (also `tui.worker: never`), else a worker is started
+    when none is online and stopped on exit.
+    """
     from imagen_tui.core.workbench import open_workbench
     from imagen_tui.tui import images
 
     workbench = open_workbench(args.config)
     images.configure(workbench.config)  # before App.run: detection reads the terminal
-    app = WorkbenchApp(workbench)
+    notes: list[str] = []
+    state = services.load_tui_state(warn=notes.append)
+
+    def start_worker(abort: threading.Event) -> services.LocalWorker | None:
+        return services.ensure_worker(workbench, args.config, no_worker=args.no_worker, abort=abort)
+
+    app = WorkbenchApp(
+        workbench,
+        start_worker=start_worker,
+        state=state,
+        save_state=services.save_tui_state,
+        notes=notes,
+    )
     try:
         app.run()
     finally:

@@ -116,10 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(argv)
         if args.headless_worker:
             return run_headless_worker(args)
-        from imagen_tui.tui.app import run_app  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        from imagen_tui.tui.app import run_app  # Textual: only for the app itself
 
-        code: int = run_app(args)
-        return code
+        return run_app(args)
 
     return guarded(PROG, body)
 

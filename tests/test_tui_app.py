@@ -1,0 +1,146 @@
+"""The app as a whole: the in-app worker, remembered settings, the palette."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+from textual.widgets import Input, TextArea
+
+from imagen_tui import services
+from imagen_tui.tui.screens.compose import ComposeScreen
+from tests.tui import make_app, run, until
+
+
+def online_workers(db_url: str) -> list[int]:
+    with psycopg.connect(db_url) as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT pid FROM imagen.workers WHERE last_seen >= now() - lease_s * interval '1 s'"
+            )
+        ]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_app_starts_a_worker_when_none_is_online_and_stops_it_on_exit(
+    home, monkeypatch, db_url
+):
+    config = home.write_config("default_backend: mock\n")
+    started = []
+
+    def start_worker(abort):
+        worker = services.ensure_worker(app.workbench, config, abort=abort)
+        started.append(worker)
+        return worker
+
+    app = make_app(home, monkeypatch, db_url, start_worker=start_worker)
+
+    async def scenario():
+        async with app.run_test(size=(100, 34)) as pilot:
+            await until(pilot, lambda: "worker: this app's" in app.sub_title, timeout=60)
+            assert online_workers(db_url) == [app.local_worker.pid]
+            # It renders what the app submits.
+            screen = app.screen
+            assert isinstance(screen, ComposeScreen)
+            screen.query_one("#prompt", TextArea).text = "a cat"
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: _statuses(db_url) == ["done"], timeout=60)
+            return app.local_worker.pid
+
+    pid = run(scenario())
+    assert started and started[0] is not None
+    assert not alive(pid) or _zombie(pid)
+    assert online_workers(db_url) == []
+
+
+def _statuses(db_url: str) -> list[str]:
+    with psycopg.connect(db_url) as conn:
+        return [r[0] for r in conn.execute("SELECT status FROM imagen.jobs ORDER BY id")]
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_no_worker_is_started_when_one_is_online(home, monkeypatch, db_url):
+    config = home.write_config("default_backend: mock\n")
+    first = make_app(home, monkeypatch, db_url)
+    outside = services.ensure_worker(first.workbench, config)  # a worker elsewhere
+    assert outside is not None
+    try:
+        app = make_app(
+            home,
+            monkeypatch,
+            db_url,
+            start_worker=lambda abort: services.ensure_worker(app.workbench, config, abort=abort),
+        )
+
+        async def scenario():
+            async with app.run_test(size=(100, 34)) as pilot:
+                await until(pilot, lambda: "online elsewhere" in app.sub_title, timeout=60)
+                assert app.local_worker is None
+
+        run(scenario())
+        assert online_workers(db_url) == [outside.pid]
+    finally:
+        outside.stop()
+
+
+def test_form_values_and_theme_are_remembered_for_the_next_launch(home, monkeypatch, db_url):
+    saved = []
+    app = make_app(home, monkeypatch, db_url, save_state=lambda state: saved.append(dict(state)))
+
+    async def scenario():
+        async with app.run_test(size=(100, 34)) as pilot:
+            await until(pilot, lambda: app.session is not None)
+            app.screen.query_one("#prompt", TextArea).text = "a red fox"
+            app.screen.query_one("#seed", Input).value = "12"
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: saved)
+            app.theme = "nord"
+            await until(pilot, lambda: saved[-1].get("theme") == "nord")
+
+    run(scenario())
+    services.save_tui_state(saved[-1])
+    again = make_app(home, monkeypatch, db_url, state=services.load_tui_state())
+
+    async def reopened():
+        async with app_run(again) as pilot:
+            await until(pilot, lambda: again.session is not None)
+            return (
+                again.screen.query_one("#prompt", TextArea).text,
+                again.screen.query_one("#seed", Input).value,
+                again.theme,
+            )
+
+    assert run(reopened()) == ("a red fox", "12", "nord")
+
+
+def app_run(app):
+    return app.run_test(size=(100, 34))
+
+
+def test_every_binding_of_the_screen_is_a_palette_command(home, monkeypatch, db_url):
+    app = make_app(home, monkeypatch, db_url)
+
+    async def scenario():
+        async with app.run_test(size=(100, 34)) as pilot:
+            await until(pilot, lambda: app.session is not None)
+            await pilot.press("f2")
+            titles = {command.title for command in app.get_system_commands(app.screen)}
+            return titles
+
+    titles = run(scenario())
+    assert {"Cancel job", "Retry job", "Filter", "Compose", "Jobs", "Series", "Gallery"} <= titles
