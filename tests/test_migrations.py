@@ -64,7 +64,9 @@ def test_migrating_a_current_database_applies_nothing(db_url):
 
 def test_an_empty_database_gets_every_migration_in_order_once(empty_db):
     shipped = migrate.available()
-    assert [m.version for m in shipped] == list(range(1, len(shipped) + 1))
+    versions = [m.version for m in shipped]
+    # In order and unique; a gap is fine (a number may be reserved for another change).
+    assert versions == sorted(set(versions)) and versions[0] == 1
     with psycopg.connect(empty_db, autocommit=True) as conn:
         assert migrate.current_version(conn) == 0
         applied = migrate.migrate(conn)

@@ -72,7 +72,8 @@ def add_usage(conn: psycopg.Connection, owner: str | None, job_id: int | None) -
     conn.execute(
         """INSERT INTO imagen.usage (owner_user_id, job_id, backend, backend_type, model, seed,
                                      prompt_sha256, width, height, latency_ms, caller)
-           VALUES (%s, %s, 'mock', 'mock', 'mock-v1', 7, 'cafe', 512, 512, 12.5, 'w1')""",
+           VALUES (%s, %s, 'mock', 'mock', 'mock-v1', 7, repeat('cafe', 16), 512, 512, 12.5,
+                   'w1')""",
         (owner, job_id),
     )
 

@@ -15,6 +15,7 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from imagen_tui.limits import DEFAULT_SIZE, RANDOM_SEED_BOUND
@@ -51,11 +52,15 @@ class Result:
     image: bytes
     mime_type: str
     model: str
-    seed: int  # the seed actually used
+    seed: int | None  # the seed actually used; None: the backend takes none (OpenAI)
     steps: int | None = None
     latency_ms: float | None = None  # None: the pipeline records its own wall time
-    cost_usd: float | None = None  # estimate; 0.0 for local backends
+    cost_usd: Decimal | None = None  # estimate, exact; 0 for local backends, None: unknown
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # The real pixel size when it differs from the one asked for (a backend that
+    # only knows aspect ratios); None: the requested size.
+    width: int | None = None
+    height: int | None = None
 
 
 # Called by a backend with the fraction done (0..1) as a generation advances;

@@ -15,11 +15,11 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from imagen_tui.backends.base import Backend
+from imagen_tui.backends.base import Backend, Request
 from imagen_tui.config import Locate
 from imagen_tui.errors import ConfigError
 from imagen_tui.limits import ENV_NAME
@@ -29,6 +29,8 @@ ENV_NAME_RE = re.compile(ENV_NAME)
 # type name -> "module:attribute" of its BackendType
 BUILTIN_TYPES: dict[str, str] = {
     "mock": "imagen_tui.backends.mock:MOCK_TYPE",
+    "openai": "imagen_tui.backends.openai:OPENAI_TYPE",
+    "replicate": "imagen_tui.backends.replicate:REPLICATE_TYPE",
 }
 
 
@@ -44,11 +46,31 @@ class Option:
     minimum: float | None = None
     maximum: float | None = None
     env: bool = False  # the value names an environment variable (secrets come this way only)
+    choices: tuple[Any, ...] = ()  # when set, the value must be one of these
+
+
+@dataclass(frozen=True)
+class Check:
+    """What a live check of an instance found (`imagen backends --check`).
+
+    `summary` is one line ("token works", "token rejected: ..."); `details`
+    are further lines an adapter wants shown (versions, queue sizes, ...).
+    """
+
+    ok: bool
+    summary: str
+    details: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class BackendType:
-    """An adapter: its `type:` name, its config keys and its constructor."""
+    """An adapter: its `type:` name, its config keys and its constructor.
+
+    Two optional hooks: `check` makes one cheap live call (an authenticated
+    lookup, a probe) and says whether the instance works; `check_request`
+    refuses, at plan time, a request the adapter can never serve (a size the
+    model does not offer), raising `InputError` naming the field.
+    """
 
     name: str
     summary: str
@@ -56,6 +78,10 @@ class BackendType:
     # (instance name, validated block) -> Backend
     factory: Callable[[str, Mapping[str, Any]], Backend]
     default_model: str
+    # (instance name, validated block) -> Check; called only when status() is ok
+    check: Callable[[str, Mapping[str, Any]], Awaitable[Check]] | None = None
+    # (validated block, request) -> None, or InputError
+    check_request: Callable[[Mapping[str, Any], Request], None] | None = None
 
 
 _TYPES: dict[str, BackendType] = {}  # registered or already imported
@@ -115,6 +141,9 @@ def _check_value(option: Option, value: Any, key: str, where: str | None) -> Any
         raise ConfigError(f"{key}: {value} is below the minimum {option.minimum:g}", where)
     if option.maximum is not None and value > option.maximum:
         raise ConfigError(f"{key}: {value} is above the maximum {option.maximum:g}", where)
+    if option.choices and value not in option.choices:
+        allowed = ", ".join(str(choice) for choice in option.choices)
+        raise ConfigError(f"{key}: {value!r} is not one of {allowed}", where)
     if option.env and not ENV_NAME_RE.fullmatch(value):
         raise ConfigError(
             # Never echo the value: it may be the secret itself, pasted in by mistake.
@@ -180,6 +209,27 @@ def status(block: Mapping[str, Any]) -> str:
     if missing:
         return f"not configured (set {', '.join(missing)})"
     return "ok"
+
+
+async def check(instance: str, block: Mapping[str, Any]) -> Check | None:
+    """A live check of a configured instance; None when its adapter has none.
+
+    An instance that is not configured is reported as such without a call.
+    """
+    backend_type = _type_of(block)
+    if backend_type.check is None:
+        return None
+    state = status(block)
+    if state != "ok":
+        return Check(False, state)
+    return await backend_type.check(instance, block)
+
+
+def check_request(block: Mapping[str, Any], request: Request) -> None:
+    """Raise InputError if the instance can never serve `request` (see BackendType)."""
+    hook = _type_of(block).check_request
+    if hook is not None:
+        hook(block, request)
 
 
 def model_of(block: Mapping[str, Any]) -> str:

@@ -25,12 +25,13 @@ if TYPE_CHECKING:
 
 
 def _summary(outcome: Outcome) -> str:
-    result, request = outcome.result, outcome.plan.request
+    result, record = outcome.result, outcome.record
     cost = "cost unknown" if result.cost_usd is None else f"${result.cost_usd:.4f}"
     steps = f", {result.steps} steps" if result.steps else ""
+    seed = "no seed" if result.seed is None else f"seed {result.seed}"
     return (
-        f"{outcome.plan.backend} ({result.model}) seed {result.seed}, "
-        f"{request.width}x{request.height}{steps}, {result.latency_ms:.0f} ms, {cost}"
+        f"{outcome.plan.backend} ({result.model}) {seed}, "
+        f"{record['size']}{steps}, {result.latency_ms:.0f} ms, {cost}"
     )
 
 

@@ -36,7 +36,7 @@ def parameters_text(
     negative_prompt: str,
     *,
     steps: int | None,
-    seed: int,
+    seed: int | None,
     width: int,
     height: int,
     model: str,
@@ -49,13 +49,15 @@ def parameters_text(
         Steps: 20, Seed: 42, Size: 512x512, Model: mock-v1, Backend: mock
 
     The negative prompt line is left out when it is empty, `Steps` when None,
-    `Model` when empty. `extra` items follow in order. A value holding `,`, `:`
-    or a newline is written as a JSON string, as A1111 does.
+    `Seed` when None (a backend that takes no seed), `Model` when empty.
+    `extra` items follow in order. A value holding `,`, `:` or a newline is
+    written as a JSON string, as A1111 does.
     """
     settings: dict[str, str] = {}
     if steps is not None:
         settings["Steps"] = str(steps)
-    settings["Seed"] = str(seed)
+    if seed is not None:
+        settings["Seed"] = str(seed)
     settings["Size"] = f"{width}x{height}"
     if model:
         settings["Model"] = model

@@ -145,6 +145,7 @@ def plan(
         style=style.name if style else None,
         options=dict(spec.options),
     )
+    workbench.check_request(backend_name, request)
     return Plan(
         prompt=spec.prompt,
         style=style,
@@ -175,25 +176,39 @@ def plan_tries(
     ]
 
 
+def real_size(plan: Plan, result: Result) -> tuple[int, int]:
+    """The image's pixel size: the backend's when it reports one, else the one asked for."""
+    if result.width and result.height:
+        return result.width, result.height
+    return plan.request.width, plan.request.height
+
+
 def build_record(plan: Plan, result: Result, created: datetime) -> dict[str, Any]:
-    """The metadata of one image, as stored in its PNG `imagen` chunk and its sidecar."""
+    """The metadata of one image, as stored in its PNG `imagen` chunk and its sidecar.
+
+    `width`/`height` are the image's real size; `requested_size` is recorded
+    too when the backend could not honour the size asked for exactly.
+    """
     request = plan.request
+    width, height = real_size(plan, result)
+    sized = {"requested_size": f"{request.width}x{request.height}"}
     return {
         "prompt": plan.prompt,
         "prompt_styled": request.prompt,
         "negative_prompt": request.negative_prompt,
         "style": request.style,
         "seed": result.seed,
-        "width": request.width,
-        "height": request.height,
-        "size": f"{request.width}x{request.height}",
+        "width": width,
+        "height": height,
+        "size": f"{width}x{height}",
+        **(sized if (width, height) != (request.width, request.height) else {}),
         "steps": result.steps,
         "backend": plan.backend,
         "backend_type": plan.backend_type,
         "model": result.model,
         "mime_type": result.mime_type,
         "latency_ms": round(result.latency_ms or 0.0, 1),
-        "cost_usd": result.cost_usd,
+        "cost_usd": None if result.cost_usd is None else float(result.cost_usd),
         "idx": plan.idx,
         "series": plan.series,
         "job": plan.job,
@@ -283,16 +298,18 @@ async def run(
     result = await _call_backend(backend, plan.request, progress)
     created = datetime.now(UTC).astimezone()
     record = build_record(plan, result, created)
+    width, height = real_size(plan, result)
     name = render_name(
         plan.naming,
         {
             "prompt": plan.prompt,
             "when": plan.named_at or created,
-            "seed": result.seed,
+            # A backend that takes no seed: the planned one still tells tries apart.
+            "seed": result.seed if result.seed is not None else plan.request.seed,
             "backend": plan.backend,
             "model": result.model,
-            "width": plan.request.width,
-            "height": plan.request.height,
+            "width": width,
+            "height": height,
             "idx": plan.idx,
             "series": plan.series,
             "style": plan.request.style or "",
@@ -307,8 +324,8 @@ async def run(
             plan.request.negative_prompt,
             steps=result.steps,
             seed=result.seed,
-            width=plan.request.width,
-            height=plan.request.height,
+            width=width,
+            height=height,
             model=result.model,
             extra=extra,
         ),

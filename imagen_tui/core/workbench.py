@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imagen_tui.backends import registry
-from imagen_tui.backends.base import Backend
+from imagen_tui.backends.base import Backend, Request
 from imagen_tui.config import Config, load_config
 from imagen_tui.core.naming import check_template
 from imagen_tui.core.prompt import Style, load_styles
@@ -43,6 +43,10 @@ class Workbench:
     def backend_status(self, name: str) -> str:
         """`ok`, or what to do before the instance can run (`not configured (set VAR)`)."""
         return registry.status(self.backend_blocks[name])
+
+    def check_request(self, name: str, request: Request) -> None:
+        """InputError if instance `name` can never serve `request` (a size its model lacks)."""
+        registry.check_request(self.backend_blocks[name], request)
 
     def backend(self, name: str) -> Backend:
         if name not in self._backends:

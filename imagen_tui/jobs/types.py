@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -52,7 +53,7 @@ def parse_journal(token: str) -> tuple[int, str] | None:
 class Completion:
     """What a finished job writes: its images row and its usage row."""
 
-    seed: int
+    seed: int | None  # None: the backend takes no seed
     width: int
     height: int
     steps: int | None
@@ -68,7 +69,7 @@ class Completion:
     metadata: Mapping[str, Any]
     prompt_sha256: str
     latency_ms: float
-    cost_usd: float | None
+    cost_usd: Decimal | None
 
 
 class QueueError(Exception):

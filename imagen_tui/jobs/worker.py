@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeVar
 
-from imagen_tui.core.pipeline import Outcome, Plan, plan, run
+from imagen_tui.core.pipeline import Outcome, Plan, plan, real_size, run
 from imagen_tui.core.thumbnails import THUMBNAIL_MIME
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.errors import GenerationError, ImagenError, InputError
@@ -100,11 +100,12 @@ class WorkerCrashed(ImagenError):
 
 
 def completion_of(outcome: Outcome, planned: Plan) -> Completion:
-    result, request = outcome.result, planned.request
+    result = outcome.result
+    width, height = real_size(planned, result)
     return Completion(
         seed=result.seed,
-        width=request.width,
-        height=request.height,
+        width=width,
+        height=height,
         steps=result.steps,
         backend=planned.backend,
         backend_type=planned.backend_type,

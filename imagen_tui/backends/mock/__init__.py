@@ -15,6 +15,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from imagen_tui.backends.base import Progress, Request, Result, random_seed, run_blocking
@@ -75,7 +76,7 @@ class MockBackend:
             seed=seed,
             steps=steps,
             latency_ms=None,
-            cost_usd=0.0,
+            cost_usd=Decimal(0),
         )
 
     def _draw(

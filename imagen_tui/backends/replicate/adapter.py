@@ -1,0 +1,331 @@
+"""The Replicate adapter: create a prediction, wait for it, download its image.
+
+    POST models/{owner}/{name}/predictions   (official model), or
+    POST predictions {"version": ...}        (owner/name:version, pinned)
+        with `Prefer: wait=N` (the server holds the call up to N s) and
+        `Cancel-After` (the server cancels it past our timeout even if we vanish)
+    GET  predictions/{id}                    every 0.5 s until succeeded, failed,
+                                             canceled or aborted
+    GET  <output URL>                        at once: Replicate deletes outputs after
+                                             an hour; one retry (HttpClient's policy)
+    POST predictions/{id}/cancel             on our timeout, or when the caller
+                                             cancels (Ctrl-C, a worker's stop, a lost lease)
+
+Every call goes through `backends.http.HttpClient`: a create call that may
+have reached the server is never sent again (`MaybeStarted`); the adapter
+looks for the prediction it may have started among the account's newest
+predictions instead, and follows it if found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx
+
+from imagen_tui.backends.base import Progress, Request, Result
+from imagen_tui.backends.http import HttpClient, HttpError, MaybeStarted, excerpt
+from imagen_tui.backends.imageinfo import image_info
+from imagen_tui.backends.replicate import models
+from imagen_tui.backends.replicate.sizes import closest_aspect_ratio
+from imagen_tui.errors import GenerationError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.replicate.com/v1"
+POLL_INTERVAL_S = 0.5
+MAX_SYNC_WAIT_S = 60  # Prefer: wait=N accepts 1..60
+MIN_CANCEL_AFTER_S = 5  # Cancel-After's minimum
+CLEANUP_TIMEOUT_S = 5.0  # a cancel sent on the way out waits no longer than this
+TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
+# Hosts Replicate serves outputs from; the token is sent there, and nowhere else.
+_OUTPUT_HOSTS = ("replicate.delivery", "replicate.com")
+_PERCENT_RE = re.compile(r"(\d{1,3})%\|")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _owned_by_replicate(url: httpx.URL) -> bool:
+    host = url.host
+    return any(host == known or host.endswith("." + known) for known in _OUTPUT_HOSTS)
+
+
+def _progress_from_logs(logs: object) -> float | None:
+    """The last `NN%|` of a progress bar in the prediction's logs, as a fraction."""
+    if not isinstance(logs, str):
+        return None
+    found = _PERCENT_RE.findall(logs[-2000:])
+    return min(int(found[-1]), 100) / 100 if found else None
+
+
+class ReplicateBackend:
+    """A configured Replicate model (see the module doc)."""
+
+    type_name = "replicate"
+
+    def __init__(
+        self,
+        name: str,
+        options: Mapping[str, Any],
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.ref = models.parse_ref(str(options["model"]), f"backends.{name}.model")
+        self.model = str(self.ref)
+        self.output_format: str = options.get("output_format") or "png"
+        self.timeout_s = models.timeout_s(self.ref, options.get("timeout_s"))
+        self.poll_interval_s = POLL_INTERVAL_S
+        self._sleep = sleep
+        self._clock = clock
+        self.http = HttpClient(
+            name=name,
+            base_url=options.get("base_url") or DEFAULT_BASE_URL,
+            token_env=options.get("token_env") or "REPLICATE_API_TOKEN",
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            sleep=sleep,
+            transport=transport,
+        )
+
+    # ----------------------------------------------------------- the request
+
+    @property
+    def sync_wait_s(self) -> int:
+        return max(1, min(MAX_SYNC_WAIT_S, math.floor(self.timeout_s)))
+
+    def build_input(self, request: Request) -> tuple[dict[str, Any], str | None, int | None]:
+        """The prediction's input, the aspect ratio asked for, and the steps sent."""
+        known = models.info(self.ref)
+        inputs: dict[str, Any] = {"prompt": request.prompt}
+        aspect_ratio = None
+        if known is None or known.aspect_ratio:
+            aspect_ratio = closest_aspect_ratio(request.width, request.height)
+            inputs["aspect_ratio"] = aspect_ratio
+        if known is None and request.negative_prompt:  # FLUX has no negative prompt
+            inputs["negative_prompt"] = request.negative_prompt
+        steps = models.clamp_steps(self.ref, request.steps)
+        if steps is not None:
+            inputs["num_inference_steps"] = steps
+        if request.seed is not None:
+            inputs["seed"] = request.seed
+        inputs["output_format"] = self.output_format
+        inputs["num_outputs"] = 1
+        # The request's own options (guidance, go_fast, ...) are the model's inputs too.
+        inputs.update({k: v for k, v in request.options.items() if k != "prompt"})
+        if steps is None and known is not None:
+            steps = known.default_steps
+        return inputs, aspect_ratio, steps
+
+    # ----------------------------------------------------------- generate
+
+    async def generate(self, request: Request, progress: Progress | None = None) -> Result:
+        inputs, aspect_ratio, steps = self.build_input(request)
+        deadline = self._clock() + self.timeout_s
+        prediction = await self._create(inputs)
+        prediction_id = str(prediction.get("id") or "")
+        if not prediction_id:
+            raise GenerationError(f"{self.name}: the server returned no prediction id")
+        try:
+            prediction = await self._until_done(prediction, deadline, progress)
+        except asyncio.CancelledError:
+            await self._cancel_quietly(prediction_id, "the generation was canceled")
+            raise
+        image = await self._output(prediction)
+        try:
+            mime, width, height = image_info(image)
+        except ValueError as error:
+            raise GenerationError(
+                f"{self.name}: the output is not a usable image: {error}"
+            ) from None
+        metrics = prediction.get("metrics")
+        extra: dict[str, Any] = {
+            "prediction_id": prediction_id,
+            "prices_taken": models.PRICES_TAKEN,
+        }
+        if aspect_ratio is not None:
+            extra["aspect_ratio"] = aspect_ratio
+        if isinstance(metrics, Mapping) and isinstance(metrics.get("predict_time"), int | float):
+            extra["predict_time_s"] = metrics["predict_time"]
+        if progress is not None:
+            progress(1.0)
+        return Result(
+            image=image,
+            mime_type=mime,
+            model=self.model,
+            seed=request.seed,
+            steps=steps,
+            cost_usd=models.price(self.ref),
+            extra=extra,
+            width=width,
+            height=height,
+        )
+
+    async def _create(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {"input": dict(inputs)}
+        if self.ref.version is not None:
+            body["version"] = self.ref.version
+        wait = self.sync_wait_s
+        headers = {
+            "Prefer": f"wait={wait}",
+            "Cancel-After": f"{max(MIN_CANCEL_AFTER_S, math.ceil(self.timeout_s))}s",
+        }
+        creating = asyncio.ensure_future(
+            self.http.request(
+                "POST",
+                self.ref.create_path,
+                billable=True,
+                json=body,
+                headers=headers,
+                timeout=httpx.Timeout(wait + 5.0, connect=5.0),
+            )
+        )
+        try:
+            response = await creating
+        except MaybeStarted:
+            found = await self._find(inputs)
+            if found is None:
+                raise
+            log.warning(
+                "%s: the create call failed after reaching the server; following "
+                "prediction %s it started",
+                self.name,
+                excerpt(str(found.get("id"))),
+            )
+            return found
+        except asyncio.CancelledError:
+            # The server may hold a prediction we never heard of: find it and cancel it.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLEANUP_TIMEOUT_S):
+                    found = await asyncio.shield(self._find(inputs))
+                    if found is not None and found.get("id"):
+                        await asyncio.shield(self._cancel(str(found["id"])))
+            raise
+        return self._prediction(response)
+
+    def _prediction(self, response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise GenerationError(f"{self.name}: the server's answer is not a prediction")
+        return body
+
+    async def _find(self, inputs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The newest prediction of this model with these very inputs (prompt and
+        seed), among the account's latest; None if there is none (or no way to tell)."""
+        try:
+            response = await self.http.request("GET", "predictions", billable=False)
+            listing = response.json()
+        except (HttpError, ValueError):
+            return None
+        results = listing.get("results") if isinstance(listing, Mapping) else None
+        for item in results if isinstance(results, list) else []:
+            if not isinstance(item, dict) or item.get("model") not in (None, self.ref.model):
+                continue
+            echoed = item.get("input")
+            if not isinstance(echoed, Mapping):
+                continue
+            if all(echoed.get(key) == inputs.get(key) for key in ("prompt", "seed")):
+                return item
+        return None
+
+    async def _until_done(
+        self, prediction: dict[str, Any], deadline: float, progress: Progress | None
+    ) -> dict[str, Any]:
+        prediction_id = str(prediction["id"])
+        while prediction.get("status") not in TERMINAL:
+            left = deadline - self._clock()
+            if left <= 0:
+                await self._cancel_quietly(prediction_id, "it timed out")
+                raise GenerationError(
+                    f"{self.name}: prediction {excerpt(prediction_id)} did not finish within "
+                    f"{self.timeout_s:g} s; canceled on the server",
+                    transient=True,
+                )
+            await self._sleep(min(self.poll_interval_s, left))
+            response = await self.http.request(
+                "GET", f"predictions/{prediction_id}", billable=False
+            )
+            prediction = self._prediction(response)
+            fraction = _progress_from_logs(prediction.get("logs"))
+            if progress is not None and fraction is not None:
+                progress(min(fraction, 0.99))
+        status = prediction["status"]
+        if status == "succeeded":
+            return prediction
+        said = excerpt(str(prediction.get("error") or ""))
+        if status == "failed":
+            if "nsfw" in said.lower():
+                raise GenerationError(
+                    f"{self.name}: content policy: the model's safety checker flagged the "
+                    f"image (NSFW) and returned none: {said}"
+                )
+            raise GenerationError(
+                f"{self.name}: the prediction failed: {said or 'no reason given'}"
+            )
+        if status == "aborted":
+            raise GenerationError(
+                f"{self.name}: the prediction did not start before its deadline (aborted; "
+                "not billed)",
+                transient=True,
+            )
+        raise GenerationError(f"{self.name}: the prediction was canceled on the server")
+
+    async def _output(self, prediction: Mapping[str, Any]) -> bytes:
+        output = prediction.get("output")
+        urls = [output] if isinstance(output, str) else output if isinstance(output, list) else []
+        urls = [url for url in urls if isinstance(url, str) and url]
+        if not urls:
+            raise GenerationError(
+                f"{self.name}: content policy: the safety checker removed the image (NSFW); "
+                "the prediction succeeded with no output"
+            )
+        url = self.http.base_url.join(urls[0])
+        same_origin = (url.scheme, url.host, url.port) == (
+            self.http.base_url.scheme,
+            self.http.base_url.host,
+            self.http.base_url.port,
+        )
+        response = await self.http.request(
+            "GET", str(url), billable=False, authenticate=same_origin or _owned_by_replicate(url)
+        )
+        return response.content
+
+    async def _cancel(self, prediction_id: str) -> None:
+        await self.http.request("POST", f"predictions/{prediction_id}/cancel", billable=False)
+
+    async def _cancel_quietly(self, prediction_id: str, why: str) -> None:
+        """Cancel on the server, waiting at most CLEANUP_TIMEOUT_S; log, never raise."""
+        try:
+            async with asyncio.timeout(CLEANUP_TIMEOUT_S):
+                await asyncio.shield(self._cancel(prediction_id))
+            log.info("%s: canceled prediction %s: %s", self.name, excerpt(prediction_id), why)
+        except (HttpError, TimeoutError, asyncio.CancelledError) as error:
+            log.warning(
+                "%s: could not cancel prediction %s (%s): %s",
+                self.name,
+                excerpt(prediction_id),
+                why,
+                error or type(error).__name__,
+            )
+
+    # ----------------------------------------------------------- the rest
+
+    async def check(self) -> str:
+        """One cheap authenticated call (the account); its owner's name. Raises HttpError."""
+        response = await self.http.request("GET", "account", billable=False)
+        body = self._prediction(response)
+        return excerpt(str(body.get("username") or "?"))
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
