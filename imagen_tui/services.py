@@ -464,10 +464,27 @@ class BackendRow:
     type: str
     model: str
     default: bool
-    status: str
+    status: str  # `ok` or `not configured (set VAR)`: no call made
+    # With `check`: what one live call found (None: the adapter has no check)
+    check: str | None = None
+    check_ok: bool | None = None
+    details: tuple[str, ...] = ()  # further lines an adapter's check reports
 
 
-def backend_rows(workbench: Workbench) -> list[BackendRow]:
+def backend_rows(workbench: Workbench, *, check: bool = False) -> list[BackendRow]:
+    """Each configured instance and its status; with `check`, each adapter that
+    can makes one cheap live call (all at once) to say whether it really works."""
+    blocks = sorted(workbench.backend_blocks.items())
+    checks: list[registry.Check | None] = [None] * len(blocks)
+    if check:
+        import asyncio
+
+        async def check_all() -> list[registry.Check | None]:
+            return list(
+                await asyncio.gather(*(registry.check(name, block) for name, block in blocks))
+            )
+
+        checks = asyncio.run(check_all())
     return [
         BackendRow(
             name=name,
@@ -475,8 +492,11 @@ def backend_rows(workbench: Workbench) -> list[BackendRow]:
             model=registry.model_of(block),
             default=name == workbench.config.default_backend,
             status=workbench.backend_status(name),
+            check=found.summary if found else None,
+            check_ok=found.ok if found else None,
+            details=found.details if found else (),
         )
-        for name, block in sorted(workbench.backend_blocks.items())
+        for (name, block), found in zip(blocks, checks, strict=True)
     ]
 
 

@@ -10,15 +10,29 @@ from imagen_tui.core.workbench import open_workbench
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
+    """The instances and their status; with --check, a live call each (exit 1 if one fails)."""
     from imagen_tui import services
 
+    found = services.backend_rows(open_workbench(args.config), check=args.check)
     rows = [["NAME", "TYPE", "MODEL", "DEFAULT", "STATUS"]]
-    for row in services.backend_rows(open_workbench(args.config)):
+    for row in found:
+        status = row.status
+        if args.check and row.check is not None and row.status == "ok":
+            status = f"{'ok' if row.check_ok else 'failed'}: {row.check}"
         rows.append(
-            [cell(row.name), row.type, cell(row.model), "*" if row.default else "", row.status]
+            [
+                cell(row.name),
+                row.type,
+                cell(row.model),
+                "*" if row.default else "",
+                cell(status, 200),
+            ]
         )
     table(rows)
-    return 0
+    for row in found:
+        for detail in row.details:
+            out(f"  {cell(row.name)}: {cell(detail, 200)}")
+    return 1 if args.check and any(row.check_ok is False for row in found) else 0
 
 
 def cmd_styles(args: argparse.Namespace) -> int:
@@ -41,6 +55,11 @@ def cmd_styles(args: argparse.Namespace) -> int:
 def add_commands(commands: Any, config_flag: argparse.ArgumentParser) -> None:
     listing = commands.add_parser(
         "backends", parents=[config_flag], help="list the configured backend instances"
+    )
+    listing.add_argument(
+        "--check",
+        action="store_true",
+        help="make one cheap authenticated call per cloud backend: does its token work?",
     )
     listing.set_defaults(handler=cmd_backends)
     styles = commands.add_parser("styles", parents=[config_flag], help="list the style presets")
