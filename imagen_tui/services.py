@@ -17,6 +17,8 @@ them together. Database failures arrive as one-line `DatabaseError`s.
 - The TUI's remembered state: `load_tui_state`, `save_tui_state`.
 - The worker: `run_worker`; the TUI's own worker: `ensure_worker` ->
   `LocalWorker` (`stop()`); who is online: `workers`, `workers_online`.
+- The cost ledger: `UsageLedger` (the usage rows of `imagen generate`) and
+  the `Session.usage_totals` / `Session.usage_rows` reports.
 
 Live views also use `db.events.job_events` and the async runner
 `db.repositories.afetch` directly.
@@ -30,6 +32,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from imagen_tui.core.events import Connected, Disconnected, JobEvent
+    from imagen_tui.core.pipeline import Outcome
     from imagen_tui.db.repositories import (
         GalleryCard,
         ImageRow,
@@ -59,6 +63,8 @@ if TYPE_CHECKING:
         SeriesDetail,
         SeriesRow,
         Submitted,
+        UsageRow,
+        UsageTotal,
         WorkerPresence,
     )
 
@@ -267,6 +273,26 @@ class Session:
 
     def workers_online(self) -> list[WorkerPresence]:
         return [worker for worker in self.workers() if worker.online]
+    def usage_totals(
+        self,
+        by: str = "backend",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageTotal]:
+        """The ledger's totals per `by` (backend, model, caller or day), then the
+        grand total (key None); `until` is exclusive, days are local."""
+        from imagen_tui.db.repositories import usage_totals
+
+        offset = datetime.now().astimezone().utcoffset() or timedelta(0)
+        return self.run(usage_totals(by, since, until, offset))
+
+    def usage_rows(
+        self, since: datetime | None = None, until: datetime | None = None, limit: int = 10_000
+    ) -> list[UsageRow]:
+        """The ledger's raw rows in the window (never a prompt, only its hash)."""
+        from imagen_tui.db.repositories import usage_rows
+
+        return self.run(usage_rows(since, until, limit))
 
 
 @contextmanager
@@ -299,6 +325,93 @@ def workers_online(workbench: Workbench) -> list[WorkerPresence]:
     """The workers online on the configured queue (renewed their row within their lease)."""
     with session(workbench) as db:
         return db.workers_online()
+
+
+class UsageLedger:
+    """The usage rows of `imagen generate`: one per image, when a database is reachable.
+
+    The configured database (database.url, $IMAGEN_DATABASE_URL) is used when
+    there is one; otherwise the embedded server, only if it is already running
+    (a generation never waits for a server to start). No database: nothing is
+    recorded, quietly. A database that fails: `warn` is told (once per kind of
+    failure) and the images are kept; the ledger never stops a generation.
+    Use as a context manager; `record` blocks (call it off the event loop).
+    """
+
+    def __init__(
+        self, workbench: Workbench, warn: Callable[[str], None], source: str = "cli"
+    ) -> None:
+        self._workbench = workbench
+        self._warn = warn
+        self._source = source
+        self._conn: psycopg.Connection[Any] | None = None
+        self._opened = False
+        self.recorded = 0
+
+    def __enter__(self) -> UsageLedger:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> psycopg.Connection[Any] | None:
+        if self._opened:
+            return self._conn
+        self._opened = True
+        from imagen_tui.db import embedded  # no driver: a generation without a database
+        from imagen_tui.errors import ImagenError  # never loads psycopg
+
+        try:
+            url, _origin = self._workbench.config.database.resolve()
+        except ImagenError as error:
+            self._warn(f"usage not recorded: {error}")
+            return None
+        ours = url is None
+        url = url or embedded.running_url()
+        if url is None:
+            return None  # no database here: nothing to record in
+        import psycopg
+
+        from imagen_tui.db import migrate
+        from imagen_tui.db.connect import first_line, redact
+
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=3)
+            if ours:  # the embedded server is ours: brought up to date on use, as elsewhere
+                migrate.migrate(self._conn)
+        except psycopg.Error as error:
+            self._warn(f"usage not recorded: cannot reach {redact(url)}: {first_line(error, url)}")
+            self.close()
+        return self._conn
+
+    def record(self, outcome: Outcome) -> int | None:
+        """Append the outcome's usage row; its id, or None when it was not recorded."""
+        conn = self._connection()
+        if conn is None:
+            return None
+        import psycopg
+
+        from imagen_tui.core.ledger import usage_entry
+        from imagen_tui.db.connect import first_line
+        from imagen_tui.db.repositories import fetch, record_usage
+
+        try:
+            row_id = fetch(conn, record_usage(usage_entry(outcome, self._source)))
+        except psycopg.Error as error:
+            hint = ""
+            if isinstance(error, psycopg.errors.UndefinedColumn | psycopg.errors.UndefinedTable):
+                hint = " (the database schema is behind: run `imagen db migrate`)"
+            self._warn(f"usage not recorded: {first_line(error)}{hint}")
+            if isinstance(error, psycopg.OperationalError) or hint:
+                self.close()  # do not try again for every image
+            return None
+        self.recorded += 1
+        return row_id
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -19,7 +20,7 @@ OPENAI_KEY = "sk-proj-GoodKeyValue"
 class FakeCloud(BaseHTTPRequestHandler):
     """GET /v1/account (Replicate) and /v1/models/<id> (OpenAI), with the tokens above."""
 
-    seen: list[tuple[str, str | None]] = []
+    seen: ClassVar[list[tuple[str, str | None]]] = []
 
     def do_GET(self) -> None:
         auth = self.headers.get("Authorization")

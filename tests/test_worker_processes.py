@@ -121,7 +121,7 @@ def listening_sessions(url: str) -> set[int]:
 
 def pid_of(worker_id: str) -> int:
     """The process id in a worker id (`HOST:PID:TOKEN`, as jobs.worker_id and
-    usage.caller record it)."""
+    usage.worker_id record it)."""
     return int(worker_id.rsplit(":", 2)[1])
 
 
@@ -319,7 +319,7 @@ def test_workers_drain_500_jobs_each_done_exactly_once(home, db_url, workers, n_
              ON i.id = j.image_id AND i.job_id = j.id""",
     )
     assert linked == 500  # every job's image_id set, pointing at its own image
-    usage = query(db_url, "SELECT job_id, caller FROM imagen.usage")
+    usage = query(db_url, "SELECT job_id, worker_id FROM imagen.usage")
     assert len(usage) == 500
     assert {job_id for job_id, _ in usage} == set(job_ids)
 
@@ -329,7 +329,7 @@ def test_workers_drain_500_jobs_each_done_exactly_once(home, db_url, workers, n_
     assert {uri_to_path(uri) for _, _, uri in images} == set(files)
     assert part_files(out) == []
 
-    # Each job's usage row names the worker that claimed it (caller = jobs.worker_id),
+    # Each job's usage row names the worker that claimed it (its worker_id, as the job's),
     # and every such worker is one of ours, told apart by the pid in its id.
     claimed_by = dict(query(db_url, "SELECT id, worker_id FROM imagen.jobs"))
     assert {job_id: caller for job_id, caller in usage} == claimed_by
@@ -401,7 +401,7 @@ def test_sigkilled_worker_job_is_rescued_after_lease_and_done_once(home, db_url,
     assert row["image_id"] == images[0][0]
     assert pngs(out) == [uri_to_path(images[0][1])]
     assert part_files(out) == []
-    assert query(db_url, "SELECT caller FROM imagen.usage") == [(rescuer_id,)]
+    assert query(db_url, "SELECT worker_id FROM imagen.usage") == [(rescuer_id,)]
     assert rescuer.done_count() == 1
     assert done_line(*images[0]) in rescuer.log()
     assert doomed.done_count() == 0
@@ -467,7 +467,7 @@ def test_worker_idle_through_database_restart_reconnects(home, db_url, restartab
     assert "database back after" in worker.log()
     ran = query(
         db_url,
-        "SELECT j.id, j.worker_id, u.caller"
+        "SELECT j.id, j.worker_id, u.worker_id"
         "  FROM imagen.jobs j JOIN imagen.usage u ON u.job_id = j.id",
     )
     assert {job_id for job_id, _, _ in ran} == set(job_ids)
@@ -510,7 +510,7 @@ def test_job_in_flight_survives_database_restart(home, db_url, restartable, work
     assert len(images) == 1 and images[0][0] == row["image_id"]
     assert pngs(out) == [uri_to_path(images[0][1])]
     assert part_files(out) == []
-    assert query(db_url, "SELECT caller FROM imagen.usage") == [(worker_id,)]
+    assert query(db_url, "SELECT worker_id FROM imagen.usage") == [(worker_id,)]
     assert worker.done_count() == 1
     assert done_line(*images[0]) in worker.log()
     recovered = "database back after"

@@ -1,7 +1,7 @@
 """The `imagen` command line: argument parsing and printing, nothing else.
 
 Each command group lives in its own module (generate, catalog, config, queue,
-worker, workers, db) and calls `imagen_tui.services` or the core pipeline; none
+usage, worker, workers, db) and calls `imagen_tui.services` or the core pipeline; none
 writes SQL or checks a request itself. stdout carries only what scripts
 consume (image paths, ids, JSON with --json); everything for humans
 (summaries, progress, errors) goes to stderr. Exit codes: 0 success, 1 a
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from imagen_tui import __version__, services
-from imagen_tui.cli import catalog, config, db, generate, queue, worker, workers
+from imagen_tui.cli import catalog, config, db, generate, queue, usage, worker, workers
 from imagen_tui.cli.console import PROG, describe
 from imagen_tui.cmdline import Parser, guarded
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="PATH", default=None, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for group in (generate, catalog, queue, worker, workers, db, config):
+    for group in (generate, catalog, queue, usage, worker, workers, db, config):
         group.add_commands(commands, config_flag)
     return parser
 

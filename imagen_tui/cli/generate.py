@@ -4,6 +4,8 @@ stdout holds only the image paths (or one JSON object per image with
 `--json`); a one-line summary per image goes to stderr, and on a terminal a
 progress bar that follows the backend's own progress. Ctrl-C (or SIGTERM)
 stops at once, keeps the images already finished and leaves nothing partial.
+Each image gets a row in the cost ledger when a database is reachable
+(`services.UsageLedger`); a ledger failure is a warning, never a lost image.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from imagen_tui.cli.args import add_prompt_options, spec_from_args
-from imagen_tui.cli.console import json_line, out
+from imagen_tui.cli.console import PROG, json_line, out
 from imagen_tui.text import one_line
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ def _progress_bar() -> Progress:
 
 
 async def _generate_all(args: argparse.Namespace) -> int:
+    from imagen_tui import services
     from imagen_tui.core.pipeline import plan_tries, run
     from imagen_tui.core.workbench import open_workbench
 
@@ -71,6 +74,14 @@ async def _generate_all(args: argparse.Namespace) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(signum, main_task.cancel)
     bar = _progress_bar() if sys.stderr.isatty() else None
+
+    def note(line: str) -> None:  # a line for humans that does not garble the bar
+        if bar is not None:
+            bar.console.print(one_line(line), markup=False, highlight=False)
+        else:
+            print(one_line(line), file=sys.stderr, flush=True)
+
+    ledger = services.UsageLedger(workbench, lambda warning: note(f"{PROG}: warning: {warning}"))
     try:
         if bar is not None:
             bar.start()
@@ -86,12 +97,12 @@ async def _generate_all(args: argparse.Namespace) -> int:
             _emit(outcome, args.json)
             if bar is not None:
                 bar.update(task, completed=done + 1)
-                bar.console.print(one_line(_summary(outcome)), markup=False, highlight=False)
-            else:
-                print(one_line(_summary(outcome)), file=sys.stderr, flush=True)
+            note(_summary(outcome))
+            await asyncio.shield(asyncio.to_thread(ledger.record, outcome))
     finally:
         if bar is not None:
             bar.stop()
+        ledger.close()
         await workbench.aclose()
     return 0
 

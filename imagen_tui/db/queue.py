@@ -96,10 +96,13 @@ WITH fenced AS (
     RETURNING id
 ), usage AS (
     INSERT INTO imagen.usage (owner_user_id, job_id, backend, backend_type, model, seed,
-                              prompt_sha256, width, height, latency_ms, cost_usd, caller)
+                              prompt_sha256, width, height, latency_ms, cost_usd, caller,
+                              source, worker_id)
     SELECT owner_user_id, id, %(backend)s, %(backend_type)s, %(model)s, %(seed)s,
-           %(prompt_sha256)s, %(width)s, %(height)s, %(latency_ms)s, %(cost_usd)s, %(me)s
+           %(prompt_sha256)s, %(width)s, %(height)s, %(latency_ms)s, %(cost_usd)s,
+           %(caller)s, 'worker', %(me)s
       FROM fenced
+     WHERE %(ledger)s
 )
 UPDATE imagen.jobs AS j
    SET status = 'done', image_id = image.id, progress = 1, seed = coalesce(j.seed, %(seed)s),

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote, urlparse
@@ -26,6 +27,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from imagen_tui.core.ledger import UsageEntry
 from imagen_tui.core.spec import REQUEST_FIELDS, RequestSpec
 from imagen_tui.errors import InputError
 from imagen_tui.limits import CANCELABLE_STATUSES, JOB_STATUSES, RETRYABLE_STATUSES
@@ -539,3 +541,116 @@ def cancel_jobs(ids: Sequence[int]) -> Query[list[JobChange]]:
 def retry_jobs(ids: Sequence[int]) -> Query[list[JobChange]]:
     """Queue failed or canceled jobs again: same parameters and seed, fresh attempts."""
     return _change_status(ids, "pending", RETRYABLE_STATUSES, "retried")
+
+
+# --------------------------------------------------------------------------- the ledger
+
+USAGE_GROUPS = ("backend", "model", "caller", "day")
+
+_USAGE_COLUMNS = (
+    "job_id, backend, backend_type, model, seed, prompt_sha256, width, height, latency_ms, "
+    "cost_usd, caller, source, worker_id"
+)
+
+
+def record_usage(entry: UsageEntry) -> Query[int]:
+    """Append one usage row (`imagen generate`'s; the worker's goes with its image)."""
+    values = ", ".join(f"%({name.strip()})s" for name in _USAGE_COLUMNS.split(","))
+    return Query(
+        f"INSERT INTO imagen.usage ({_USAGE_COLUMNS}) VALUES ({values}) RETURNING id",
+        entry.__dict__,
+        lambda rows: int(rows[0]["id"]),
+    )
+
+
+@dataclass(frozen=True)
+class UsageTotal:
+    """One group of the usage report; `key` None is the grand total."""
+
+    key: str | None
+    count: int
+    priced: int  # rows with a cost estimate (the others' cost is unknown)
+    total_cost: Decimal  # exact sum of the known estimates
+    mean_cost: Decimal | None  # over the priced rows
+    mean_latency_ms: float
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One raw usage row: never the prompt, only its hash."""
+
+    id: int
+    created_at: datetime
+    backend: str
+    backend_type: str
+    model: str
+    seed: int | None
+    prompt_sha256: str
+    width: int
+    height: int
+    latency_ms: float
+    cost_usd: Decimal | None
+    caller: str
+    source: str
+    job_id: int | None
+    worker_id: str | None
+
+
+_WINDOW = """(%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
+   AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)"""
+
+
+def usage_totals(
+    by: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    utc_offset: timedelta = timedelta(0),
+) -> Query[list[UsageTotal]]:
+    """Totals per `by` (backend, model, caller, or day in the given UTC offset),
+    newest day first or by name, then the grand total (key None). Costs are
+    summed exactly (numeric); `until` is exclusive."""
+    if by not in USAGE_GROUPS:
+        raise InputError("by", f"{by!r} is not one of {', '.join(USAGE_GROUPS)}")
+    key = "((created_at AT TIME ZONE %(offset)s::interval)::date)::text" if by == "day" else by
+    order = "key DESC" if by == "day" else "key"
+    sql = f"""
+SELECT {key} AS key, GROUPING({key}) = 1 AS is_total, count(*) AS count,
+       count(cost_usd) AS priced, coalesce(sum(cost_usd), 0) AS total_cost,
+       round(avg(cost_usd), 6) AS mean_cost,
+       coalesce(avg(latency_ms), 0)::float8 AS mean_latency_ms
+  FROM imagen.usage
+ WHERE {_WINDOW}
+ GROUP BY GROUPING SETS (({key}), ())
+ ORDER BY is_total, {order}
+"""
+
+    def decode(rows: list[Row]) -> list[UsageTotal]:
+        return [
+            UsageTotal(
+                key=None if row["is_total"] else row["key"],
+                count=int(row["count"]),
+                priced=int(row["priced"]),
+                total_cost=Decimal(row["total_cost"]),
+                mean_cost=None if row["mean_cost"] is None else Decimal(row["mean_cost"]),
+                mean_latency_ms=float(row["mean_latency_ms"]),
+            )
+            for row in rows
+        ]
+
+    params = {"since": since, "until": until, "offset": utc_offset}
+    return Query(sql, params, decode)
+
+
+def usage_rows(
+    since: datetime | None = None, until: datetime | None = None, limit: int = 1000
+) -> Query[list[UsageRow]]:
+    """The raw rows in the window, oldest first (at most `limit`)."""
+    sql = f"""
+SELECT id, created_at, {_USAGE_COLUMNS}
+  FROM imagen.usage
+ WHERE {_WINDOW}
+ ORDER BY created_at, id
+ LIMIT %(limit)s
+"""
+    params = {"since": since, "until": until, "limit": limit}
+    return Query(sql, params, lambda rows: [_build(UsageRow, row) for row in rows])

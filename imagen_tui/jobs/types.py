@@ -70,6 +70,8 @@ class Completion:
     prompt_sha256: str
     latency_ms: float
     cost_usd: Decimal | None
+    caller: str = ""  # who ran it: $IMAGEN_CALLER or user@host
+    ledger: bool = True  # False: record the image without its usage row
 
 
 class QueueError(Exception):

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeVar
 
+from imagen_tui.core.ledger import caller, prompt_sha256
 from imagen_tui.core.pipeline import Outcome, Plan, plan, real_size, run
 from imagen_tui.core.thumbnails import THUMBNAIL_MIME
 from imagen_tui.core.workbench import Workbench
@@ -99,7 +100,7 @@ class WorkerCrashed(ImagenError):
     """A slot of the worker crashed (a bug); the worker stopped. Already logged."""
 
 
-def completion_of(outcome: Outcome, planned: Plan) -> Completion:
+def completion_of(outcome: Outcome, planned: Plan, who: str = "") -> Completion:
     result = outcome.result
     width, height = real_size(planned, result)
     return Completion(
@@ -117,9 +118,10 @@ def completion_of(outcome: Outcome, planned: Plan) -> Completion:
         thumbnail=outcome.thumbnail,
         thumbnail_mime=THUMBNAIL_MIME if outcome.thumbnail else None,
         metadata=outcome.record,
-        prompt_sha256=hashlib.sha256(planned.prompt.encode()).hexdigest(),
+        prompt_sha256=prompt_sha256(planned.prompt),
         latency_ms=round(result.latency_ms or 0.0, 1),
         cost_usd=result.cost_usd,
+        caller=who or caller(),
     )
 
 
@@ -146,6 +148,7 @@ class Worker:
         self._last_rescue = float("-inf")
         self._claims_outage = Outage(log, "claims")
         self._listener_crash: BaseException | None = None
+        self.caller = caller()  # the usage rows' caller: $IMAGEN_CALLER or user@host
 
     # ----------------------------------------------------------- control
 
@@ -431,10 +434,20 @@ class Worker:
     async def _record(self, job: Job, planned: Plan, outcome: Outcome, started: float) -> None:
         """Write the result; keep the files only if a row refers to them."""
         written = outcome.written
+        done = completion_of(outcome, planned, self.caller)
         try:
-            image_id = await self._persist(
-                job, lambda: self.queue.complete(job, completion_of(outcome, planned))
-            )
+            try:
+                image_id = await self._persist(job, lambda: self.queue.complete(job, done))
+            except QueueRejected as error:
+                # Perhaps the usage row was refused (a ledger constraint, a schema
+                # drift): the image must not be lost for it. Once more without it.
+                log.warning(
+                    "job %d: the result was refused (%s); recording it without its usage row",
+                    job.id,
+                    error,
+                )
+                unledgered = dataclasses.replace(done, ledger=False)
+                image_id = await self._persist(job, lambda: self.queue.complete(job, unledgered))
         except QueueRejected as error:
             # The statement failed, so its transaction rolled back: no row refers to the files.
             written.remove()

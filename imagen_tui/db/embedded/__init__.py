@@ -106,6 +106,19 @@ def server_url(pgdata: Path | None = None, database: str = DATABASE) -> str:
     return _url(running, database)
 
 
+def running_url(pgdata: Path | None = None, database: str = DATABASE) -> str | None:
+    """The URL of the embedded server if it is up and ready; None otherwise (never starts it).
+
+    For work that only happens when a database is already there, such as the
+    ledger row of `imagen generate`.
+    """
+    pgdata = Path(os.path.abspath(pgdata or data_directory()))
+    running = _ready_postmaster(pgdata)
+    if running is None or running.socket_dir is None:
+        return None
+    return _url(running, database)
+
+
 def stop(pgdata: Path | None = None, *, mode: StopMode = "fast") -> bool:
     """Stop the embedded server if it runs; True when it was running.
 
