@@ -548,6 +548,8 @@ def check_config(workbench: Workbench, config_path: str | Path | None = None) ->
         for name in sorted(workbench.backend_blocks)
         if (status := workbench.backend_status(name)) != "ok"
     ]
+    if (status := workbench.storage_settings.status) != "ok":
+        warnings.append(f"{workbench.storage_settings.type} storage is {status}")
     return ConfigCheck(
         path=config.path,
         default_path=resolve_config_path(config_path)[0],

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from imagen_tui.backends import registry
 from imagen_tui.config import SAMPLE_CONFIG, load_config, write_sample
 from imagen_tui.core.workbench import open_workbench
 from imagen_tui.errors import ConfigError, InputError
@@ -81,8 +82,11 @@ def test_wrong_type(home):
 
 def test_unknown_backend_type_lists_known_types(home):
     message = error_of(home, "backends:\n  gpu:\n    type: fluxx\n")
+    known = ", ".join(registry.known_types())
+    assert "mock" in known and "replicate" in known and "openai" in known
     assert message == (
-        f"{home.config_path}:3: backends.gpu.type: unknown backend type 'fluxx'; known types: mock"
+        f"{home.config_path}:3: backends.gpu.type: unknown backend type 'fluxx'; known types: "
+        + known
     )
 
 

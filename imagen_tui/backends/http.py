@@ -77,7 +77,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class HttpError(GenerationError):
-    """A remote call failed; `status` is the HTTP status, None for a lost connection."""
+    """A remote call failed; `status` is the HTTP status, None for a lost connection;
+    `kind` is what a `classify` hook named the refusal (`Classification.what`), if any."""
 
     def __init__(
         self,
@@ -86,9 +87,11 @@ class HttpError(GenerationError):
         status: int | None = None,
         transient: bool = False,
         retry_after: float | None = None,
+        kind: str | None = None,
     ) -> None:
         super().__init__(message, transient=transient, retry_after=retry_after)
         self.status = status
+        self.kind = kind
 
 
 class MaybeStarted(HttpError):
@@ -110,6 +113,9 @@ class Classification:
 
 
 Classify = Callable[[httpx.Response], Classification | None]
+# The token -> more headers that carry it (Supabase's legacy JWT keys go in
+# `Authorization: Bearer` as well as in `apikey`); removed after sending, like the main one.
+ExtraAuth = Callable[[str], Mapping[str, str]]
 
 
 def default_classify(response: httpx.Response) -> Classification | None:
@@ -201,8 +207,9 @@ class HttpClient:
     `base_url` is the service root (an adapter's default, or the user's proxy,
     gateway or local fake); `token_env` names the environment variable holding
     the token (None: no authentication), sent as `auth_header: auth_scheme
-    <token>`. `classify` may recognise permanent refusals the defaults don't;
-    it is asked first. `sleep`, `clock` and `transport` are for tests.
+    <token>` (and in whatever headers `extra_auth` derives from it).
+    `classify` may recognise permanent refusals the defaults don't; it is
+    asked first. `sleep`, `clock` and `transport` are for tests.
     """
 
     def __init__(
@@ -216,6 +223,7 @@ class HttpClient:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         max_wait: float = MAX_WAIT_S,
         classify: Classify | None = None,
+        extra_auth: ExtraAuth | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -226,6 +234,7 @@ class HttpClient:
         self._auth_scheme = auth_scheme
         self._max_wait = max_wait
         self._classify = classify
+        self._extra_auth = extra_auth
         self._sleep = sleep
         self._clock = clock
         self._client = httpx.AsyncClient(
@@ -290,10 +299,18 @@ class HttpClient:
                 headers=headers,
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )
+            secret_headers: list[str] = []
             if token is not None:
                 scheme = f"{self._auth_scheme} " if self._auth_scheme else ""
                 request.headers[self._auth_header] = scheme + token
-            outcome = await self._try(request, billable=billable, token=token)
+                secret_headers.append(self._auth_header)
+                if self._extra_auth is not None:
+                    for name, value in self._extra_auth(token).items():
+                        request.headers[name] = value
+                        secret_headers.append(name)
+            outcome = await self._try(
+                request, billable=billable, token=token, secret=secret_headers
+            )
             if isinstance(outcome, httpx.Response):
                 return outcome
             retries[outcome.kind] += 1
@@ -328,7 +345,12 @@ class HttpClient:
         return token
 
     async def _try(
-        self, request: httpx.Request, *, billable: bool, token: str | None
+        self,
+        request: httpx.Request,
+        *,
+        billable: bool,
+        token: str | None,
+        secret: list[str] | None = None,
     ) -> httpx.Response | _Retryable:
         """One try: the response, or a failure worth trying again; raises when it is not."""
         try:
@@ -345,8 +367,9 @@ class HttpClient:
                 raise self._maybe_started(request, what, None) from None
             return _Retryable("failure", what)
         finally:
-            if token is not None:  # what we return (response.request) must not carry it
-                del request.headers[self._auth_header]
+            for name in secret or ():  # what we return (response.request) must not carry it
+                if name in request.headers:
+                    del request.headers[name]
         status = response.status_code
         if status < 400:
             return response
@@ -354,7 +377,9 @@ class HttpClient:
         found = found or default_classify(response)
         if found is not None:
             message = excerpt(found.message, token)
-            raise HttpError(f"{self.name}: {found.what} ({status}): {message}", status=status)
+            raise HttpError(
+                f"{self.name}: {found.what} ({status}): {message}", status=status, kind=found.what
+            )
         said = excerpt(server_message(response), token)
         what = f"{status} {response.reason_phrase}" + (f": {said}" if said else "")
         if status == 429:

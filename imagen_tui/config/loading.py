@@ -42,7 +42,7 @@ DEFAULT_NAMING = "{date}/{time}_{slug}_{seed}"
 DEFAULT_SERIES_NAMING = "{date}/series-{series}_{slug}/{idx:02d}_{seed}"
 DEFAULT_BACKENDS: dict[str, dict[str, Any]] = {"mock": {"type": "mock"}}
 
-TOP_LEVEL_KEYS = ("default_backend", "output", "styles", "backends", "database", "tui")
+TOP_LEVEL_KEYS = ("default_backend", "output", "styles", "backends", "database", "storage", "tui")
 OUTPUT_KEYS = ("directory", "naming", "series_naming", "write_metadata_json")
 DATABASE_KEYS = ("url", "url_env")
 TUI_KEYS = ("worker", "image_protocol", "theme")
@@ -188,6 +188,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=lambda: DatabaseConfig())
     lines: Mapping[KeyPath, int] = field(default_factory=dict)
     tui: TuiConfig = field(default_factory=lambda: TuiConfig())
+    storage: Mapping[str, Any] = field(default_factory=dict)  # raw, checked by `storage`
 
     def where(self, path: KeyPath) -> str | None:
         """`file:line` of a key set in the file, or None for a built-in value."""
@@ -337,6 +338,9 @@ def _build(path: Path | None, data: dict[str, Any], lines: dict[KeyPath, int]) -
         _expect(block["type"], str, (*key, "type"), "a backend type name", locate)
     backends = {**DEFAULT_BACKENDS, **{str(k): v for k, v in user_backends.items()}}
 
+    storage = data.get("storage") or {}
+    _expect(storage, dict, ("storage",), "a mapping (type, url, bucket, key_env)", locate)
+
     default_backend = data.get("default_backend", "mock")
     _expect(default_backend, str, ("default_backend",), "a backend instance name", locate)
     if default_backend not in backends:
@@ -360,6 +364,7 @@ def _build(path: Path | None, data: dict[str, Any], lines: dict[KeyPath, int]) -
         database=_database_block(data.get("database") or {}, locate),
         lines=lines,
         tui=_tui_block(data.get("tui") or {}, locate),
+        storage=storage,
     )
 
 

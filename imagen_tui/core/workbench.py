@@ -20,6 +20,7 @@ from imagen_tui.config import Config, load_config
 from imagen_tui.core.naming import check_template
 from imagen_tui.core.prompt import Style, load_styles
 from imagen_tui.errors import InputError
+from imagen_tui.storage import Storage, StorageSettings, check_storage_block, open_storage
 
 
 @dataclass
@@ -29,7 +30,9 @@ class Workbench:
     config: Config
     styles: dict[str, Style]
     backend_blocks: dict[str, dict[str, Any]]  # instance -> validated block
+    storage_settings: StorageSettings = field(default_factory=StorageSettings)
     _backends: dict[str, Backend] = field(default_factory=dict)
+    _storage: Storage | None = None
 
     def backend_block(self, name: str | None) -> tuple[str, Mapping[str, Any]]:
         """The instance to use (`name`, else the default) and its block; InputError if none."""
@@ -53,10 +56,19 @@ class Workbench:
             self._backends[name] = registry.create(name, self.backend_blocks[name])
         return self._backends[name]
 
+    def storage(self) -> Storage:
+        """Where the worker keeps its images besides the output folder (built on first use)."""
+        if self._storage is None:
+            self._storage = open_storage(self.storage_settings)
+        return self._storage
+
     async def aclose(self) -> None:
         backends, self._backends = list(self._backends.values()), {}
         for backend in backends:
             await backend.aclose()
+        storage, self._storage = self._storage, None
+        if storage is not None:
+            await storage.aclose()
 
 
 def open_workbench(config_path: str | Path | None = None) -> Workbench:
@@ -73,4 +85,9 @@ def open_workbench(config_path: str | Path | None = None) -> Workbench:
         field="output.series_naming",
         where=config.where(("output", "series_naming")),
     )
-    return Workbench(config=config, styles=load_styles(config), backend_blocks=blocks)
+    return Workbench(
+        config=config,
+        styles=load_styles(config),
+        backend_blocks=blocks,
+        storage_settings=check_storage_block(config.storage, config.where),
+    )

@@ -88,10 +88,11 @@ WITH fenced AS (
 ), image AS (
     INSERT INTO imagen.images (owner_user_id, job_id, series_id, series_idx, seed, width,
                                height, steps, backend, model, mime_type, sha256, bytes,
-                               storage_uri, thumbnail, thumbnail_mime, metadata)
+                               storage_uri, object_uri, thumbnail, thumbnail_mime, metadata)
     SELECT owner_user_id, id, %(series_id)s, %(series_idx)s, %(seed)s, %(width)s,
            %(height)s, %(steps)s, %(backend)s, %(model)s, %(mime_type)s, %(sha256)s,
-           %(byte_size)s, %(storage_uri)s, %(thumbnail)s, %(thumbnail_mime)s, %(metadata)s
+           %(byte_size)s, %(storage_uri)s, %(object_uri)s, %(thumbnail)s, %(thumbnail_mime)s,
+           %(metadata)s
       FROM fenced
     RETURNING id
 ), usage AS (

@@ -71,6 +71,7 @@ class Completion:
     latency_ms: float
     cost_usd: Decimal | None
     caller: str = ""  # who ran it: $IMAGEN_CALLER or user@host
+    object_uri: str | None = None  # the remote copy (Supabase Storage), if any
     ledger: bool = True  # False: record the image without its usage row
 
 

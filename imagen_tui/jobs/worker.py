@@ -40,6 +40,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -62,6 +63,7 @@ from imagen_tui.jobs.types import (
 )
 from imagen_tui.limits import DEFAULT_POLL_S, PROGRESS_INTERVAL_S
 from imagen_tui.retry import Outage, job_retry_delay
+from imagen_tui.storage import Upload
 from imagen_tui.text import one_line
 
 log = logging.getLogger("imagen.worker")
@@ -100,7 +102,9 @@ class WorkerCrashed(ImagenError):
     """A slot of the worker crashed (a bug); the worker stopped. Already logged."""
 
 
-def completion_of(outcome: Outcome, planned: Plan, who: str = "") -> Completion:
+def completion_of(
+    outcome: Outcome, planned: Plan, who: str = "", object_uri: str | None = None
+) -> Completion:
     result = outcome.result
     width, height = real_size(planned, result)
     return Completion(
@@ -122,6 +126,7 @@ def completion_of(outcome: Outcome, planned: Plan, who: str = "") -> Completion:
         latency_ms=round(result.latency_ms or 0.0, 1),
         cost_usd=result.cost_usd,
         caller=who or caller(),
+        object_uri=object_uri,
     )
 
 
@@ -429,12 +434,47 @@ class Worker:
             return
         finally:
             await progress.close()
-        await self._record(job, planned, outcome, started)
+        object_uri = await self._store(job, planned, outcome)
+        await self._record(job, planned, outcome, started, object_uri)
 
-    async def _record(self, job: Job, planned: Plan, outcome: Outcome, started: float) -> None:
+    async def _store(self, job: Job, planned: Plan, outcome: Outcome) -> str | None:
+        """Upload the image (and sidecar) where the config says; the object URI, or None.
+
+        A failed upload (already retried by the storage) is logged and the image
+        stays local: the job is recorded all the same, without an object URI.
+        """
+        storage = self.workbench.storage()
+        if storage.type_name == "local":
+            return None
+        written = outcome.written
+        upload = Upload(
+            image=written.image,
+            sidecar=written.sidecar,
+            key=PurePosixPath(written.image.relative_to(planned.directory).as_posix()),
+            mime_type=outcome.result.mime_type,
+        )
+        try:
+            return await storage.store(upload)
+        except GenerationError as error:
+            log.warning(
+                "job %d: upload to %s storage failed, the image stays local: %s",
+                job.id,
+                storage.type_name,
+                one_line(str(error)),
+            )
+            return None
+
+    async def _record(
+        self,
+        job: Job,
+        planned: Plan,
+        outcome: Outcome,
+        started: float,
+        object_uri: str | None = None,
+    ) -> None:
         """Write the result; keep the files only if a row refers to them."""
         written = outcome.written
-        done = completion_of(outcome, planned, self.caller)
+        done = completion_of(outcome, planned, self.caller, object_uri)
         try:
             try:
                 image_id = await self._persist(job, lambda: self.queue.complete(job, done))

@@ -1,0 +1,268 @@
+"""Cloud storage: Supabase Storage uploads (a scripted fake behind
+httpx.MockTransport, and a real local HTTP server for the worker), retries,
+and the object URI on the images row."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+import httpx
+import psycopg
+import pytest
+
+from imagen_tui.backends.http import HttpError
+from imagen_tui.core.workbench import Workbench, open_workbench
+from imagen_tui.db.queue import PgQueue
+from imagen_tui.errors import ConfigError
+from imagen_tui.jobs.worker import Worker, WorkerOptions, new_worker_id
+from imagen_tui.storage import LocalStorage, Upload, check_storage_block
+from imagen_tui.storage.supabase import SupabaseStorage
+from tests.cloudfakes import Clock, Server, png, reply
+from tests.conftest import Home
+
+KEY = "sb_secret_N3wStyleS3cretKeyValue"
+JWT_KEY = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJl"
+KEY_ENV = "IMAGEN_TEST_SUPABASE_KEY"
+URL = "https://proj.supabase.test"
+IMAGE = png(32, 32)
+OBJECT = "POST /storage/v1/object/images/2026-12-02/0941_fox_42.png"
+SIDECAR = "POST /storage/v1/object/images/2026-12-02/0941_fox_42.json"
+
+
+@pytest.fixture(autouse=True)
+def key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Upload:
+    image = tmp_path / "0941_fox_42.png"
+    image.write_bytes(IMAGE)
+    sidecar = image.with_suffix(".json")
+    sidecar.write_text('{"seed": 42}')
+    return Upload(image, sidecar, PurePosixPath("2026-12-02/0941_fox_42.png"), "image/png")
+
+
+def storage(server: Server, clock: Clock | None = None) -> SupabaseStorage:
+    return SupabaseStorage(
+        URL, "images", KEY_ENV, transport=server.transport, sleep=(clock or Clock()).sleep
+    )
+
+
+def store(s: SupabaseStorage, upload: Upload) -> str:
+    async def go() -> str:
+        try:
+            return await s.store(upload)
+        finally:
+            await s.aclose()
+
+    return asyncio.run(go())
+
+
+def ok(path: str) -> httpx.Response:
+    return reply(200, {"Id": "0b5c", "Key": f"images/{path}"})
+
+
+def supabase_error(code: str, error: str, message: str) -> httpx.Response:
+    # Supabase's quirk: HTTP 400, the real status as a string in the body.
+    return reply(400, {"statusCode": code, "error": error, "message": message})
+
+
+def test_upload_of_image_and_sidecar_with_the_key_in_apikey(files: Upload):
+    server = Server().on(OBJECT, ok("x")).on(SIDECAR, ok("y"))
+    uri = store(storage(server), files)
+    assert uri == f"{URL}/storage/v1/object/images/2026-12-02/0941_fox_42.png"
+    [image] = server.calls(OBJECT)
+    assert image.body == IMAGE
+    assert image.headers["apikey"] == KEY
+    assert "authorization" not in image.headers  # a new secret key is never a Bearer token
+    assert image.headers["content-type"] == "image/png"
+    assert image.headers["x-upsert"] == "false"  # never overwrites another image
+    [sidecar] = server.calls(SIDECAR)
+    assert json.loads(sidecar.body) == {"seed": 42}
+    assert sidecar.headers["content-type"] == "application/json"
+    assert files.image.read_bytes() == IMAGE  # the local file untouched
+
+
+def test_a_legacy_jwt_key_is_also_sent_as_bearer(files: Upload, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, JWT_KEY)
+    server = Server().on(OBJECT, ok("x")).on(SIDECAR, ok("y"))
+    store(storage(server), files)
+    [image] = server.calls(OBJECT)
+    assert image.headers["apikey"] == JWT_KEY
+    assert image.headers["authorization"] == f"Bearer {JWT_KEY}"
+
+
+def test_a_failing_upload_is_retried(files: Upload):
+    clock = Clock()
+    server = Server().on(OBJECT, reply(503), reply(503), ok("x")).on(SIDECAR, ok("y"))
+    store(storage(server, clock), files)
+    assert len(server.calls(OBJECT)) == 3  # the client's retry, then the storage's
+    assert len(clock.waits) == 2
+
+
+def test_an_upload_failing_every_time_gives_up_transient(files: Upload):
+    clock = Clock()
+    server = Server().on(OBJECT, reply(500, {"statusCode": "500", "message": "boom"}))
+    with pytest.raises(HttpError) as caught:
+        store(storage(server, clock), files)
+    assert caught.value.transient is True
+    assert len(server.calls(OBJECT)) == 6  # 3 tries of 2 calls
+    assert server.calls(SIDECAR) == []
+
+
+def test_a_taken_name_gets_the_images_own_name_and_never_overwrites(files: Upload):
+    taken = supabase_error("409", "Duplicate", "The resource already exists")
+    renamed = "POST /storage/v1/object/images/2026-12-02/0941_fox_42-*"
+    server = Server().on(OBJECT, taken).on(renamed, ok("x"))
+    uri = store(storage(server), files)
+    [first] = server.calls(OBJECT)
+    assert first.headers["x-upsert"] == "false"
+    image, sidecar = server.calls(renamed)
+    assert image.path.endswith(".png") and image.headers["x-upsert"] == "true"
+    assert sidecar.path == image.path.removesuffix(".png") + ".json"
+    assert uri.endswith(image.path.removeprefix("/storage/v1/object/images/"))
+
+
+def test_access_denied_is_permanent_and_never_shows_the_key(files: Upload, caplog):
+    caplog.set_level(logging.DEBUG)
+    denied = supabase_error("403", "Unauthorized", f"new row violates row-level security {KEY}")
+    server = Server().on(OBJECT, denied)
+    with pytest.raises(HttpError) as caught:
+        store(storage(server), files)
+    assert caught.value.transient is False
+    assert "access denied" in str(caught.value) and "policies" in str(caught.value)
+    assert KEY not in str(caught.value) + caplog.text
+    assert len(server.calls(OBJECT)) == 1
+
+
+def test_missing_key_names_the_variable(files: Upload, monkeypatch):
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(HttpError, match=f"set {KEY_ENV}"):
+        store(storage(Server()), files)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_storage_block_checks():
+    assert check_storage_block({}).type == "local"
+    block = {"type": "supabase", "url": URL + "/", "bucket": "images", "key_env": KEY_ENV}
+    settings = check_storage_block(block)
+    assert (settings.url, settings.bucket, settings.key_env) == (URL, "images", KEY_ENV)
+    with pytest.raises(ConfigError, match=r"storage\.bucket: required"):
+        check_storage_block({"type": "supabase", "url": URL, "key_env": KEY_ENV})
+    with pytest.raises(ConfigError, match=r"storage\.region: unknown key"):
+        check_storage_block({**block, "region": "eu"})
+    with pytest.raises(ConfigError) as caught:
+        check_storage_block({**block, "key_env": KEY})
+    assert KEY not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"storage\.type"):
+        check_storage_block({"type": "s3"})
+
+
+def test_config_file_storage_block_and_status(home: Home, monkeypatch):
+    path = home.write_config(
+        f"storage:\n  type: supabase\n  url: {URL}\n  bucket: images\n  key_env: UNSET_KEY_VAR\n"
+    )
+    monkeypatch.delenv("UNSET_KEY_VAR", raising=False)
+    workbench = open_workbench(path)
+    assert workbench.storage_settings.status == "not configured (set UNSET_KEY_VAR)"
+    assert isinstance(open_workbench(home.write_config("{}\n")).storage(), LocalStorage)
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+class FakeSupabase(BaseHTTPRequestHandler):
+    objects: ClassVar[dict[str, bytes]] = {}
+    keys: ClassVar[list[str | None]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        FakeSupabase.keys.append(self.headers.get("apikey"))
+        FakeSupabase.objects[self.path] = body
+        data = json.dumps({"Key": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_supabase() -> Iterator[str]:
+    FakeSupabase.objects, FakeSupabase.keys = {}, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeSupabase)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def sql(db_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        cursor = conn.execute(query, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def supabase_workbench(home: Home, url: str) -> Workbench:
+    return open_workbench(
+        home.write_config(
+            f"output:\n  directory: {home.root / 'out'}\n"
+            f"storage:\n  type: supabase\n  url: {url}\n  bucket: images\n"
+            f"  key_env: {KEY_ENV}\n  prefix: renders\n"
+        )
+    )
+
+
+def run_one_job(db_url: str, workbench: Workbench) -> Worker:
+    sql(db_url, "INSERT INTO imagen.jobs (prompt, width, height, seed) VALUES ('a fox', 64, 64, 7)")
+    worker = Worker(workbench, PgQueue(db_url, new_worker_id()), WorkerOptions(once=True))
+    asyncio.run(worker.run())
+    return worker
+
+
+def test_worker_uploads_and_records_the_object_uri(home: Home, db_url: str, fake_supabase: str):
+    worker = run_one_job(db_url, supabase_workbench(home, fake_supabase))
+    assert worker.stats["done"] == 1
+    [(storage_uri, object_uri)] = sql(db_url, "SELECT storage_uri, object_uri FROM imagen.images")
+    local = Path(storage_uri.removeprefix("file://"))
+    key = local.relative_to(home.root / "out").as_posix()  # the naming template's path
+    assert object_uri == f"{fake_supabase}/storage/v1/object/images/renders/{key}"
+    uploaded = FakeSupabase.objects[f"/storage/v1/object/images/renders/{key}"]
+    assert uploaded == local.read_bytes()  # the full image, and the local file kept
+    sidecar = FakeSupabase.objects[
+        f"/storage/v1/object/images/renders/{key.removesuffix('.png')}.json"
+    ]
+    assert json.loads(sidecar)["seed"] == 7
+    assert FakeSupabase.keys == [KEY, KEY]
+
+
+def test_worker_upload_failure_keeps_the_local_image(home: Home, db_url: str, caplog):
+    caplog.set_level(logging.WARNING)
+    server = Server().on("POST /storage/v1/object/*", reply(503))
+    clock = Clock()
+    workbench = supabase_workbench(home, URL)
+    workbench._storage = SupabaseStorage(
+        URL, "images", KEY_ENV, transport=server.transport, sleep=clock.sleep
+    )
+    worker = run_one_job(db_url, workbench)
+    assert worker.stats["done"] == 1
+    [(storage_uri, object_uri)] = sql(db_url, "SELECT storage_uri, object_uri FROM imagen.images")
+    assert object_uri is None
+    assert Path(storage_uri.removeprefix("file://")).is_file()
+    assert len(server.seen) == 6  # retried before giving up
+    assert "upload to supabase storage failed, the image stays local" in caplog.text
