@@ -117,6 +117,7 @@ def test_official_model_sync_wait_completed():
     assert result.cost_usd == Decimal("0.003")
     assert result.extra["prices_taken"] == PRICES_TAKEN
     assert result.extra["aspect_ratio"] == "16:9"
+    assert TOKEN not in repr(result.extra)  # never in metadata
 
 
 def test_pinned_version_uses_the_generic_endpoint():
@@ -228,12 +229,18 @@ def test_5xx_on_a_poll_is_retried_once():
     assert len(server.calls(POLL)) == 2
 
 
-def test_5xx_on_a_poll_twice_gives_up_transient():
-    server = Server().on(CREATE, reply(201, prediction("starting"))).on(POLL, reply(503))
+def test_5xx_on_a_poll_twice_gives_up_transient_and_cancels():
+    server = (
+        Server()
+        .on(CREATE, reply(201, prediction("starting")))
+        .on(POLL, reply(503))
+        .on(CANCEL, reply(200, prediction("canceled")))
+    )
     with pytest.raises(HttpError) as caught:
         generate(backend(server))
     assert len(server.calls(POLL)) == 2
     assert caught.value.transient is True
+    assert len(server.calls(CANCEL)) == 1  # the job's retry must not pay for two
 
 
 def test_5xx_on_create_is_looked_up_never_resent():

@@ -50,6 +50,22 @@ backends:
     model: mock-v1
     # Simulated GPU time per image, in milliseconds.
     delay_ms: 0
+  # Cloud backends (docs/backends.md: costs, sizes, what each records):
+  # flux:
+  #   type: replicate
+  #   model: black-forest-labs/flux-schnell   # or owner/name:version
+  #   token_env: REPLICATE_API_TOKEN
+  # gpt:
+  #   type: openai
+  #   model: gpt-image-2                      # required: OpenAI retires models
+  #   token_env: OPENAI_API_KEY
+
+# Where workers keep images besides output.directory (default: nowhere else).
+# storage:
+#   type: supabase
+#   url: https://PROJECT-REF.supabase.co
+#   bucket: imagen
+#   key_env: SUPABASE_SECRET_KEY
 
 # The terminal workbench (imagen-tui).
 tui:

@@ -139,6 +139,10 @@ class ReplicateBackend:
         except asyncio.CancelledError:
             await self._cancel_quietly(prediction_id, "the generation was canceled")
             raise
+        except HttpError:
+            # We lost sight of it: stop it, or the job's retry would pay for a second one.
+            await self._cancel_quietly(prediction_id, "polling it failed")
+            raise
         image = await self._output(prediction)
         try:
             mime, width, height = image_info(image)
