@@ -516,6 +516,35 @@ def test_custom_auth_header_without_scheme():
     assert "authorization" not in script.received[0].headers
 
 
+def test_extra_auth_headers_are_sent_on_every_try_and_never_returned():
+    script = Script([reply(503), OK])
+    client = client_for(
+        script,
+        auth_header="apikey",
+        auth_scheme=None,
+        extra_auth=lambda token: {"Authorization": f"Bearer {token}", "X-Key": token},
+    )
+    response = run(call(client))
+    assert len(script.received) == 2
+    for received in script.received:
+        assert received.headers["apikey"] == TOKEN
+        assert received.headers["authorization"] == f"Bearer {TOKEN}"
+        assert received.headers["x-key"] == TOKEN
+    assert TOKEN not in repr(response.request.headers) + str(dict(response.request.headers))
+
+
+def test_classified_refusal_carries_its_kind():
+    def classify(response: httpx.Response) -> Classification | None:
+        return Classification("duplicate", "exists") if response.status_code == 400 else None
+
+    with pytest.raises(HttpError) as caught:
+        run(call(client_for(Script([reply(400, {})]), classify=classify)))
+    assert caught.value.kind == "duplicate"
+    with pytest.raises(HttpError) as other:
+        run(call(client_for(Script([reply(404, {})]), classify=classify)))
+    assert other.value.kind is None
+
+
 def test_token_goes_only_to_the_base_urls_origin():
     script = Script([OK])
     output = "https://files.example.test/out/1.png"

@@ -20,6 +20,7 @@ import pytest
 from imagen_tui.backends.http import HttpError
 from imagen_tui.core.workbench import Workbench, open_workbench
 from imagen_tui.db.queue import PgQueue
+from imagen_tui.db.repositories import fetch, jobs_page
 from imagen_tui.errors import ConfigError
 from imagen_tui.jobs.worker import Worker, WorkerOptions, new_worker_id
 from imagen_tui.storage import LocalStorage, Upload, check_storage_block
@@ -249,6 +250,10 @@ def test_worker_uploads_and_records_the_object_uri(home: Home, db_url: str, fake
     ]
     assert json.loads(sidecar)["seed"] == 7
     assert FakeSupabase.keys == [KEY, KEY]
+    # Front ends read it with the rest of the job.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        [job] = fetch(conn, jobs_page())
+    assert job.object_uri == object_uri
 
 
 def test_worker_upload_failure_keeps_the_local_image(home: Home, db_url: str, caplog):

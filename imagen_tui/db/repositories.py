@@ -91,6 +91,7 @@ class JobRow:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    object_uri: str | None = None  # the image's remote copy (Supabase Storage), if any
 
     @property
     def path(self) -> Path | None:
@@ -128,6 +129,7 @@ class TryRow:
     model: str | None
     backend: str | None
     winner: bool
+    object_uri: str | None = None  # the image's remote copy (Supabase Storage), if any
 
     @property
     def path(self) -> Path | None:
@@ -152,7 +154,7 @@ class ImageRow:
     job_id: int | None
     series_id: int | None
     series_idx: int | None
-    seed: int
+    seed: int | None  # None: the backend takes no seed
     width: int
     height: int
     backend: str
@@ -162,6 +164,7 @@ class ImageRow:
     thumbnail_mime: str | None
     metadata: Mapping[str, Any]
     created_at: datetime
+    object_uri: str | None = None  # the remote copy (Supabase Storage): fetch the full image
 
     @property
     def path(self) -> Path | None:
@@ -209,7 +212,7 @@ def _build(cls: type[T], row: Row) -> T:
 _JOB_SELECT = """
 SELECT j.id, j.status, j.series_id, j.series_idx, j.prompt, j.backend,
        coalesce(i.seed, j.seed) AS seed, j.attempts, j.max_attempts, j.progress, j.error,
-       j.image_id, i.storage_uri, j.created_at, j.started_at, j.finished_at
+       j.image_id, i.storage_uri, j.created_at, j.started_at, j.finished_at, i.object_uri
   FROM imagen.jobs j LEFT JOIN imagen.images i ON i.id = j.image_id
 """
 
@@ -285,6 +288,7 @@ def series_detail(series_id: int) -> Query[SeriesDetail]:
                 backend=row["image_backend"],
                 winner=row["image_id"] is not None
                 and row["image_id"] == first["selected_image_id"],
+                object_uri=row["object_uri"],
             )
             for row in rows
             if row["job_id"] is not None
@@ -303,7 +307,7 @@ def series_detail(series_id: int) -> Query[SeriesDetail]:
                    s.created_at, j.series_idx AS idx, j.id AS job_id, j.status, j.progress,
                    j.error, coalesce(i.seed, j.seed) AS try_seed, i.id AS image_id,
                    i.storage_uri, i.width AS image_width, i.height AS image_height, i.model,
-                   i.backend AS image_backend
+                   i.backend AS image_backend, i.object_uri
               FROM imagen.series s
               LEFT JOIN imagen.jobs j ON j.series_id = s.id
               LEFT JOIN imagen.images i ON i.id = j.image_id
@@ -315,7 +319,7 @@ def series_detail(series_id: int) -> Query[SeriesDetail]:
 
 
 _IMAGE_COLUMNS = """id, job_id, series_id, series_idx, seed, width, height, backend, model,
-    storage_uri, thumbnail, thumbnail_mime, metadata, created_at"""
+    storage_uri, thumbnail, thumbnail_mime, metadata, created_at, object_uri"""
 
 
 def series_images(series_id: int) -> Query[list[ImageRow]]:

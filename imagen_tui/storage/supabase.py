@@ -171,10 +171,5 @@ class SupabaseStorage:
                 )
                 await self._sleep(wait)
 
-    async def check(self) -> str:
-        """One cheap authenticated call: the bucket's own entry. Raises HttpError."""
-        await self.http.request("GET", f"bucket/{quote(self.bucket)}", billable=False)
-        return f"bucket {self.bucket} reachable"
-
     async def aclose(self) -> None:
         await self.http.aclose()
