@@ -126,14 +126,32 @@ def test_pinned_version_uses_the_generic_endpoint():
     result = generate(b, Request("a boat", "rough sea", width=1024, height=1024, seed=3, steps=30))
     [create] = server.calls("POST /v1/predictions")
     assert create.json["version"] == VERSION
-    body = create.json["input"]
-    assert body["num_inference_steps"] == 30  # unknown model: steps passed as asked
-    assert body["negative_prompt"] == "rough sea"
-    assert body["aspect_ratio"] == "1:1"
+    # An unknown model gets only what nearly every image model takes.
+    assert create.json["input"] == {
+        "prompt": "a boat",
+        "aspect_ratio": "1:1",
+        "negative_prompt": "rough sea",
+        "num_inference_steps": 30,  # passed as asked
+        "seed": 3,
+    }
     assert create.headers["prefer"] == "wait=60"
     assert create.headers["cancel-after"] == "90s"
     assert result.model == f"someone/sdxl-ish:{VERSION}"
     assert result.cost_usd is None  # not in the price table
+
+
+def test_unknown_model_may_take_width_and_height():
+    server = happy(Server().on("POST /v1/predictions", reply(201, prediction("succeeded"))))
+    b = backend(server, model=f"someone/sdxl-ish:{VERSION}", size_input="width_height")
+    generate(b, Request("a boat", width=1152, height=896, seed=3, options={"guidance": 7}))
+    [create] = server.calls("POST /v1/predictions")
+    assert create.json["input"] == {
+        "prompt": "a boat",
+        "width": 1152,
+        "height": 896,
+        "seed": 3,
+        "guidance": 7,  # the request's options go through
+    }
 
 
 def test_incomplete_sync_wait_is_polled_every_half_second_with_progress():

@@ -83,6 +83,13 @@ REPLICATE_TYPE = BackendType(
             choices=("png", "jpg", "webp"),
             help="the image format the model returns",
         ),
+        Option(
+            "size_input",
+            str,
+            default="aspect_ratio",
+            choices=("aspect_ratio", "width_height"),
+            help="how a model ImaGen does not know takes the size (FLUX models: aspect_ratio)",
+        ),
     ),
     factory=ReplicateBackend,
     default_model=DEFAULT_MODEL,

@@ -83,6 +83,7 @@ class ReplicateBackend:
         self.ref = models.parse_ref(str(options["model"]), f"backends.{name}.model")
         self.model = str(self.ref)
         self.output_format: str = options.get("output_format") or "png"
+        self.size_input: str = options.get("size_input") or "aspect_ratio"
         self.timeout_s = models.timeout_s(self.ref, options.get("timeout_s"))
         self.poll_interval_s = POLL_INTERVAL_S
         self._sleep = sleep
@@ -103,11 +104,20 @@ class ReplicateBackend:
         return max(1, min(MAX_SYNC_WAIT_S, math.floor(self.timeout_s)))
 
     def build_input(self, request: Request) -> tuple[dict[str, Any], str | None, int | None]:
-        """The prediction's input, the aspect ratio asked for, and the steps sent."""
+        """The prediction's input, the aspect ratio asked for, and the steps sent.
+
+        A known (FLUX) model gets its full input. A model the table does not
+        know gets only what nearly every image model takes: the prompt, the
+        size (as `aspect_ratio`, or `width`/`height` with size_input:
+        width_height), steps, seed and negative prompt; anything else comes
+        from the request's options.
+        """
         known = models.info(self.ref)
         inputs: dict[str, Any] = {"prompt": request.prompt}
         aspect_ratio = None
-        if known is None or known.aspect_ratio:
+        if known is None and self.size_input == "width_height":
+            inputs["width"], inputs["height"] = request.width, request.height
+        else:
             aspect_ratio = closest_aspect_ratio(request.width, request.height)
             inputs["aspect_ratio"] = aspect_ratio
         if known is None and request.negative_prompt:  # FLUX has no negative prompt
@@ -117,8 +127,9 @@ class ReplicateBackend:
             inputs["num_inference_steps"] = steps
         if request.seed is not None:
             inputs["seed"] = request.seed
-        inputs["output_format"] = self.output_format
-        inputs["num_outputs"] = 1
+        if known is not None:
+            inputs["output_format"] = self.output_format
+            inputs["num_outputs"] = 1
         # The request's own options (guidance, go_fast, ...) are the model's inputs too.
         inputs.update({k: v for k, v in request.options.items() if k != "prompt"})
         if steps is None and known is not None:
