@@ -273,3 +273,53 @@ def test_usage_raw_lists_rows_without_prompts(home: Home, db_url: str):
     assert "lighthouse" not in raw.stdout
     table = home.imagen("usage", "--raw")
     assert "mock-v1" in table.stdout and "lighthouse" not in table.stdout
+
+
+# --------------------------------------------------------------------------- UsageLedger
+
+
+def one_outcome(workbench: Workbench) -> Any:
+    from imagen_tui.core.pipeline import plan, run
+    from imagen_tui.core.spec import RequestSpec
+
+    async def go() -> Any:
+        try:
+            planned = plan(workbench, RequestSpec(PROMPT, width=64, height=64, seed=9))
+            return await run(planned, workbench.backend("mock"))
+        finally:
+            await workbench.aclose()
+
+    return asyncio.run(go())
+
+
+def test_ledger_uses_a_running_embedded_server(home: Home, db_url: str, monkeypatch):
+    from imagen_tui import services
+    from imagen_tui.db import embedded
+
+    monkeypatch.delenv("IMAGEN_DATABASE_URL", raising=False)
+    monkeypatch.setattr(embedded, "running_url", lambda: db_url)
+    workbench = open_workbench(home.write_config(f"output:\n  directory: {home.root}/o\n"))
+    warnings: list[str] = []
+    with services.UsageLedger(workbench, warnings.append) as ledger:
+        assert ledger.record(one_outcome(workbench)) is not None
+    assert warnings == []
+    assert sql(db_url, "SELECT seed, source FROM imagen.usage") == [(9, "cli")]
+
+
+def test_ledger_with_an_unset_url_variable_warns_once(home: Home, monkeypatch):
+    from imagen_tui import services
+
+    monkeypatch.delenv("IMAGEN_DATABASE_URL", raising=False)
+    monkeypatch.delenv("UNSET_QUEUE_URL", raising=False)
+    workbench = open_workbench(
+        home.write_config(
+            f"output:\n  directory: {home.root}/o\ndatabase:\n  url_env: UNSET_QUEUE_URL\n"
+        )
+    )
+    warnings: list[str] = []
+    with services.UsageLedger(workbench, warnings.append) as ledger:
+        outcome = one_outcome(workbench)
+        assert ledger.record(outcome) is None
+        assert ledger.record(outcome) is None
+    assert len(warnings) == 1
+    assert "usage not recorded" in warnings[0] and "UNSET_QUEUE_URL" in warnings[0]
