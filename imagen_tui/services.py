@@ -273,6 +273,7 @@ class Session:
 
     def workers_online(self) -> list[WorkerPresence]:
         return [worker for worker in self.workers() if worker.online]
+
     def usage_totals(
         self,
         by: str = "backend",
