@@ -48,7 +48,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Literal
@@ -275,13 +275,15 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
         authenticate: bool | None = None,
+        expect: Collection[int] = (),
     ) -> httpx.Response:
         """Send one call, trying again as the policy allows; return a response below 400.
 
         `billable`: the call may start something paid (a generation). `path`
         is relative to `base_url`, or a full URL. `timeout` replaces the
         client's for this call. The token goes to the `base_url`'s origin
-        only, unless `authenticate` says otherwise. Raises `HttpError`
+        only, unless `authenticate` says otherwise. A status in `expect` (a 400
+        whose body the adapter reads, say) is returned, not raised. Raises `HttpError`
         (`MaybeStarted` for a billable call that may have gone through).
         """
         url = self._client.build_request(method, path).url  # `path` joined to base_url
@@ -309,7 +311,7 @@ class HttpClient:
                         request.headers[name] = value
                         secret_headers.append(name)
             outcome = await self._try(
-                request, billable=billable, token=token, secret=secret_headers
+                request, billable=billable, token=token, secret=secret_headers, expect=expect
             )
             if isinstance(outcome, httpx.Response):
                 return outcome
@@ -351,6 +353,7 @@ class HttpClient:
         billable: bool,
         token: str | None,
         secret: list[str] | None = None,
+        expect: Collection[int] = (),
     ) -> httpx.Response | _Retryable:
         """One try: the response, or a failure worth trying again; raises when it is not."""
         try:
@@ -371,7 +374,7 @@ class HttpClient:
                 if name in request.headers:
                     del request.headers[name]
         status = response.status_code
-        if status < 400:
+        if status < 400 or status in expect:
             return response
         found = self._classify(response) if self._classify else None
         found = found or default_classify(response)

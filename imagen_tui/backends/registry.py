@@ -29,6 +29,7 @@ ENV_NAME_RE = re.compile(ENV_NAME)
 # type name -> "module:attribute" of its BackendType
 BUILTIN_TYPES: dict[str, str] = {
     "mock": "imagen_tui.backends.mock:MOCK_TYPE",
+    "comfyui": "imagen_tui.backends.comfyui:COMFYUI_TYPE",
     "openai": "imagen_tui.backends.openai:OPENAI_TYPE",
     "replicate": "imagen_tui.backends.replicate:REPLICATE_TYPE",
 }
@@ -82,6 +83,9 @@ class BackendType:
     check: Callable[[str, Mapping[str, Any]], Awaitable[Check]] | None = None
     # (validated block, request) -> None, or InputError
     check_request: Callable[[Mapping[str, Any], Request], None] | None = None
+    # (validated block) -> extra facts for `imagen backends` (reachable, version,
+    # missing files, ...), one short line each; None: nothing to add.
+    probe: Callable[[Mapping[str, Any]], list[str]] | None = None
 
 
 _TYPES: dict[str, BackendType] = {}  # registered or already imported
@@ -230,6 +234,12 @@ def check_request(block: Mapping[str, Any], request: Request) -> None:
     hook = _type_of(block).check_request
     if hook is not None:
         hook(block, request)
+
+
+def details(block: Mapping[str, Any]) -> list[str]:
+    """What the adapter's probe says about this instance (it may ask the server)."""
+    probe = _type_of(block).probe
+    return probe(block) if probe is not None else []
 
 
 def model_of(block: Mapping[str, Any]) -> str:

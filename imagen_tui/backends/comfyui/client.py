@@ -1,0 +1,223 @@
+"""One ComfyUI server session: HTTP calls (through `backends.http`) and one WebSocket.
+
+A backend instance keeps one `Session` for all its jobs: one httpx client,
+one WebSocket under one `clientId`. A reader task routes each text frame
+to the mailbox of the prompt it names (`data.prompt_id`); frames for other
+prompts, `status` frames and binary previews are dropped. When the socket
+closes, every mailbox gets `DROPPED`, and each follower polls `/history`
+and reconnects (same `clientId`: ComfyUI replaces the old socket and
+re-sends the current `executing`), so no result is lost with a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+from uuid import uuid4
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from imagen_tui.backends.http import HttpClient, HttpError
+from imagen_tui.errors import GenerationError
+from imagen_tui.text import one_line
+
+log = logging.getLogger(__name__)
+
+Frame = Mapping[str, Any]
+DROPPED: Final = None  # put in every mailbox when the socket closes
+CANCEL_TIMEOUT_S = 3.0  # a cancel's queue delete + interrupt give up after this
+MAX_FRAME_BYTES = 64 * 2**20  # binary previews can be large; we drop them unread
+
+
+class Session:
+    """HTTP and WebSocket access to one ComfyUI server, shared by all jobs of a backend."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        url: str,
+        connect_timeout: float,
+        auth_header: str | None = None,
+        auth_env: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.url = url.rstrip("/")
+        self.client_id = uuid4().hex
+        self.connect_timeout = connect_timeout
+        self._auth_header = auth_header or "Authorization"
+        self._auth_env = auth_env
+        self.http = HttpClient(
+            name=name,
+            base_url=self.url,
+            token_env=auth_env,
+            auth_header=self._auth_header,
+            auth_scheme=None,  # the variable holds the whole header value
+            timeout=httpx.Timeout(60.0, connect=connect_timeout),
+            transport=transport,
+        )
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._mailboxes: dict[str, asyncio.Queue[Frame | None]] = {}
+        self._lock: asyncio.Lock | None = None
+
+    # ------------------------------------------------------------ socket
+
+    @property
+    def ws_url(self) -> str:
+        parts = urlsplit(self.url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        path = parts.path.rstrip("/") + "/ws"
+        return urlunsplit((scheme, parts.netloc, path, f"clientId={self.client_id}", ""))
+
+    @property
+    def connected(self) -> bool:
+        return self._reader is not None and not self._reader.done()
+
+    def watch(self, prompt_id: str) -> asyncio.Queue[Frame | None]:
+        """A mailbox for `prompt_id`'s frames; open it before the prompt is posted."""
+        box: asyncio.Queue[Frame | None] = asyncio.Queue()
+        self._mailboxes[prompt_id] = box
+        return box
+
+    def unwatch(self, prompt_id: str) -> None:
+        self._mailboxes.pop(prompt_id, None)
+
+    async def connect(self) -> None:
+        """Open the socket unless it is open; raise a transient GenerationError naming
+        the URL when the server cannot be reached."""
+        if self.connected:
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.connected:
+                return
+            headers = {}
+            if self._auth_env:
+                headers[self._auth_header] = self._token()
+            try:
+                ws = await websockets.connect(
+                    self.ws_url,
+                    additional_headers=headers,
+                    open_timeout=self.connect_timeout,
+                    max_size=MAX_FRAME_BYTES,
+                    compression=None,
+                    user_agent_header=None,
+                )
+            except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
+                raise self.unreachable(error) from None
+            self._ws = ws
+            self._reader = asyncio.create_task(self._read(ws), name=f"{self.name} websocket")
+
+    def unreachable(self, error: BaseException) -> GenerationError:
+        if isinstance(error, TimeoutError):
+            why = f"no answer within {self.connect_timeout:g} s"
+        elif isinstance(error, ConnectionRefusedError):
+            why = "connection refused"
+        else:
+            why = one_line(f"{type(error).__name__}: {error}", 200)
+        return GenerationError(
+            f"{self.name}: cannot reach ComfyUI at {self.url} ({why}); is it running?",
+            transient=True,
+        )
+
+    def _token(self) -> str:
+        assert self._auth_env is not None
+        token = os.environ.get(self._auth_env, "").strip()
+        if not token:
+            raise GenerationError(f"{self.name}: not configured (set {self._auth_env})")
+        return token
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for message in ws:
+                if not isinstance(message, str):
+                    continue  # a binary preview frame
+                try:
+                    frame = json.loads(message)
+                    prompt_id = frame["data"]["prompt_id"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # status, feature_flags, crash reports: not about a prompt
+                box = self._mailboxes.get(prompt_id) if isinstance(prompt_id, str) else None
+                if box is not None:
+                    box.put_nowait(frame)
+        except (websockets.ConnectionClosed, OSError) as error:
+            log.info("%s: websocket closed: %s", self.name, error)
+        finally:
+            for box in self._mailboxes.values():
+                box.put_nowait(DROPPED)
+
+    # ------------------------------------------------------------ HTTP
+
+    async def submit(self, graph: Mapping[str, Any], prompt_id: str) -> httpx.Response:
+        """POST /prompt; the 200 or 400 response (a 400 carries node_errors)."""
+        body = {"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id}
+        return await self.http.request("POST", "/prompt", json=body, billable=True, expect=(400,))
+
+    async def history(self, prompt_id: str) -> Mapping[str, Any] | None:
+        """The history entry of a finished prompt; None while queued or running."""
+        response = await self.http.request("GET", f"/history/{prompt_id}", billable=False)
+        entry = _json(response).get(prompt_id)
+        return entry if isinstance(entry, Mapping) else None
+
+    async def view(self, image: Mapping[str, Any]) -> tuple[bytes, str]:
+        """An output image's bytes and MIME type."""
+        params = {
+            "filename": str(image.get("filename", "")),
+            "subfolder": str(image.get("subfolder", "")),
+            "type": str(image.get("type", "output")),
+        }
+        response = await self.http.request("GET", "/view", params=params, billable=False)
+        mime = response.headers.get("content-type", "image/png").split(";")[0].strip()
+        return response.content, mime or "image/png"
+
+    async def cancel(self, prompt_id: str) -> None:
+        """Remove `prompt_id` from the queue if pending, interrupt it if running.
+
+        Best effort, bounded by CANCEL_TIMEOUT_S: the delete comes first, so a
+        prompt that starts between the two calls is still interrupted.
+        """
+        try:
+            async with asyncio.timeout(CANCEL_TIMEOUT_S):
+                await self.http.request(
+                    "POST", "/queue", json={"delete": [prompt_id]}, billable=False
+                )
+                await self.http.request(
+                    "POST", "/interrupt", json={"prompt_id": prompt_id}, billable=False
+                )
+        except (HttpError, TimeoutError) as error:
+            log.warning("%s: could not cancel prompt %s: %s", self.name, prompt_id, error)
+
+    async def aclose(self) -> None:
+        reader, self._reader = self._reader, None
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+            self._ws = None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+        await self.http.aclose()
+
+
+def _json(response: httpx.Response) -> Mapping[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, Mapping) else {}
+
+
+def json_body(response: httpx.Response) -> Mapping[str, Any]:
+    return _json(response)

@@ -1,0 +1,93 @@
+"""What `imagen backends` says about a ComfyUI instance, one short line per fact.
+
+Reachable or not (naming the URL), the ComfyUI version, each GPU with its
+free VRAM (`/system_stats`), which configured model files are installed
+(the loader nodes' choice lists in `/object_info/{class}`: the same check
+ComfyUI's validation makes), and which request fields the workflow ignores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from imagen_tui import __version__
+from imagen_tui.backends.comfyui.workflow import ModelFile, Workflow
+from imagen_tui.errors import ImagenError
+from imagen_tui.text import one_line
+
+PROBE_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+GIB = 2**30
+
+
+def probe(block: Mapping[str, Any]) -> list[str]:
+    from imagen_tui.backends.comfyui import DEFAULT_URL, load_workflow
+
+    lines: list[str] = []
+    workflow: Workflow | None = None
+    try:
+        workflow = load_workflow(block)
+    except ImagenError as error:
+        lines.append(f"workflow: {error}")
+    else:
+        lines.append(f"workflow: {workflow.name}")
+        if workflow.ignored:
+            lines.append(f"ignores: {', '.join(workflow.ignored)} (no place in the workflow)")
+    url = str(block.get("url") or DEFAULT_URL).rstrip("/")
+    headers = {"User-Agent": f"imagen-tui/{__version__}"}
+    if block.get("auth_env") and os.environ.get(block["auth_env"]):
+        headers[block.get("auth_header") or "Authorization"] = os.environ[block["auth_env"]]
+    try:
+        with httpx.Client(base_url=url, timeout=PROBE_TIMEOUT, headers=headers) as client:
+            stats = client.get("/system_stats")
+            stats.raise_for_status()
+            lines.extend(_stats_lines(url, stats.json()))
+            if workflow is not None and workflow.model_files:
+                lines.extend(_model_lines(client, workflow.model_files))
+    except (httpx.HTTPError, ValueError) as error:
+        lines.append(
+            f"unreachable: {url} ({one_line(type(error).__name__ + ': ' + str(error), 160)})"
+        )
+    return lines
+
+
+def _stats_lines(url: str, stats: Any) -> list[str]:
+    system = stats.get("system", {}) if isinstance(stats, Mapping) else {}
+    version = system.get("comfyui_version", "unknown version")
+    lines = [f"reachable: {url}, ComfyUI {version}"]
+    for device in stats.get("devices", []) if isinstance(stats, Mapping) else []:
+        try:
+            free, total = device["vram_free"] / GIB, device["vram_total"] / GIB
+        except (KeyError, TypeError):
+            continue
+        name = one_line(str(device.get("name")), 80)
+        lines.append(f"device: {name}: {free:.1f} GiB free of {total:.1f} GiB")
+    return lines
+
+
+def _model_lines(client: httpx.Client, files: tuple[ModelFile, ...]) -> list[str]:
+    installed: dict[tuple[str, str], list[str]] = {}
+    missing = []
+    for model in files:
+        key = (model.class_type, model.input)
+        if key not in installed:
+            installed[key] = _choices(client, model.class_type, model.input)
+        if model.filename not in installed[key]:
+            missing.append(f"{model.filename} (models/{model.folder})")
+    if not missing:
+        return [f"models: all {len(files)} installed"]
+    return [f"missing model: {name}" for name in missing]
+
+
+def _choices(client: httpx.Client, class_type: str, input_name: str) -> list[str]:
+    response = client.get(f"/object_info/{class_type}")
+    response.raise_for_status()
+    info = response.json().get(class_type, {}).get("input", {})
+    for group in ("required", "optional"):
+        spec = info.get(group, {}).get(input_name)
+        if isinstance(spec, list) and spec and isinstance(spec[0], list):
+            return [str(choice) for choice in spec[0]]
+    return []
