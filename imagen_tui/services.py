@@ -584,12 +584,19 @@ class BackendRow:
     # With `check`: what one live call found (None: the adapter has no check)
     check: str | None = None
     check_ok: bool | None = None
-    details: tuple[str, ...] = ()  # further lines an adapter's check reports
+    # Further facts, one short line each: the adapter's probe (ComfyUI: reachable,
+    # version, GPU and free VRAM, missing model files, ignored request fields),
+    # then what a check reported.
+    details: tuple[str, ...] = ()
 
 
-def backend_rows(workbench: Workbench, *, check: bool = False) -> list[BackendRow]:
-    """Each configured instance and its status; with `check`, each adapter that
-    can makes one cheap live call (all at once) to say whether it really works."""
+def backend_rows(
+    workbench: Workbench, *, check: bool = False, probe: bool = True
+) -> list[BackendRow]:
+    """Each configured instance and its status. `probe` asks each adapter for
+    its extra facts (a local server, e.g. ComfyUI, may be asked); with `check`,
+    each adapter that can makes one cheap live call (all at once) to say
+    whether its credentials really work."""
     blocks = sorted(workbench.backend_blocks.items())
     checks: list[registry.Check | None] = [None] * len(blocks)
     if check:
@@ -610,7 +617,10 @@ def backend_rows(workbench: Workbench, *, check: bool = False) -> list[BackendRo
             status=workbench.backend_status(name),
             check=found.summary if found else None,
             check_ok=found.ok if found else None,
-            details=found.details if found else (),
+            details=(
+                *(registry.details(block) if probe else ()),
+                *(found.details if found else ()),
+            ),
         )
         for (name, block), found in zip(blocks, checks, strict=True)
     ]

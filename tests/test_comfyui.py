@@ -468,3 +468,61 @@ def test_a_ui_format_file_is_refused_with_how_to_export(tmp_path):
 def test_registered_lazily():
     assert "comfyui" in registry.known_types()
     assert registry.get_type("comfyui") is COMFYUI_TYPE
+
+
+# ------------------------------------------------------------------ imagen backends / generate
+
+
+def test_imagen_backends_shows_reachability_version_gpu_and_each_missing_file(fake, home, tmp_path):
+    fake.installed = {"diffusion_models": ["flux1-schnell.safetensors"], "vae": ["ae.safetensors"]}
+    user = _user_workflow(
+        tmp_path, json.loads((FIXTURES / "prompt_ok.json").read_text())["request"]["json"]["prompt"]
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    home.write_config(
+        "backends:\n"
+        f"  flux:\n    type: comfyui\n    url: {fake.url}\n"
+        f"  mine:\n    type: comfyui\n    url: {fake.url}\n    workflow: {user}\n"
+        f"  gone:\n    type: comfyui\n    url: {down}\n"
+    )
+    done = home.imagen("backends")
+    assert done.returncode == 0, done.stderr
+    blocks: dict[str, list[str]] = {}
+    current = ""
+    for line in done.stdout.splitlines()[1:]:
+        if line.startswith("    "):
+            blocks[current].append(line.strip())
+        else:
+            current = line.split()[0]
+            blocks[current] = []
+    assert blocks["flux"] == [
+        "workflow: flux-schnell (split)",
+        f"reachable: {fake.url}, ComfyUI 0.3.64",
+        "device: cpu: 22.6 GiB free of 23.5 GiB",
+        "missing model: clip_l.safetensors (models/text_encoders)",
+        "missing model: t5xxl_fp8_e4m3fn.safetensors (models/text_encoders)",
+    ]
+    assert blocks["mine"][1] == "ignores: prompt, negative, seed, steps (no place in the workflow)"
+    assert blocks["gone"][-1].startswith(f"unreachable: {down} (ConnectError")
+    assert blocks["mock"] == []
+
+
+def test_imagen_generate_with_a_comfyui_backend_writes_the_image(fake, home):
+    home.write_config(f"backends:\n  flux:\n    type: comfyui\n    url: {fake.url}\n")
+    done = home.imagen("generate", "a red fox", "--backend", "flux", "--seed", "9")
+    assert done.returncode == 0, done.stderr
+    (image,) = [p for p in home.files() if p.suffix == ".png"]
+    assert image.read_bytes().startswith(PNG[:8])
+    assert fake.posted_graphs()[0]["7"]["inputs"]["seed"] == 9
+
+
+def test_imagen_generate_reports_a_missing_model_on_one_line(fake, home):
+    fake.installed = {}
+    home.write_config(f"backends:\n  flux:\n    type: comfyui\n    url: {fake.url}\n")
+    done = home.imagen("generate", "a red fox", "--backend", "flux")
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "model file 'flux1-schnell.safetensors' is not installed" in done.stderr
+    assert "Traceback" not in done.stderr and not home.files()

@@ -23,6 +23,7 @@ from imagen_tui.backends.base import Backend, Request
 from imagen_tui.config import Locate
 from imagen_tui.errors import ConfigError
 from imagen_tui.limits import ENV_NAME
+from imagen_tui.text import one_line
 
 ENV_NAME_RE = re.compile(ENV_NAME)
 
@@ -237,9 +238,15 @@ def check_request(block: Mapping[str, Any], request: Request) -> None:
 
 
 def details(block: Mapping[str, Any]) -> list[str]:
-    """What the adapter's probe says about this instance (it may ask the server)."""
+    """What the adapter's probe says about this instance (it may ask the server).
+    A probe that fails says so in one line instead of failing the listing."""
     probe = _type_of(block).probe
-    return probe(block) if probe is not None else []
+    if probe is None:
+        return []
+    try:
+        return probe(block)
+    except Exception as error:  # a probe bug must not hide the other backends
+        return [one_line(f"probe failed: {type(error).__name__}: {error}", 200)]
 
 
 def model_of(block: Mapping[str, Any]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from imagen_tui.cli.console import cell, out, table
+from imagen_tui.cli.console import cell, columns, out
 from imagen_tui.core.workbench import open_workbench
 
 
@@ -28,10 +28,12 @@ def cmd_backends(args: argparse.Namespace) -> int:
                 cell(status, 200),
             ]
         )
-    table(rows)
-    for row in found:
-        for detail in row.details:
-            out(f"  {cell(row.name)}: {cell(detail, 200)}")
+    lines = columns(rows)
+    out(lines[0])
+    for line, row in zip(lines[1:], found, strict=True):
+        out(line)
+        for detail in row.details:  # the adapter's facts: one indented line each
+            out(f"    {cell(detail, 300)}")
     return 1 if args.check and any(row.check_ok is False for row in found) else 0
 
 
