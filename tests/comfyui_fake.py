@@ -102,6 +102,7 @@ class _Socket:
 class FakeComfy:
     def __init__(self) -> None:
         self.scenario = "ok"
+        self.next_scenarios: list[str] = []  # taken one per run before `scenario`
         self.step_delay = 0.0
         self.installed: dict[str, list[str]] | None = None
         self.calls: list[tuple[str, str, Any]] = []
@@ -508,7 +509,7 @@ class FakeComfy:
             await prompt.interrupted.wait()
             self._finish(prompt, "error", {}, [])
             return
-        scenario = self.scenario
+        scenario = self.next_scenarios.pop(0) if self.next_scenarios else self.scenario
         graph = prompt.graph
         output = next(
             n for n, s in graph.items() if s["class_type"] in ("SaveImage", "PreviewImage")

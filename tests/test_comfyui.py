@@ -38,6 +38,8 @@ def block(url: str, **overrides: Any) -> dict[str, Any]:
 
 
 def backend(fake: FakeComfy, **overrides: Any) -> ComfyBackend:
+    # Bounded: a broken adapter fails the test within seconds instead of hanging it.
+    overrides = {"queue_timeout": 20.0, "run_timeout": 20.0, **overrides}
     made = registry.create("flux", block(fake.url, **overrides))
     assert isinstance(made, ComfyBackend)
     return made
