@@ -506,6 +506,10 @@ def test_imagen_backends_shows_reachability_version_gpu_and_each_missing_file(fa
         "missing model: clip_l.safetensors (models/text_encoders)",
         "missing model: t5xxl_fp8_e4m3fn.safetensors (models/text_encoders)",
     ]
+    rows = {
+        line.split()[0]: line.split() for line in done.stdout.splitlines()[1:] if line[0] != " "
+    }
+    assert rows["flux"][2] == "flux-schnell" and rows["mine"][2] == "mine"
     assert blocks["mine"][1] == "ignores: prompt, negative, seed, steps (no place in the workflow)"
     assert blocks["gone"][-1].startswith(f"unreachable: {down} (ConnectError")
     assert blocks["mock"] == []

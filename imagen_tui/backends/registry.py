@@ -87,6 +87,9 @@ class BackendType:
     # (validated block) -> extra facts for `imagen backends` (reachable, version,
     # missing files, ...), one short line each; None: nothing to add.
     probe: Callable[[Mapping[str, Any]], list[str]] | None = None
+    # (validated block) -> the model it runs, when it depends on more than `model`
+    # (ComfyUI: the workflow); None: `model` or `default_model`.
+    model_for: Callable[[Mapping[str, Any]], str] | None = None
 
 
 _TYPES: dict[str, BackendType] = {}  # registered or already imported
@@ -250,7 +253,12 @@ def details(block: Mapping[str, Any]) -> list[str]:
 
 
 def model_of(block: Mapping[str, Any]) -> str:
-    return str(block.get("model") or _type_of(block).default_model)
+    backend_type = _type_of(block)
+    if block.get("model"):
+        return str(block["model"])
+    if backend_type.model_for is not None:
+        return backend_type.model_for(block)
+    return backend_type.default_model
 
 
 def create(instance: str, block: Mapping[str, Any]) -> Backend:

@@ -318,4 +318,5 @@ COMFYUI_TYPE = BackendType(
     factory=ComfyBackend,
     default_model="flux-schnell",
     probe=_probe,
+    model_for=model_name,
 )
