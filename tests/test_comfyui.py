@@ -210,8 +210,11 @@ def test_a_graph_without_output_is_refused_by_config_not_sent(fake, tmp_path):
     graph = json.loads((FIXTURES / "prompt_ok.json").read_text())["request"]["json"]["prompt"]
     del graph["2"]
     path.write_text(json.dumps(graph))
-    with pytest.raises(ConfigError, match="no output node; add a SaveImage or PreviewImage"):
+    with pytest.raises(
+        GenerationError, match="no output node; add a SaveImage or PreviewImage"
+    ) as caught:
         run(once(backend(fake, workflow=str(path))))
+    assert not caught.value.transient  # the worker fails the job: the file will not change
     assert not fake.called("POST", "/prompt")
 
 
@@ -354,6 +357,28 @@ def test_a_socket_drop_mid_run_loses_nothing_and_the_next_job_reconnects(fake):
     assert len(refused) >= 2  # it tried to reconnect while the server refused
     first_id = fake.called("POST", "/prompt")[0]["prompt_id"]
     assert len(fake.called("GET", f"/history/{first_id}")) >= 1
+
+
+def test_a_prompt_that_starts_while_the_socket_is_down_is_not_timed_out_as_queued(fake):
+    other = fake.occupy()
+    fake.scenario, fake.step_delay = "progress", 0.25  # 8 steps: 2 s, past the queue timeout
+
+    async def scenario() -> Result:
+        made = backend(fake, queue_timeout=0.5)
+        try:
+            task = asyncio.create_task(made.generate(Request(prompt="x", seed=1, steps=8)))
+            await asyncio.to_thread(fake.wait_for, lambda: len(fake.pending_ids) == 1)
+            fake.refuse_ws = True
+            fake.drop_sockets()  # no frame will say that it started
+            fake.release(other)
+            return await task
+        finally:
+            await made.aclose()
+
+    result = run(scenario())
+    assert result.image == PNG
+    assert fake.called("GET", "/queue")  # it asked, and found its prompt running
+    assert not fake.called("POST", "/interrupt")
 
 
 def test_a_socket_drop_then_reconnect_follows_the_prompt_on_the_new_socket(fake):

@@ -38,7 +38,7 @@ from imagen_tui.backends.comfyui.workflow import (
 )
 from imagen_tui.backends.http import MaybeStarted
 from imagen_tui.backends.registry import BackendType, Option
-from imagen_tui.errors import GenerationError
+from imagen_tui.errors import ConfigError, GenerationError
 
 __all__ = ["COMFYUI_TYPE", "ComfyBackend"]
 
@@ -85,7 +85,10 @@ class ComfyBackend:
         return self._workflow
 
     async def generate(self, request: Request, progress: Progress | None = None) -> Result:
-        workflow = self.workflow
+        try:
+            workflow = self.workflow
+        except ConfigError as error:  # the same file fails every time: not worth a retry
+            raise GenerationError(f"{self.session.name}: {error}") from None
         seed = request.seed if request.seed is not None else random_seed()
         steps = request.steps or workflow.default_steps
         values: dict[str, Any] = {
@@ -142,6 +145,11 @@ class ComfyBackend:
         reconnects = 0
         while True:
             left = deadline - loop.time()
+            if left <= 0 and not started and await session.is_running(prompt_id):
+                # It started while the socket was down (no frame told us): the run's turn.
+                started = True
+                deadline = loop.time() + self.run_timeout
+                continue
             if left <= 0:
                 await session.cancel(prompt_id)
                 if started:

@@ -170,6 +170,12 @@ class Session:
         entry = _json(response).get(prompt_id)
         return entry if isinstance(entry, Mapping) else None
 
+    async def is_running(self, prompt_id: str) -> bool:
+        """Whether `prompt_id` is the one ComfyUI is running now (GET /queue)."""
+        response = await self.http.request("GET", "/queue", billable=False)
+        running = _json(response).get("queue_running") or []
+        return any(isinstance(item, list) and prompt_id in item[:2] for item in running)
+
     async def view(self, image: Mapping[str, Any]) -> tuple[bytes, str]:
         """An output image's bytes and MIME type."""
         params = {
