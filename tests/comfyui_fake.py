@@ -111,6 +111,7 @@ class FakeComfy:
         self.files: dict[tuple[str, str, str], bytes] = {}
         self.ws_connects = 0
         self.refuse_ws = False
+        self.refuse_status = "503 Service Unavailable"  # the answer to a refused socket
         self._cond = threading.Condition()
         self._pending: list[_Prompt] = []
         self._running: _Prompt | None = None
@@ -372,7 +373,7 @@ class FakeComfy:
     ) -> None:
         self._record("GET", "/ws", query)
         if self.refuse_ws:
-            writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+            writer.write(f"HTTP/1.1 {self.refuse_status}\r\nContent-Length: 0\r\n\r\n".encode())
             await writer.drain()
             return
         protocol = ServerProtocol()

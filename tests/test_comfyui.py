@@ -421,6 +421,18 @@ def test_auth_header_comes_from_the_environment_on_http_and_websocket(fake, monk
         run(once(backend(fake, auth_header="X-Auth", auth_env="COMFY_TOKEN")))
 
 
+def test_a_rejected_auth_header_is_named_and_permanent(fake, monkeypatch):
+    monkeypatch.setenv("COMFY_TOKEN", "Bearer wrong")
+    fake.refuse_ws, fake.refuse_status = True, "403 Forbidden"
+    with pytest.raises(GenerationError) as caught:
+        run(once(backend(fake, auth_header="X-Auth", auth_env="COMFY_TOKEN")))
+    assert str(caught.value) == (
+        f"comfyui flux: ComfyUI at {fake.url} rejected the value of $COMFY_TOKEN (HTTP 403); "
+        "check it"
+    )
+    assert not caught.value.transient and "wrong" not in str(caught.value)
+
+
 def _user_workflow(tmp_path: Path, graph: dict[str, Any]) -> str:
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(graph))

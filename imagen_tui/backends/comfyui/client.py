@@ -114,10 +114,26 @@ class Session:
                     compression=None,
                     user_agent_header=None,
                 )
+            except websockets.InvalidStatus as error:
+                raise self._refused(error.response.status_code) from None
             except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
                 raise self.unreachable(error) from None
             self._ws = ws
             self._reader = asyncio.create_task(self._read(ws), name=f"{self.name} websocket")
+
+    def _refused(self, status: int) -> GenerationError:
+        """The server answered the socket's handshake with an HTTP error."""
+        if status in (401, 403):
+            if self._auth_env:
+                why = f"rejected the value of ${self._auth_env} (HTTP {status}); check it"
+            else:
+                why = f"refused the connection (HTTP {status}); if it needs a header, set "
+                why += "auth_header and auth_env"
+            return GenerationError(f"{self.name}: ComfyUI at {self.url} {why}")
+        return GenerationError(
+            f"{self.name}: ComfyUI at {self.url} refused the WebSocket (HTTP {status})",
+            transient=True,
+        )
 
     def unreachable(self, error: BaseException) -> GenerationError:
         if isinstance(error, TimeoutError):
