@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8188"
 QUIET_POLL_S = 5.0  # no frame for this long on an open socket: look at /history anyway
+FINISHING_POLL_S = 0.05  # ended but not in /history yet: look again this soon
 DROPPED_POLL_S = 0.5  # socket down: poll /history and try to reconnect this often
 RECONNECT_CAP_S = 5.0
 
@@ -143,6 +144,7 @@ class ComfyBackend:
         deadline = loop.time() + self.queue_timeout
         done = 0.0
         reconnects = 0
+        ended = False
         while True:
             left = deadline - loop.time()
             if left <= 0 and not started and await session.is_running(prompt_id):
@@ -182,7 +184,7 @@ class ComfyBackend:
                     return self._finished(entry)
                 continue
             try:
-                async with asyncio.timeout(min(left, QUIET_POLL_S)):
+                async with asyncio.timeout(min(left, FINISHING_POLL_S if ended else QUIET_POLL_S)):
                     frame = await mailbox.get()
             except TimeoutError:
                 entry = await session.history(prompt_id)
@@ -208,7 +210,7 @@ class ComfyBackend:
                 entry = await session.history(prompt_id)
                 if entry is not None:
                     return self._finished(entry)
-                await asyncio.sleep(0.05)  # history is written just before: look again
+                ended = True  # ComfyUI writes history first, so this is rare: poll it soon
 
     def _finished(self, entry: Mapping[str, Any]) -> Mapping[str, Any]:
         """The entry of a prompt that ended well; raises what ended it otherwise."""
