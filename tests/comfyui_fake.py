@@ -431,6 +431,12 @@ class FakeComfy:
             with contextlib.suppress(Exception):
                 sock.send(frame)
 
+    def _send_bytes(self, prompt: _Prompt, data: bytes) -> None:
+        sock = self._sockets.get(prompt.client_id or "")
+        if sock is not None:
+            sock.protocol.send_binary(data)
+            sock.writer.write(b"".join(sock.protocol.data_to_send()))
+
     def _broadcast_status(self) -> None:
         remaining = len(self._pending) + (1 if self._running else 0)
         frame = {
@@ -595,6 +601,9 @@ class FakeComfy:
             self._finish(prompt, "success", {output: {"images": self._cache[key]}}, [])
             return
         if scenario == "progress":
+            # A latent preview first, as a server with --preview-method sends: the recorded
+            # binary frame (event 1, PNG), which a client must skip.
+            self._send_bytes(prompt, (FIXTURES / "ws_binary_legacy_frame.bin").read_bytes())
             steps = int(graph[sampler]["inputs"].get("steps", 4)) if sampler != output else 4
             self._send(
                 prompt,

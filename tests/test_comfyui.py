@@ -147,6 +147,29 @@ def test_sampler_steps_reach_the_progress_callback(fake):
     assert seen == [0.25, 0.5, 0.75, 1.0]
 
 
+def test_one_backend_runs_two_jobs_at_once_each_with_its_own_progress(fake):
+    fake.scenario = "progress"
+    first: list[float] = []
+    second: list[float] = []
+
+    async def scenario() -> list[Result]:
+        made = backend(fake)
+        try:
+            return list(
+                await asyncio.gather(
+                    made.generate(Request(prompt="x", seed=1, steps=2), first.append),
+                    made.generate(Request(prompt="y", seed=2, steps=4), second.append),
+                )
+            )
+        finally:
+            await made.aclose()
+
+    results = run(scenario())
+    assert [r.seed for r in results] == [1, 2] and all(r.image == PNG for r in results)
+    assert (first, second) == ([0.5, 1.0], [0.25, 0.5, 0.75, 1.0])
+    assert fake.ws_connects == 1  # one socket for both
+
+
 def test_frames_of_other_prompts_are_ignored(fake):
     """Another client's progress and interruption on the same server change nothing."""
     fake.scenario = "progress"
