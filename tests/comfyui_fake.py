@@ -86,6 +86,7 @@ class _Prompt:
     number: int
     interrupted: asyncio.Event = field(default_factory=asyncio.Event)
     foreign: bool = False  # occupy(): another client's prompt
+    forgotten: bool = False  # restart(): the server lost it
 
 
 @dataclass
@@ -116,6 +117,7 @@ class FakeComfy:
         self._pending: list[_Prompt] = []
         self._running: _Prompt | None = None
         self._sockets: dict[str, _Socket] = {}
+        self._connections: set[asyncio.StreamWriter] = set()  # every open client connection
         self._cache: dict[str, list[dict[str, Any]]] = {}
         self._counter = 0
         self._number = 0
@@ -141,11 +143,14 @@ class FakeComfy:
         self._executor_task = asyncio.create_task(self._executor())
 
     def stop(self) -> None:
+        if not self._thread.is_alive():
+            return  # stopped already (a test took the server down)
+
         async def shutdown() -> None:
             if self._server is not None:
                 self._server.close()
-            for sock in list(self._sockets.values()):
-                sock.writer.transport.abort()
+            for writer in list(self._connections):  # a dead process closes every socket
+                writer.transport.abort()
             self._executor_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._executor_task
@@ -204,12 +209,29 @@ class FakeComfy:
         """End a held prompt (as if interrupted)."""
         self._loop.call_soon_threadsafe(self._interrupt, prompt_id)
 
+    def restart(self) -> None:
+        """As if ComfyUI restarted: sockets, queue and history (kept in memory) are gone."""
+
+        def forget() -> None:
+            self._drop_sockets()
+            with self._cond:
+                running, self._running = self._running, None
+                self._pending.clear()
+                self.history.clear()
+                self._cond.notify_all()
+            if running is not None:
+                running.forgotten = True
+                running.interrupted.set()
+
+        self._loop.call_soon_threadsafe(forget)
+
     def drop_sockets(self) -> None:
         self._loop.call_soon_threadsafe(self._drop_sockets)
 
     # ------------------------------------------------------------ HTTP
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
         try:
             while True:
                 try:
@@ -245,6 +267,7 @@ class FakeComfy:
         except ConnectionError:
             pass
         finally:
+            self._connections.discard(writer)
             writer.close()
 
     def _record(self, method: str, path: str, body: Any) -> None:
@@ -475,6 +498,8 @@ class FakeComfy:
                     with self._cond:
                         self._running = None
                         self._cond.notify_all()
+                if prompt.forgotten:
+                    continue
                 self._broadcast_status()
                 self._send(
                     prompt,
@@ -569,6 +594,8 @@ class FakeComfy:
                 },
             )
             await prompt.interrupted.wait()
+            if prompt.forgotten:
+                return
             frames = self._frames(
                 "ws_interrupted.jsonl", prompt, "2be1d1dc-e445-4900-892e-a8e4cba7b028"
             )

@@ -404,6 +404,49 @@ def test_a_prompt_that_starts_while_the_socket_is_down_is_not_timed_out_as_queue
     assert not fake.called("POST", "/interrupt")
 
 
+def test_a_prompt_lost_in_a_server_restart_fails_transiently_at_once(fake):
+    fake.scenario = "hold"
+
+    async def scenario() -> Result:
+        made = backend(fake)  # run_timeout 20 s: the test must end long before
+        try:
+            task = asyncio.create_task(made.generate(Request(prompt="x", seed=1)))
+            await asyncio.to_thread(fake.wait_for, lambda: fake.running_id is not None)
+            fake.restart()
+            return await task
+        finally:
+            await made.aclose()
+
+    started = time.monotonic()
+    with pytest.raises(
+        GenerationError, match=r"no longer on the server .* \(ComfyUI restarted\?\)"
+    ) as caught:
+        run(scenario())
+    assert caught.value.transient and time.monotonic() - started < 5
+
+
+def test_a_server_down_mid_run_fails_transiently_at_the_deadline_naming_the_url(fake):
+    fake.scenario = "hold"
+
+    async def scenario() -> Result:
+        made = backend(fake, run_timeout=1.0)
+        try:
+            task = asyncio.create_task(made.generate(Request(prompt="x", seed=1)))
+            await asyncio.to_thread(fake.wait_for, lambda: fake.running_id is not None)
+            fake.stop()  # the whole server goes away mid-run
+            return await task
+        finally:
+            await made.aclose()
+
+    with pytest.raises(GenerationError) as caught:
+        run(scenario())
+    assert caught.value.transient
+    assert str(caught.value).startswith(
+        f"comfyui flux: lost the connection to ComfyUI at {fake.url} mid-prompt and did not "
+        "get it back within 1 s ("
+    )
+
+
 def test_a_socket_drop_then_reconnect_follows_the_prompt_on_the_new_socket(fake):
     fake.scenario = "hold"
 

@@ -145,15 +145,23 @@ class ComfyBackend:
         done = 0.0
         reconnects = 0
         ended = False
+        lost: GenerationError | None = None  # why the socket is down, while it is
         while True:
             left = deadline - loop.time()
-            if left <= 0 and not started and await session.is_running(prompt_id):
+            if left <= 0 and not started and await self._running_now(prompt_id):
                 # It started while the socket was down (no frame told us): the run's turn.
                 started = True
                 deadline = loop.time() + self.run_timeout
                 continue
             if left <= 0:
                 await session.cancel(prompt_id)
+                if lost is not None:
+                    waited = self.run_timeout if started else self.queue_timeout
+                    raise GenerationError(
+                        f"{session.name}: lost the connection to ComfyUI at {session.url} "
+                        f"mid-prompt and did not get it back within {waited:g} s ({lost})",
+                        transient=True,
+                    )
                 if started:
                     raise GenerationError(
                         f"{session.name}: the run took longer than run_timeout "
@@ -166,22 +174,38 @@ class ComfyBackend:
                     transient=True,
                 )
             if not session.connected:
-                # The socket dropped: the result is in /history once the prompt ends.
-                entry = await session.history(prompt_id)
-                if entry is not None:
-                    return self._finished(entry)
+                # The socket dropped: reconnect, and meanwhile look for the result in
+                # /history (the server may be down too: then keep trying until the deadline).
                 try:
+                    entry = await session.history(prompt_id)
+                    if entry is not None:
+                        return self._finished(entry)
                     await session.connect()
-                except GenerationError as error:
+                except GenerationError as error:  # HTTP failed, or the socket would not open
+                    lost = error
+                else:
+                    lost = None
+                if lost is not None:
                     reconnects += 1
-                    log.info("%s: reconnecting: %s", session.name, error)
+                    log.info("%s: reconnecting: %s", session.name, lost)
                     await asyncio.sleep(min(DROPPED_POLL_S * reconnects, RECONNECT_CAP_S, left))
                     continue
                 reconnects = 0
-                # Frames sent while the socket was down are lost: look once more.
+                # Frames sent while the socket was down are lost. The queue first: ComfyUI
+                # writes the history entry before it takes a prompt off the queue.
+                state = await session.queue_state(prompt_id)
                 entry = await session.history(prompt_id)
                 if entry is not None:
                     return self._finished(entry)
+                if state is None:
+                    raise GenerationError(
+                        f"{session.name}: the prompt is no longer on the server at "
+                        f"{session.url} (ComfyUI restarted?)",
+                        transient=True,
+                    )
+                if state == "running" and not started:
+                    started = True
+                    deadline = loop.time() + self.run_timeout
                 continue
             try:
                 async with asyncio.timeout(min(left, FINISHING_POLL_S if ended else QUIET_POLL_S)):
@@ -211,6 +235,12 @@ class ComfyBackend:
                 if entry is not None:
                     return self._finished(entry)
                 ended = True  # ComfyUI writes history first, so this is rare: poll it soon
+
+    async def _running_now(self, prompt_id: str) -> bool:
+        try:
+            return await self.session.queue_state(prompt_id) == "running"
+        except GenerationError:  # the server is down too: it is not running there
+            return False
 
     def _finished(self, entry: Mapping[str, Any]) -> Mapping[str, Any]:
         """The entry of a prompt that ended well; raises what ended it otherwise."""

@@ -186,11 +186,15 @@ class Session:
         entry = _json(response).get(prompt_id)
         return entry if isinstance(entry, Mapping) else None
 
-    async def is_running(self, prompt_id: str) -> bool:
-        """Whether `prompt_id` is the one ComfyUI is running now (GET /queue)."""
+    async def queue_state(self, prompt_id: str) -> str | None:
+        """`running`, `pending`, or None when `prompt_id` is not in ComfyUI's queue."""
         response = await self.http.request("GET", "/queue", billable=False)
-        running = _json(response).get("queue_running") or []
-        return any(isinstance(item, list) and prompt_id in item[:2] for item in running)
+        body = _json(response)
+        for state, key in (("running", "queue_running"), ("pending", "queue_pending")):
+            for item in body.get(key) or ():
+                if isinstance(item, list) and len(item) > 1 and item[1] == prompt_id:
+                    return state
+        return None
 
     async def view(self, image: Mapping[str, Any]) -> tuple[bytes, str]:
         """An output image's bytes and MIME type."""
