@@ -25,7 +25,7 @@ from uuid import uuid4
 
 from imagen_tui.backends.base import Progress, Request, Result, random_seed
 from imagen_tui.backends.comfyui import errors
-from imagen_tui.backends.comfyui.client import DROPPED, Frame, Session, json_body
+from imagen_tui.backends.comfyui.client import DROPPED, Frame, Session, Unreachable, json_body
 from imagen_tui.backends.comfyui.workflow import (
     BUILTIN_WORKFLOWS,
     DEFAULT_MODELS,
@@ -174,22 +174,25 @@ class ComfyBackend:
                     transient=True,
                 )
             if not session.connected:
-                # The socket dropped: reconnect, and meanwhile look for the result in
-                # /history (the server may be down too: then keep trying until the deadline).
+                # The socket dropped: reconnect. A server that refuses the socket may still
+                # answer HTTP (a proxy): look for the result in /history meanwhile. One
+                # that is down is not polled (each failed call would log a retry).
                 try:
-                    entry = await session.history(prompt_id)
-                    if entry is not None:
-                        return self._finished(entry)
                     await session.connect()
-                except GenerationError as error:  # HTTP failed, or the socket would not open
+                except GenerationError as error:
+                    if lost is None:
+                        log.warning("%s: socket lost; reconnecting: %s", session.name, error)
                     lost = error
-                else:
-                    lost = None
-                if lost is not None:
+                    if not isinstance(error, Unreachable):
+                        entry = await self._history_if_up(prompt_id)
+                        if entry is not None:
+                            return self._finished(entry)
                     reconnects += 1
-                    log.info("%s: reconnecting: %s", session.name, lost)
                     await asyncio.sleep(min(DROPPED_POLL_S * reconnects, RECONNECT_CAP_S, left))
                     continue
+                if lost is not None:
+                    log.warning("%s: socket back after %d failed tries", session.name, reconnects)
+                lost = None
                 reconnects = 0
                 # Frames sent while the socket was down are lost. The queue first: ComfyUI
                 # writes the history entry before it takes a prompt off the queue.
@@ -235,6 +238,12 @@ class ComfyBackend:
                 if entry is not None:
                     return self._finished(entry)
                 ended = True  # ComfyUI writes history first, so this is rare: poll it soon
+
+    async def _history_if_up(self, prompt_id: str) -> Mapping[str, Any] | None:
+        try:
+            return await self.session.history(prompt_id)
+        except GenerationError:
+            return None
 
     async def _running_now(self, prompt_id: str) -> bool:
         try:

@@ -37,6 +37,10 @@ CANCEL_TIMEOUT_S = 3.0  # a cancel's queue delete + interrupt give up after this
 MAX_FRAME_BYTES = 64 * 2**20  # binary previews can be large; we drop them unread
 
 
+class Unreachable(GenerationError):
+    """No connection to the server at all (refused, timed out): it is down or elsewhere."""
+
+
 class Session:
     """HTTP and WebSocket access to one ComfyUI server, shared by all jobs of a backend."""
 
@@ -135,14 +139,14 @@ class Session:
             transient=True,
         )
 
-    def unreachable(self, error: BaseException) -> GenerationError:
+    def unreachable(self, error: BaseException) -> Unreachable:
         if isinstance(error, TimeoutError):
             why = f"no answer within {self.connect_timeout:g} s"
         elif isinstance(error, ConnectionRefusedError):
             why = "connection refused"
         else:
             why = one_line(f"{type(error).__name__}: {error}", 200)
-        return GenerationError(
+        return Unreachable(
             f"{self.name}: cannot reach ComfyUI at {self.url} ({why}); is it running?",
             transient=True,
         )
