@@ -119,3 +119,49 @@ def test_cancel_interrupts_the_running_prompt(tmp_path):
             await made.aclose()
 
     assert "execution_interrupted" in asyncio.run(scenario())
+
+
+def _has_test_sleep() -> bool:
+    return bool(httpx.get(f"{URL}/object_info/TestSleep").json()) if URL else False
+
+
+def test_progress_then_a_running_cancel_within_a_second(tmp_path):
+    """Needs ComfyUI's own testing pack (tests/execution/testing_nodes/testing-pack
+    copied into custom_nodes/): TestSleep reports progress like a sampler."""
+    if not _has_test_sleep():
+        pytest.skip("TestSleep (ComfyUI's testing pack) is not installed on this server")
+    graph = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
+        },
+        "2": {"class_type": "TestSleep", "inputs": {"value": ["1", 0], "seconds": 1.0}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "t"}},
+    }
+    seed = time.time_ns() % 10_000_000  # the colour: a graph ComfyUI has not cached
+
+    async def scenario() -> tuple[list[float], float]:
+        made = backend(tmp_path, graph, seed_at="1.color", steps_at="2.seconds")
+        try:
+            seen: list[float] = []
+            await made.generate(Request(prompt="x", seed=seed, steps=1), seen.append)
+            assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+            running: list[float] = []
+            task = asyncio.create_task(
+                made.generate(Request(prompt="x", seed=seed + 1, steps=30), running.append)
+            )
+            while not running:
+                await asyncio.sleep(0.01)
+            cancelled = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            async with httpx.AsyncClient(base_url=URL) as client:
+                while (await client.get("/queue")).json()["queue_running"]:
+                    await asyncio.sleep(0.01)
+            return seen, time.monotonic() - cancelled
+        finally:
+            await made.aclose()
+
+    _seen, seconds = asyncio.run(scenario())
+    assert seconds < 1.0
