@@ -50,8 +50,14 @@ backends:
     model: mock-v1
     # Simulated GPU time per image, in milliseconds.
     delay_ms: 0
-  # Cloud backends (docs/backends.md: costs, sizes, what each records):
+  # FLUX on a local ComfyUI (docs/backends.md: which model files go where).
   # flux:
+  #   type: comfyui
+  #   url: http://127.0.0.1:8188
+  #   workflow: flux-schnell      # flux-schnell | flux-dev | path/to/workflow_api.json
+  #   layout: split               # split (UNET + CLIP-L + T5 + VAE) | checkpoint
+  # Cloud backends (docs/backends.md: costs, sizes, what each records):
+  # flux-cloud:
   #   type: replicate
   #   model: black-forest-labs/flux-schnell   # or owner/name:version
   #   token_env: REPLICATE_API_TOKEN
