@@ -215,6 +215,13 @@ def test_missing_model_files_name_the_file_the_folder_and_what_is_there(fake):
     assert "ae.safetensors" not in message  # installed: not reported
 
 
+def test_with_every_flux_file_installed_it_validates_and_the_probe_says_so(fake):
+    fake.installed = FLUX_FILES
+    assert run(once(backend(fake))).image == PNG
+    details = registry.details(block(fake.url))
+    assert "models: all 4 installed" in details and not any("missing" in d for d in details)
+
+
 def test_the_recorded_400_for_a_flux_graph_without_models_reads_as_one_line():
     from imagen_tui.backends.comfyui.errors import validation_error
 
