@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -130,7 +131,7 @@ class ComfyBackend:
             model=self.model,
             seed=seed,
             steps=steps if workflow.places.get("steps") else None,
-            cost_usd=0.0,
+            cost_usd=Decimal(0),  # local: the GPU is yours
             extra={"comfyui_prompt_id": prompt_id},
         )
 
