@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +23,6 @@ from imagen_tui.core.workbench import open_workbench
 from imagen_tui.db.repositories import (
     GalleryCard,
     ImageRow,
-    JobRow,
     SeriesDetail,
     SeriesRow,
     TryRow,
@@ -34,6 +33,7 @@ from imagen_tui.tui.screens.gallery import GalleryScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen
 from imagen_tui.tui.screens.series import SeriesScreen
 from tests.tui import until
+from tests.tui_fixtures import FixedSession
 
 WHEN = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
 COLOURS = {
@@ -110,67 +110,46 @@ def try_row(idx: int, status: str, image: ImageRow | None, **extra: Any) -> TryR
     )
 
 
-class FixedSession:
-    """`services.Session`'s methods the screens call, on fixed rows."""
-
-    def __init__(self) -> None:
-        self.images = {
-            101: image_row(101, 7, 1, 42),
-            102: image_row(102, 7, 2, 43),
-            201: image_row(201, 5, 1, 9),
-            301: image_row(301, None, None, 77),
-        }
-
-    def close(self) -> None:
-        pass
-
-    async def events(self) -> AsyncIterator[Any]:
-        await asyncio.Event().wait()  # no events: nothing changes
-        yield None
-
-    def jobs(self, status: str | None = None, limit: int = 50) -> list[JobRow]:
-        return []
-
-    def jobs_by_id(self, job_ids: Any) -> list[JobRow]:
-        return []
-
-    def series(self, limit: int = 20) -> list[SeriesRow]:
-        return [
+def fixed_session() -> FixedSession:
+    """Two series (7: two images, one running try, one failed; 5: one image)
+    and a single image, for the Series screen and the Gallery."""
+    images = {
+        101: image_row(101, 7, 1, 42),
+        102: image_row(102, 7, 2, 43),
+        201: image_row(201, 5, 1, 9),
+        301: image_row(301, None, None, 77),
+    }
+    series_7 = (
+        try_row(1, "done", images[101]),
+        try_row(2, "done", images[102]),
+        try_row(3, "running", None, progress=0.4),
+        try_row(4, "failed", None, error="mock: [red]GPU[/] out of memory"),
+    )
+    series_5 = (try_row(1, "done", images[201]),)
+    return FixedSession(
+        jobs_rows=[],
+        series_rows=[
             SeriesRow(7, PROMPTS[7], None, 4, 2, 1, 2, WHEN),
             SeriesRow(5, PROMPTS[5], "photo", 1, 1, 0, None, WHEN),
-        ]
-
-    def series_detail(self, series_id: int) -> SeriesDetail:
-        if series_id == 5:
-            tries: tuple[TryRow, ...] = (try_row(1, "done", self.images[201]),)
-        else:
-            tries = (
-                try_row(1, "done", self.images[101]),
-                try_row(2, "done", self.images[102]),
-                try_row(3, "running", None, progress=0.4),
-                try_row(4, "failed", None, error="mock: [red]GPU[/] out of memory"),
+        ],
+        details={
+            series_id: SeriesDetail(
+                id=series_id,
+                spec=RequestSpec(PROMPTS[series_id], seed=42),
+                count=len(tries),
+                selected_image_id=102 if series_id == 7 else None,
+                created_at=WHEN,
+                tries=tries,
             )
-        return SeriesDetail(
-            id=series_id,
-            spec=RequestSpec(PROMPTS[series_id], seed=42),
-            count=len(tries),
-            selected_image_id=102 if series_id == 7 else None,
-            created_at=WHEN,
-            tries=tries,
-        )
-
-    def series_images(self, series_id: int) -> list[ImageRow]:
-        return [row for row in self.images.values() if row.series_id == series_id]
-
-    def gallery(self, limit: int = 100, before_id: int | None = None) -> list[GalleryCard]:
-        return [
-            GalleryCard(self.images[301], "moth", None, 1, 1, False),
-            GalleryCard(self.images[201], PROMPTS[5], 5, 1, 1, False),
-            GalleryCard(self.images[102], PROMPTS[7], 7, 4, 2, True),
-        ]
-
-    def pick(self, series_id: int, idx: int | None) -> int | None:
-        return None
+            for series_id, tries in ((7, series_7), (5, series_5))
+        },
+        images=images,
+        cards=[
+            GalleryCard(images[301], "moth", None, 1, 1, False),
+            GalleryCard(images[201], PROMPTS[5], 5, 1, 1, False),
+            GalleryCard(images[102], PROMPTS[7], 7, 4, 2, True),
+        ],
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -184,7 +163,7 @@ def halfcell() -> Iterator[None]:
 @pytest.fixture
 def app(home) -> WorkbenchApp:
     workbench = open_workbench(home.write_config("default_backend: mock\n"))
-    app = WorkbenchApp(workbench, open_session=FixedSession, clock=lambda: WHEN)  # type: ignore[arg-type]
+    app = WorkbenchApp(workbench, open_session=fixed_session, clock=lambda: WHEN)  # type: ignore[arg-type]
     app.theme = "textual-dark"
     return app
 

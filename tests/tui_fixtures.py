@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from imagen_tui.core.events import Connected
-from imagen_tui.db.repositories import JobRow, SeriesDetail, SeriesRow
+from imagen_tui.db.repositories import GalleryCard, ImageRow, JobRow, SeriesDetail, SeriesRow
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
@@ -67,6 +67,8 @@ class FixedSession:
     jobs_rows: list[JobRow] = field(default_factory=lambda: list(JOBS))
     series_rows: list[SeriesRow] = field(default_factory=list)
     details: dict[int, SeriesDetail] = field(default_factory=dict)
+    images: dict[int, ImageRow] = field(default_factory=dict)
+    cards: list[GalleryCard] = field(default_factory=list)
     calls: list[tuple[str, Any]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -87,6 +89,12 @@ class FixedSession:
 
     def series_detail(self, series_id: int) -> SeriesDetail:
         return self.details[series_id]
+
+    def series_images(self, series_id: int) -> list[ImageRow]:
+        return [row for row in self.images.values() if row.series_id == series_id]
+
+    def gallery(self, limit: int = 100, before_id: int | None = None) -> list[GalleryCard]:
+        return self.cards[:limit]
 
     def pick(self, series_id: int, idx: int | None) -> int | None:
         self.calls.append(("pick", (series_id, idx)))

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from imagen_tui.db.repositories import JobRow
     from imagen_tui.tui.app import WorkbenchApp
 
-PAGE = 200  # jobs loaded on a (re)load; newer ones arrive live on top
+PAGE = 1000  # jobs loaded on a (re)load; newer ones arrive live on top
 
 
 class JobsScreen(Screen[None]):

@@ -82,6 +82,10 @@ class JobTable(DataTable[Text]):
     def job_ids(self) -> list[int]:
         return list(self._rows)
 
+    def job(self, job_id: int) -> JobRow | None:
+        """The row shown for this job, as last read."""
+        return self._rows.get(job_id)
+
     @property
     def current_job(self) -> JobRow | None:
         """The job under the cursor."""

@@ -1,0 +1,90 @@
+"""The live feed: bursts coalesce into few re-reads, and failures and finished
+series are announced once each (real database, real worker processes)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import psycopg
+from textual.notifications import Notify
+
+from tests.conftest import IMAGEN
+from tests.test_tui_jobs import enqueue, open_jobs
+from tests.tui import make_app, run, until
+
+
+def test_a_burst_of_events_for_one_job_is_read_a_few_times_and_ends_on_the_latest(
+    home, monkeypatch, db_url
+):
+    app = make_app(home, monkeypatch, db_url)
+    (job_id,) = enqueue(db_url)
+    reads: list[list[int]] = []
+
+    async def scenario():
+        async with app.run_test(size=(140, 30)) as pilot:
+            table = await open_jobs(app, pilot)
+            await until(pilot, lambda: str(job_id) in table.rows)
+            session = app.session
+            original = session.jobs_by_id
+
+            def counted(ids):
+                reads.append(list(ids))
+                return original(ids)
+
+            session.jobs_by_id = counted
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                for step in range(1, 101):  # 100 commits, 100 notifications
+                    conn.execute(
+                        "UPDATE imagen.jobs SET progress = %s WHERE id = %s", (step / 100, job_id)
+                    )
+            await until(pilot, lambda: table.job(job_id).progress == 1.0)
+
+    run(scenario())
+    assert reads and all(ids == [job_id] for ids in reads)
+    assert len(reads) < 50, f"{len(reads)} reads for 100 events: bursts are not coalesced"
+
+
+def test_failures_and_a_finished_series_are_announced_once(home, monkeypatch, db_url):
+    config = (
+        "default_backend: mock\n"
+        'backends:\n  mock:\n    type: mock\n    fail_if_prompt_contains: "boom"\n'
+    )
+    seen: list[object] = []
+    app = make_app(home, monkeypatch, db_url, config)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        (series_id,) = conn.execute(
+            "INSERT INTO imagen.series (prompt, count) VALUES ('a [bold]boom[/]', 2) RETURNING id"
+        ).fetchone()
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "INSERT INTO imagen.jobs (prompt, series_id, series_idx, max_attempts) "
+                "SELECT 'a [bold]boom[/]', %s, g, 1 FROM generate_series(1, 2) g RETURNING id",
+                (series_id,),
+            )
+        ]
+
+    def notices():
+        return [m.notification for m in seen if isinstance(m, Notify)]
+
+    async def scenario():
+        async with app.run_test(size=(140, 30), message_hook=seen.append) as pilot:
+            await open_jobs(app, pilot)
+            worker = subprocess.run(
+                [str(IMAGEN), "worker", "--once"],
+                env={**home.env, "IMAGEN_DATABASE_URL": db_url},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert worker.returncode == 0, worker.stderr
+            await until(pilot, lambda: any("complete" in n.title for n in notices()))
+            await pilot.pause(0.3)  # anything announced twice would be in by now
+
+    run(scenario())
+    failed = [n for n in notices() if n.title.startswith("Job ")]
+    assert sorted(n.title for n in failed) == sorted(f"Job {i} failed" for i in ids)
+    assert all("boom" in n.message and not n.markup for n in failed)
+    complete = [n for n in notices() if "complete" in n.title]
+    assert [n.title for n in complete] == [f"Series {series_id} complete"]
+    assert complete[0].message == "0 of 2 tries done"
