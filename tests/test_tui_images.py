@@ -55,3 +55,24 @@ def test_an_unknown_protocol_is_a_config_error_naming_the_key_and_line():
         "auto, tgp, sixel, halfcell, unicode"
     )
     assert images.image_class() is UnicodeImage  # unchanged
+
+
+def test_halfcell_pictures_are_scaled_to_their_box_before_drawing():
+    from PIL import Image as PILImage
+
+    picture = PILImage.new("RGB", (256, 128), "red")
+    images.use_protocol("halfcell")
+    fitted = images.fitted(picture, 20, 10)  # 20 cells wide, 10 rows of 2 pixels
+    assert fitted.size == (20, 10)  # aspect kept, within 20 x 20
+    assert picture.size == (256, 128)  # the original is untouched
+    small = PILImage.new("RGB", (8, 8))
+    assert images.fitted(small, 20, 10) is small  # nothing to gain
+
+
+@pytest.mark.parametrize("protocol", ["tgp", "sixel"])
+def test_pixel_protocols_get_the_picture_as_it_is(protocol):
+    from PIL import Image as PILImage
+
+    picture = PILImage.new("RGB", (256, 256))
+    images.use_protocol(protocol)
+    assert images.fitted(picture, 20, 10) is picture

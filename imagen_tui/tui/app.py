@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar, Protocol
@@ -42,6 +43,8 @@ from imagen_tui.tui.screens.gallery import GalleryScreen
 from imagen_tui.tui.screens.jobs import JobsScreen
 from imagen_tui.tui.screens.series import SeriesScreen
 from imagen_tui.tui.styles import stylesheet
+
+_opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagen-open-db")
 
 
 class Stoppable(Protocol):
@@ -91,7 +94,11 @@ class WorkbenchApp(App[None]):
         self.local_worker: Stoppable | None = None
         self.state: dict[str, Any] = dict(state or {})
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._open_session = open_session or partial(services.open_session, workbench)
+        # The database opens while Textual starts: the embedded server may take a
+        # second, and the driver's import alone is a tenth of one.
+        self._session_future: Future[services.Session] = _opener.submit(
+            open_session or partial(services.open_session, workbench)
+        )
         self._start_worker = start_worker
         self._save_state = save_state
         self._notes = list(notes)  # warnings from before the app ran, shown once it does
@@ -125,10 +132,9 @@ class WorkbenchApp(App[None]):
     @work(thread=True, exclusive=True, group="database", exit_on_error=False)
     def _open_database(self) -> None:
         try:
-            session = self._open_session()
-        except (DatabaseError, InputError) as error:
-            message = error.message if isinstance(error, InputError) else str(error)
-            self.post_message(DatabaseFailed(message))
+            session = self._session_future.result()
+        except ImagenError as error:  # one line: no database, bad URL, schema too old
+            self.post_message(DatabaseFailed(str(error)))
             return
         self.post_message(DatabaseReady(session))
 

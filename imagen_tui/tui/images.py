@@ -17,6 +17,7 @@ from textual_image import widget as image_widgets
 from imagen_tui.errors import ConfigError
 
 if TYPE_CHECKING:
+    from PIL.Image import Image as Picture
     from textual_image.widget._base import Image as ImageWidget
 
 PROTOCOLS: dict[str, type[ImageWidget]] = {
@@ -34,6 +35,21 @@ _chosen: list[type[ImageWidget]] = [PROTOCOLS[DEFAULT_PROTOCOL]]
 def image_class() -> type[ImageWidget]:
     """The widget class every image of the app is drawn with."""
     return _chosen[0]
+
+
+def fitted(picture: Picture, width: int, height: int) -> Picture:
+    """`picture` scaled down for a `width` x `height` cell box when the chosen
+    widget draws one pixel per half cell: textual-image scales the whole picture
+    on every render, so a thumbnail of the box's own size paints much faster.
+    Other protocols draw real pixels: the picture is returned as it is."""
+    if image_class() is not image_widgets.HalfcellImage:
+        return picture
+    box = (max(1, width), max(2, height * 2))
+    if picture.width <= box[0] and picture.height <= box[1]:
+        return picture
+    small = picture.copy()
+    small.thumbnail(box)
+    return small
 
 
 def use_protocol(protocol: str) -> type[ImageWidget]:

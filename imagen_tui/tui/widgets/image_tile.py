@@ -86,6 +86,7 @@ class ImageTile(Vertical):
         self.picture = picture
         self._picture_size = (20, 10)
         self._image: ImageWidget | None = None
+        self._shown: Picture | None = None  # the picture the image widget was given
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="tile-body"):
@@ -109,9 +110,13 @@ class ImageTile(Vertical):
 
     def set_picture_size(self, width: int, height: int) -> None:
         """The picture's size in cells (the grid's layout decides it)."""
-        self._picture_size = (max(1, width), max(1, height))
-        if self._image is not None:
-            self._image.styles.width, self._image.styles.height = self._picture_size
+        size = (max(1, width), max(1, height))
+        if size == self._picture_size:
+            return
+        self._picture_size = size
+        if self._image is not None and self.picture is not None:
+            self._image.styles.width, self._image.styles.height = size
+            self._image.image = images.fitted(self.picture, *size)
 
     def _apply(self) -> None:
         info = self.info
@@ -122,15 +127,19 @@ class ImageTile(Vertical):
         status.update(self._status_text())
         showing = self.picture is not None and info.has_image
         status.display = not showing
-        if showing and self._image is None:
-            self._image = images.image_class()(self.picture, classes="tile-picture")
-            self._image.styles.width, self._image.styles.height = self._picture_size
-            self.query_one(".tile-body", Vertical).mount(self._image)
-        elif showing and self._image is not None and self._image.image is not self.picture:
-            self._image.image = self.picture
+        if showing and self.picture is not None and self._shown is not self.picture:
+            fitted = images.fitted(self.picture, *self._picture_size)
+            if self._image is None:
+                self._image = images.image_class()(fitted, classes="tile-picture")
+                self._image.styles.width, self._image.styles.height = self._picture_size
+                self.query_one(".tile-body", Vertical).mount(self._image)
+            else:
+                self._image.image = fitted
+            self._shown = self.picture
         elif not showing and self._image is not None:
             self._image.remove()
             self._image = None
+            self._shown = None
 
     def _status_text(self) -> Text:
         info = self.info

@@ -1,0 +1,360 @@
+"""How fast and lean the workbench app is, each figure next to a baseline from the same run.
+
+Run:  .venv/bin/python bench/tui.py [--events 200] [--launches 5]
+
+A private embedded PostgreSQL is started in a temp dir (stopped at the end);
+the app runs headless (Textual's `run_test`, or `App.run(headless=True)` in a
+child process for the launch time), with the mock backend.
+
+Figures:
+
+1. launch: a new process, from just before it is spawned to the first
+   frame painted after the database session opened (the Compose screen is
+   up and a submit would go through), with the database already running.
+   Baseline: a process that only does `import textual`.
+2. event to cell: the parent's clock just before an `UPDATE imagen.jobs SET
+   progress` commits -> the moment the job table has rewritten that row's
+   cells (NOTIFY delivered, row re-read, cells updated), one event at a time,
+   p50/p95. Baseline: the same UPDATE -> the notification arriving on a bare
+   psycopg LISTEN connection.
+3. per-event cost by table size: the same, with 10 and with 1,000 jobs in
+   the table, plus the CPU time spent inside `JobTable.upsert`.
+4. grid: first paint of a 10-image series grid, cold (the Series screen
+   built for it) and warm (moving to it from another series), and the
+   process RSS with it open (see `grid_phase`).
+
+Targets (issue 8): start < 1.0 s, event-to-cell p95 < 30 ms, per-event cost
+flat from 10 to 1,000 rows, grid paint < 300 ms, RSS < 200 MB. Missed targets
+are reported; the process exits non-zero only on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from imagen_tui.db import embedded, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_LAUNCH_S = 1.0
+TARGET_EVENT_P95_MS = 30.0
+TARGET_GRID_MS = 300.0
+TARGET_RSS_MB = 200.0
+
+LAUNCH_CHILD = """
+import time
+from imagen_tui.core.workbench import open_workbench
+from imagen_tui.tui.app import WorkbenchApp
+
+class Timed(WorkbenchApp):
+    def on_database_ready(self, message):
+        super().on_database_ready(message)
+        self.call_after_refresh(self.painted)  # the frame after the database opened
+
+    def painted(self):
+        print(time.monotonic(), flush=True)
+        self.exit()
+
+Timed(open_workbench(None)).run(headless=True, size=(100, 34))
+"""
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.root = Path(tempfile.mkdtemp(prefix="imagen-bench-tui-"))
+        self.root.chmod(0o711)
+        self.pgdata = self.root / "pgdata"
+        self.home = self.root / "home"
+        self.home.mkdir()
+        self.url = ""
+        self.env = {
+            **os.environ,
+            "HOME": str(self.home),
+            "IMAGEN_CONFIG": str(self.home / "imagen.yaml"),
+        }
+        (self.home / "imagen.yaml").write_text(
+            "default_backend: mock\ntui:\n  image_protocol: halfcell\n", encoding="utf-8"
+        )
+
+    def start(self) -> None:
+        self.url = embedded.server_url(self.pgdata, database="imagen_bench")
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            migrate.migrate(conn)
+        self.env["IMAGEN_DATABASE_URL"] = self.url
+        os.environ.update(
+            {k: self.env[k] for k in ("HOME", "IMAGEN_CONFIG", "IMAGEN_DATABASE_URL")}
+        )
+
+    def stop(self) -> None:
+        embedded.stop(self.pgdata)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cursor = conn.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+
+    # ------------------------------------------------------------------ 1. launch
+
+    def _spawn_timed(self, code: str, *, until_line: bool) -> float:
+        started = time.monotonic()
+        child = subprocess.run(
+            [sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=120
+        )
+        ended = time.monotonic()
+        if child.returncode != 0:
+            raise RuntimeError(
+                child.stderr.strip().splitlines()[-1] if child.stderr else "child failed"
+            )
+        if until_line:
+            return float(child.stdout.strip().splitlines()[-1]) - started
+        return ended - started
+
+    def launch_phase(self) -> dict[str, float]:
+        baseline = [
+            self._spawn_timed("import textual", until_line=False) for _ in range(self.args.launches)
+        ]
+        ours = [self._spawn_timed(LAUNCH_CHILD, until_line=True) for _ in range(self.args.launches)]
+        return {"baseline_s": statistics.median(baseline), "launch_s": statistics.median(ours)}
+
+    # ------------------------------------------------------------------ 2, 3. events
+
+    async def _bare_listen(self, job_id: int, count: int) -> list[float]:
+        """UPDATE commit -> notification on a plain LISTEN connection."""
+        samples = []
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as listener:
+            await listener.execute("LISTEN imagen_job_events")
+            with psycopg.connect(self.url, autocommit=True) as writer:
+                for i in range(count):
+                    started = time.monotonic()
+                    await asyncio.to_thread(
+                        writer.execute,
+                        "UPDATE imagen.jobs SET progress = %s WHERE id = %s",
+                        ((i + 1) / (count + 1), job_id),
+                    )
+                    async for _note in listener.notifies(timeout=10, stop_after=1):
+                        samples.append((time.monotonic() - started) * 1000)
+        return samples
+
+    async def _app_events(self, rows: int, count: int) -> tuple[list[float], list[float]]:
+        from imagen_tui.core.workbench import open_workbench
+        from imagen_tui.tui.app import WorkbenchApp
+        from imagen_tui.tui.screens.jobs import JobsScreen
+        from imagen_tui.tui.widgets.job_table import JobTable
+
+        self.sql("TRUNCATE imagen.jobs, imagen.series CASCADE")
+        ids = [
+            r[0]
+            for r in self.sql(
+                "INSERT INTO imagen.jobs (prompt, seed) SELECT 'a lighthouse at dusk', g "
+                "FROM generate_series(1, %s) g RETURNING id",
+                rows,
+            )
+        ]
+        target = ids[len(ids) // 2]
+        arrived = asyncio.Event()
+        upsert_cpu: list[float] = []
+        original: Callable[..., None] = JobTable.upsert
+
+        def timed_upsert(table: JobTable, job_rows: Any) -> None:
+            job_rows = list(job_rows)
+            began = time.thread_time()
+            original(table, job_rows)
+            upsert_cpu.append((time.thread_time() - began) * 1000)
+            if any(r.id == target for r in job_rows):
+                arrived.set()
+
+        JobTable.upsert = timed_upsert  # type: ignore[method-assign]
+        latencies: list[float] = []
+        app = WorkbenchApp(open_workbench(None))
+        try:
+            async with app.run_test(size=(140, 40)) as pilot:
+                while app.session is None:
+                    await pilot.pause(0.01)
+                await pilot.press("f2")
+                deadline = time.monotonic() + 60
+                while not (
+                    isinstance(app.screen, JobsScreen)
+                    and app.screen.query_one(JobTable).row_count == rows
+                ):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the job table never showed {rows} rows")
+                    await pilot.pause(0.01)
+                with psycopg.connect(self.url, autocommit=True) as writer:
+                    for i in range(count):
+                        arrived.clear()
+                        started = time.monotonic()
+                        await asyncio.to_thread(
+                            writer.execute,
+                            "UPDATE imagen.jobs SET progress = %s WHERE id = %s",
+                            ((i + 1) / (count + 1), target),
+                        )
+                        await asyncio.wait_for(arrived.wait(), 10)
+                        latencies.append((time.monotonic() - started) * 1000)
+        finally:
+            JobTable.upsert = original  # type: ignore[method-assign]
+        return latencies, upsert_cpu
+
+    # ------------------------------------------------------------------ 4. grid
+
+    def grid_phase(self) -> dict[str, float]:
+        """Two series rendered by a real worker (512x512): one of 10 tries and one
+        of 1. Cold: the Series screen opened for the first time on the 10-image
+        series (the screen is built too). Warm: the screen is up on the small
+        series and the user moves to the big one. Each from the request to the
+        frame where every tile has its picture; then the process RSS."""
+        from imagen_tui import services
+        from imagen_tui.core.spec import RequestSpec
+        from imagen_tui.core.workbench import open_workbench
+
+        workbench = open_workbench(None)
+        with services.session(workbench) as session:
+            spec = RequestSpec(prompt="a lighthouse at dusk", width=512, height=512, seed=1)
+            big = session.submit(workbench, spec, 10).series_id
+            small = session.submit(workbench, spec, 1).series_id
+        worker = subprocess.run(
+            [str(Path(sys.executable).parent / "imagen"), "worker", "--once"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if worker.returncode != 0:
+            raise RuntimeError(worker.stderr.strip().splitlines()[-1])
+        return asyncio.run(self._grid(big, small))
+
+    async def _grid(self, big: int, small: int) -> dict[str, float]:
+        from imagen_tui.core.workbench import open_workbench
+        from imagen_tui.tui import images
+        from imagen_tui.tui.app import WorkbenchApp
+        from imagen_tui.tui.screens.series import SeriesScreen
+        from imagen_tui.tui.widgets.image_tile import ImageTile
+
+        workbench = open_workbench(None)
+        images.configure(workbench.config)
+        app = WorkbenchApp(workbench)
+        rss_before = rss_mb()
+
+        def pictures(count: int) -> bool:
+            screen = app.screen
+            if not isinstance(screen, SeriesScreen):
+                return False
+            tiles = list(screen.query(ImageTile))
+            return len(tiles) == count and all(t._image is not None for t in tiles)
+
+        async def painted(pilot: Any, count: int, started: float) -> float:
+            while not pictures(count):
+                await pilot.pause(0.001)
+            frame = asyncio.Event()
+            app.call_after_refresh(frame.set)
+            await frame.wait()
+            return (time.monotonic() - started) * 1000
+
+        async with app.run_test(size=(200, 60)) as pilot:
+            while app.session is None:
+                await pilot.pause(0.01)
+            started = time.monotonic()
+            app.show_series(big)
+            cold = await painted(pilot, 10, started)
+            app.show_series(small)
+            await painted(pilot, 1, time.monotonic())
+            started = time.monotonic()
+            app.show_series(big)
+            warm = await painted(pilot, 10, started)
+            await pilot.pause(0.2)
+            rss = rss_mb()
+        return {"cold_ms": cold, "warm_ms": warm, "rss_mb": rss, "rss_before_app_mb": rss_before}
+
+    def event_phase(self) -> dict[str, Any]:
+        count = self.args.events
+        (job,) = self.sql("INSERT INTO imagen.jobs (prompt) VALUES ('baseline') RETURNING id")
+        bare = asyncio.run(self._bare_listen(job[0], count))
+        results: dict[str, Any] = {"bare": bare}
+        for rows in (10, 1000):
+            latencies, cpu = asyncio.run(self._app_events(rows, count))
+            results[rows] = (latencies, cpu)
+        return results
+
+
+def report(launch: dict[str, float], events: dict[str, Any], grid: dict[str, float]) -> None:
+    print()
+    print("figure                                  ours        baseline (same run)   target")
+    print(
+        f"launch to first frame                   {launch['launch_s'] * 1000:7.0f} ms  "
+        f"import textual {launch['baseline_s'] * 1000:5.0f} ms   < {TARGET_LAUNCH_S * 1000:.0f} ms"
+        f"  {'met' if launch['launch_s'] < TARGET_LAUNCH_S else 'MISSED'}"
+    )
+    bare = events["bare"]
+    for rows in (10, 1000):
+        latencies, cpu = events[rows]
+        p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+        print(
+            f"NOTIFY -> cell, {rows:>4} rows: p50/p95   {p50:5.1f} / {p95:5.1f} ms  "
+            f"bare LISTEN {percentile(bare, 0.5):4.1f} / {percentile(bare, 0.95):4.1f} ms"
+            f"   p95 < {TARGET_EVENT_P95_MS:.0f} ms  {verdict(p95 < TARGET_EVENT_P95_MS)}"
+        )
+        print(
+            f"  upsert CPU per event, {rows:>4} rows:    {statistics.median(cpu):6.3f} ms (median)"
+        )
+    ratio = percentile(events[1000][0], 0.5) / percentile(events[10][0], 0.5)
+    print(f"per-event cost, 1,000 rows / 10 rows:   {ratio:5.2f}x  (flat: ~1x)")
+    for name, key in (("screen opened on it", "cold_ms"), ("moved to it", "warm_ms")):
+        print(
+            f"10-image grid paint, {name:<19}{grid[key]:7.0f} ms"
+            f"{'':26}< {TARGET_GRID_MS:.0f} ms  {verdict(grid[key] < TARGET_GRID_MS)}"
+        )
+    print(
+        f"RSS with the grid open                  {grid['rss_mb']:7.0f} MB  "
+        f"this process before the app {grid['rss_before_app_mb']:4.0f} MB"
+        f"   < {TARGET_RSS_MB:.0f} MB  {'met' if grid['rss_mb'] < TARGET_RSS_MB else 'MISSED'}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--launches", type=int, default=5)
+    args = parser.parse_args()
+    bench = Bench(args)
+    try:
+        bench.start()
+        launch = bench.launch_phase()
+        events = bench.event_phase()
+        grid = bench.grid_phase()
+    finally:
+        bench.stop()
+    report(launch, events, grid)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
