@@ -15,23 +15,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from datetime import date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from imagen_tui import services
 from imagen_tui.cli.console import cell, json_line, table, when
 from imagen_tui.core.workbench import open_workbench
+from imagen_tui.money import HUNDREDTH_CENT, dollars
 
 if TYPE_CHECKING:
     from imagen_tui.db.repositories import UsageTotal
 
 GROUPS = ("backend", "model", "caller", "day")
-CENT = Decimal("0.01")
-HUNDREDTH_CENT = Decimal("0.0001")
-
-
-def dollars(amount: Decimal, places: Decimal = CENT) -> str:
-    return f"${amount.quantize(places, rounding=ROUND_HALF_UP)}"
 
 
 def _moment(text: str, *, end: bool) -> datetime:

@@ -42,6 +42,7 @@ from imagen_tui.tui.screens.compose import ComposeScreen
 from imagen_tui.tui.screens.gallery import GalleryScreen
 from imagen_tui.tui.screens.jobs import JobsScreen
 from imagen_tui.tui.screens.series import SeriesScreen
+from imagen_tui.tui.screens.usage import UsageScreen
 from imagen_tui.tui.styles import stylesheet
 
 _opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagen-open-db")
@@ -61,12 +62,14 @@ class WorkbenchApp(App[None]):
         stylesheet("jobs"),
         stylesheet("series"),
         stylesheet("gallery"),
+        stylesheet("usage"),
     ]
     MODES: ClassVar[dict[str, Any]] = {
         "compose": ComposeScreen,
         "jobs": JobsScreen,
         "series": SeriesScreen,
         "gallery": GalleryScreen,
+        "usage": UsageScreen,
     }
     DEFAULT_MODE = "compose"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -74,6 +77,7 @@ class WorkbenchApp(App[None]):
         Binding("f2", "switch_mode('jobs')", "Jobs", id="go-jobs"),
         Binding("f3", "switch_mode('series')", "Series", id="go-series"),
         Binding("f4", "switch_mode('gallery')", "Gallery", id="go-gallery"),
+        Binding("f5", "switch_mode('usage')", "Usage", id="go-usage"),
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
     ]
 

@@ -1,0 +1,14 @@
+"""Money as ImaGen shows it: exact `Decimal` estimates, rounded half up only
+for display (totals to the cent, means to a hundredth of a cent)."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+CENT = Decimal("0.01")
+HUNDREDTH_CENT = Decimal("0.0001")
+
+
+def dollars(amount: Decimal, places: Decimal = CENT) -> str:
+    """`$1.24` for Decimal('1.235')."""
+    return f"${amount.quantize(places, rounding=ROUND_HALF_UP)}"
