@@ -655,6 +655,11 @@ class WorkerSettings:
     lease: float = DEFAULT_LEASE_S
     once: bool = False
 
+    @classmethod
+    def from_flags(cls, flags: Any) -> WorkerSettings:
+        """From the parsed worker flags (`cmdline.add_worker_options`)."""
+        return cls(flags.concurrency, flags.poll_interval, flags.lease, flags.once)
+
 
 def run_worker(workbench: Workbench, settings: WorkerSettings) -> int:
     """Run the job worker until it is stopped (or, `once`, the queue is empty).

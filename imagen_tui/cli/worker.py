@@ -11,13 +11,9 @@ from imagen_tui.core.workbench import open_workbench
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    settings = services.WorkerSettings(
-        concurrency=args.concurrency,
-        poll_interval=args.poll_interval,
-        lease=args.lease,
-        once=args.once,
+    return services.run_worker(
+        open_workbench(args.config), services.WorkerSettings.from_flags(args)
     )
-    return services.run_worker(open_workbench(args.config), settings)
 
 
 def add_commands(commands: Any, config_flag: argparse.ArgumentParser) -> None:

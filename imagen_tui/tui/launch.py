@@ -101,13 +101,9 @@ def run_headless_worker(args: argparse.Namespace) -> int:
 
     watch_parent()
 
-    settings = services.WorkerSettings(
-        concurrency=args.concurrency,
-        poll_interval=args.poll_interval,
-        lease=args.lease,
-        once=args.once,
+    return services.run_worker(
+        open_workbench(args.config), services.WorkerSettings.from_flags(args)
     )
-    return services.run_worker(open_workbench(args.config), settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, TextArea
@@ -25,10 +24,11 @@ from imagen_tui.core.sizes import format_size
 from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.text import one_line
 from imagen_tui.tui.messages import SeriesSubmitted
+from imagen_tui.tui.screens.base import WorkbenchScreen
 from imagen_tui.tui.widgets.tries_slider import TriesSlider
 
 if TYPE_CHECKING:
-    from imagen_tui.tui.app import WorkbenchApp
+    pass
 
 SIZE_SUGGESTIONS = ["512x512", "768x768", "1024x1024", "1024x768", "768x1024", "1536x640"]
 
@@ -67,18 +67,11 @@ class FieldRow(Vertical):
         yield Static("", id=f"{self._name}-error", classes="field-error", markup=False)
 
 
-class ComposeScreen(Screen[None]):
+class ComposeScreen(WorkbenchScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s,ctrl+enter", "submit", "Submit", id="submit", priority=True),
         Binding("ctrl+r", "reset_form", "Clear form", id="reset-form"),
     ]
-
-    @property
-    def workbench_app(self) -> WorkbenchApp:
-        from imagen_tui.tui.app import WorkbenchApp
-
-        assert isinstance(self.app, WorkbenchApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         app = self.workbench_app

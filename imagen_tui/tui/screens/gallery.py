@@ -18,13 +18,13 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from imagen_tui.errors import DatabaseError
 from imagen_tui.text import one_line
 from imagen_tui.tui import pictures
 from imagen_tui.tui.messages import JobsUpdate
+from imagen_tui.tui.screens.base import WorkbenchScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen, ViewItem, open_image_file
 from imagen_tui.tui.widgets.image_grid import ImageGrid
 from imagen_tui.tui.widgets.image_tile import TileInfo
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from PIL.Image import Image as Picture
 
     from imagen_tui.db.repositories import GalleryCard
-    from imagen_tui.tui.app import WorkbenchApp
 
 PAGE = 200
 
@@ -56,7 +55,7 @@ def card_info(card: GalleryCard) -> TileInfo:
     )
 
 
-class GalleryScreen(Screen[None]):
+class GalleryScreen(WorkbenchScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open_card", "Open", id="open-card"),
         Binding("f", "full_screen", "Full screen", id="gallery-full-screen"),
@@ -69,13 +68,6 @@ class GalleryScreen(Screen[None]):
         self.cards: list[GalleryCard] = []
         self.pictures: dict[int, Picture] = {}  # decoded thumbnails, by image id
         self._asked = 0  # loads asked for; an answer older than the last is dropped
-
-    @property
-    def workbench_app(self) -> WorkbenchApp:
-        from imagen_tui.tui.app import WorkbenchApp
-
-        assert isinstance(self.app, WorkbenchApp)
-        return self.app
 
     @property
     def grid(self) -> ImageGrid:

@@ -14,36 +14,28 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Select
 
 from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.limits import CANCELABLE_STATUSES, JOB_STATUSES, RETRYABLE_STATUSES
 from imagen_tui.text import one_line
 from imagen_tui.tui.messages import JobsUpdate
+from imagen_tui.tui.screens.base import WorkbenchScreen
 from imagen_tui.tui.widgets.job_table import JobTable
 
 if TYPE_CHECKING:
     from imagen_tui.db.repositories import JobRow
-    from imagen_tui.tui.app import WorkbenchApp
 
 PAGE = 1000  # jobs loaded on a (re)load; newer ones arrive live on top
 
 
-class JobsScreen(Screen[None]):
+class JobsScreen(WorkbenchScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cancel_job", "Cancel job", id="cancel-job"),
         Binding("r", "retry_job", "Retry job", id="retry-job"),
         Binding("s", "next_filter", "Filter", id="filter-jobs"),
         Binding("enter", "open_series", "Series", id="open-series", show=False),
     ]
-
-    @property
-    def workbench_app(self) -> WorkbenchApp:
-        from imagen_tui.tui.app import WorkbenchApp
-
-        assert isinstance(self.app, WorkbenchApp)
-        return self.app
 
     @property
     def table(self) -> JobTable:

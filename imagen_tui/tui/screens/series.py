@@ -25,13 +25,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.text import one_line
 from imagen_tui.tui import cells, pictures
 from imagen_tui.tui.messages import JobsUpdate
+from imagen_tui.tui.screens.base import WorkbenchScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen, ViewItem, open_image_file
 from imagen_tui.tui.widgets.image_grid import ImageGrid
 from imagen_tui.tui.widgets.image_tile import TileInfo
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from PIL.Image import Image as Picture
 
     from imagen_tui.db.repositories import ImageRow, JobRow, SeriesDetail, SeriesRow, TryRow
-    from imagen_tui.tui.app import WorkbenchApp
 
 FINISHED = frozenset({"done", "failed", "canceled"})
 LIST_PAGE = 100
@@ -73,7 +72,7 @@ class TryState:
         )
 
 
-class SeriesScreen(Screen[None]):
+class SeriesScreen(WorkbenchScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter,space", "pick", "Pick winner", id="pick-winner"),
         Binding("u,backspace", "clear_winner", "Clear winner", id="clear-winner"),
@@ -93,13 +92,6 @@ class SeriesScreen(Screen[None]):
         self._prompt = ""
         self._wanted: int | None = None  # a series to put the cursor on once loaded
         self._loading: int | None = None  # the series last asked for (older answers are dropped)
-
-    @property
-    def workbench_app(self) -> WorkbenchApp:
-        from imagen_tui.tui.app import WorkbenchApp
-
-        assert isinstance(self.app, WorkbenchApp)
-        return self.app
 
     @property
     def grid(self) -> ImageGrid:

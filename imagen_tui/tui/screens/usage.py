@@ -17,17 +17,16 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 
 from imagen_tui.errors import DatabaseError
 from imagen_tui.money import HUNDREDTH_CENT, dollars
 from imagen_tui.text import one_line
 from imagen_tui.tui import cells
+from imagen_tui.tui.screens.base import WorkbenchScreen
 
 if TYPE_CHECKING:
     from imagen_tui.db.repositories import UsageTotal
-    from imagen_tui.tui.app import WorkbenchApp
 
 GROUPS = ("backend", "model", "caller", "day")
 CHART_DAYS = 14
@@ -59,18 +58,11 @@ def bar_chart(days: list[UsageTotal], today: date) -> Text:
     return chart
 
 
-class UsageScreen(Screen[None]):
+class UsageScreen(WorkbenchScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("g", "next_group", "Group by", id="usage-group"),
         Binding("ctrl+l", "reload", "Reload", id="reload-usage"),
     ]
-
-    @property
-    def workbench_app(self) -> WorkbenchApp:
-        from imagen_tui.tui.app import WorkbenchApp
-
-        assert isinstance(self.app, WorkbenchApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Header()
