@@ -22,6 +22,16 @@ def test_wheel_ships_presets_and_runs_from_its_own_files(tmp_path):
         names = set(archive.namelist())
         assert "imagen_tui/styles/presets.yaml" in names
         assert "imagen_tui/cli/__init__.py" in names
+        # The TUI's stylesheets and ComfyUI's built-in graphs are read at run time too.
+        stylesheets = {
+            f"imagen_tui/styles/tui/{p.name}" for p in (ROOT / "styles" / "tui").glob("*.tcss")
+        }
+        assert stylesheets and stylesheets <= names
+        graphs = {
+            f"imagen_tui/{p.relative_to(ROOT / 'imagen_tui').as_posix()}"
+            for p in (ROOT / "imagen_tui" / "backends" / "comfyui").rglob("*.json")
+        }
+        assert graphs and graphs <= names
         unpacked = tmp_path / "site"
         archive.extractall(unpacked)
     # Run from the unpacked wheel alone (PYTHONPATH wins over the editable install).
