@@ -149,6 +149,8 @@ class WorkbenchApp(App[None]):
         if self._start_worker is not None:
             self._set_status("worker", "starting a worker…")
             self._launch_worker()
+        else:
+            self._set_status("worker", "watching only (no worker started)")
         self.jobs_signal.publish(JobsUpdate(reload=True))
 
     def on_database_failed(self, message: DatabaseFailed) -> None:
@@ -313,11 +315,12 @@ def run_app(args: argparse.Namespace) -> int:
     state = services.load_tui_state(warn=notes.append)
 
     def start_worker(abort: threading.Event) -> services.LocalWorker | None:
-        return services.ensure_worker(workbench, args.config, no_worker=args.no_worker, abort=abort)
+        return services.ensure_worker(workbench, args.config, abort=abort)
 
+    watch_only = args.no_worker or workbench.config.tui.worker == "never"
     app = WorkbenchApp(
         workbench,
-        start_worker=start_worker,
+        start_worker=None if watch_only else start_worker,
         state=state,
         save_state=services.save_tui_state,
         notes=notes,

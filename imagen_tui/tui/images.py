@@ -10,11 +10,29 @@ it at its own import, and the launcher calls `configure(workbench)` before
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from textual_image import widget as image_widgets
-
 from imagen_tui.errors import ConfigError
+
+
+def _import_widgets() -> ModuleType:
+    """`textual_image.widget`, whose import measures the terminal's cells."""
+    try:
+        from textual_image import widget
+    except ZeroDivisionError:
+        # textual-image 0.12 divides by the column count the terminal reports,
+        # and a terminal that never set its window size (a bare pty, some serial
+        # consoles) reports 0. Give it the cell size it falls back to anyway.
+        from textual_image import _terminal
+
+        _terminal.get_cell_size._result = _terminal.CellSize(10, 20)  # type: ignore[attr-defined]
+        from textual_image import widget
+    return widget
+
+
+image_widgets = _import_widgets()
+
 
 if TYPE_CHECKING:
     from PIL.Image import Image as Picture
