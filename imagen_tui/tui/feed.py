@@ -7,8 +7,8 @@ replaces its older queued one and a flood becomes a few reads. After the
 listener reconnects, events sent while it was away are lost, so the feed
 asks for one reload of everything shown.
 
-It also spots what deserves a notification: a job that failed (once per
-job) and a series whose every try has finished (once per series).
+It also spots what deserves a notification: a job that failed and a series
+whose every try has finished, each once (again after a retry).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from imagen_tui.core.events import Connected, Disconnected, JobEvent
-from imagen_tui.errors import DatabaseError
+from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.tui.messages import JobsUpdate
 
 if TYPE_CHECKING:
@@ -58,6 +58,10 @@ class JobFeed:
         """Follow the events until cancelled (the app's worker is)."""
         async for item in self._session.events():
             if isinstance(item, JobEvent):
+                if item.status not in FINISHED:  # retried, or running: news again later
+                    self._failed_seen.discard(item.id)
+                    if item.series_id is not None:
+                        self._series_seen.discard(item.series_id)
                 self._pending[item.id] = item
                 if self._reading is None:
                     self._reading = asyncio.create_task(self._read())
@@ -94,7 +98,7 @@ class JobFeed:
         for series_id in sorted(finished_series - self._series_seen):
             try:
                 detail = await asyncio.to_thread(self._session.series_detail, series_id)
-            except DatabaseError:
+            except (DatabaseError, InputError):  # unreachable, or deleted meanwhile
                 continue
             if all(t.status in FINISHED for t in detail.tries):
                 self._series_seen.add(series_id)
