@@ -200,6 +200,8 @@ def test_the_worker_stops_by_itself_when_the_app_is_killed(home, queue):
             lambda: not query(queue, "SELECT 1 FROM imagen.workers WHERE pid = %s", (child_pid,)),
             "the orphaned worker to stop",
         )
+        # Its row goes first, its last log line after: wait for the process to end.
+        wait_until(lambda: not _running(child_pid), "the orphaned worker to exit")
     finally:
         if app.poll() is None:
             app.kill()
@@ -209,3 +211,13 @@ def test_the_worker_stops_by_itself_when_the_app_is_killed(home, queue):
                 os.kill(child_pid, signal.SIGKILL)
     log = services.worker_log_path().read_text()
     assert "worker stopped: no jobs" in log
+
+
+def _running(pid: int) -> bool:
+    """The process exists and has not exited (an exited orphan may stay a zombie
+    until whatever adopted it reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
