@@ -144,3 +144,22 @@ def test_every_binding_of_the_screen_is_a_palette_command(home, monkeypatch, db_
 
     titles = run(scenario())
     assert {"Cancel job", "Retry job", "Filter", "Compose", "Jobs", "Series", "Gallery"} <= titles
+
+
+def test_a_state_file_with_values_of_the_wrong_type_is_ignored_field_by_field(
+    home, monkeypatch, db_url
+):
+    state = {"form": {"prompt": ["not", "text"], "seed": "7", "tries": "many", "style": None}}
+    app = make_app(home, monkeypatch, db_url, state=state)
+
+    async def scenario():
+        async with app.run_test(size=(100, 34)) as pilot:
+            await until(pilot, lambda: app.session is not None)
+            screen = app.screen
+            return (
+                screen.query_one("#prompt", TextArea).text,
+                screen.query_one("#seed", Input).value,
+                screen.query_one("#tries").value,
+            )
+
+    assert run(scenario()) == ("", "7", 1)

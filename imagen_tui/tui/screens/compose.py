@@ -48,6 +48,23 @@ FIELD_OF_ERROR = {
 FORM_FIELDS = ("prompt", "negative", "backend", "style", "size", "steps", "seed", "tries")
 
 
+def saved_form(state: dict[str, Any]) -> dict[str, Any]:
+    """The form values remembered in the app's state, those of the right type only
+    (the state file is the user's to edit, or to break)."""
+    form = state.get("form")
+    if not isinstance(form, dict):
+        return {}
+    kept: dict[str, Any] = {
+        name: value
+        for name in ("prompt", "negative", "backend", "style", "size", "steps", "seed")
+        if isinstance(value := form.get(name), str)
+    }
+    tries = form.get("tries")
+    if isinstance(tries, int) and not isinstance(tries, bool):
+        kept["tries"] = tries
+    return kept
+
+
 class FieldRow(Vertical):
     """A label, a field and the line where its error appears."""
 
@@ -76,7 +93,7 @@ class ComposeScreen(WorkbenchScreen):
     def compose(self) -> ComposeResult:
         app = self.workbench_app
         workbench = app.workbench
-        saved: dict[str, Any] = app.state.get("form", {})
+        saved = saved_form(app.state)
         backends = [(self._backend_label(name), name) for name in sorted(workbench.backend_blocks)]
         styles = [(name, name) for name in sorted(workbench.styles)]
         default_backend = workbench.config.default_backend
@@ -86,13 +103,13 @@ class ComposeScreen(WorkbenchScreen):
         with VerticalScroll(id="compose-form"):
             yield FieldRow(
                 "Prompt",
-                TextArea(str(saved.get("prompt", "")), id="prompt", soft_wrap=True, compact=True),
+                TextArea(saved.get("prompt", ""), id="prompt", soft_wrap=True, compact=True),
                 "prompt",
             )
             yield FieldRow(
                 "Negative prompt",
                 Input(
-                    str(saved.get("negative", "")),
+                    saved.get("negative", ""),
                     id="negative",
                     placeholder="optional",
                     compact=True,
@@ -127,7 +144,7 @@ class ComposeScreen(WorkbenchScreen):
                 yield FieldRow(
                     "Size",
                     Input(
-                        str(saved.get("size", "")),
+                        saved.get("size", ""),
                         id="size",
                         placeholder="style's or 1024x1024",
                         suggester=SuggestFromList(SIZE_SUGGESTIONS, case_sensitive=False),
@@ -137,16 +154,12 @@ class ComposeScreen(WorkbenchScreen):
                 )
                 yield FieldRow(
                     "Steps",
-                    Input(
-                        str(saved.get("steps", "")), id="steps", placeholder="default", compact=True
-                    ),
+                    Input(saved.get("steps", ""), id="steps", placeholder="default", compact=True),
                     "steps",
                 )
                 yield FieldRow(
                     "Seed",
-                    Input(
-                        str(saved.get("seed", "")), id="seed", placeholder="random", compact=True
-                    ),
+                    Input(saved.get("seed", ""), id="seed", placeholder="random", compact=True),
                     "seed",
                 )
             yield FieldRow("Tries", TriesSlider(int(saved.get("tries", 1)), id="tries"), "tries")
