@@ -2,17 +2,17 @@
 
 The app owns the connections and hands screens what they need:
 
-- `session`: a `services.Session`, opened in a thread worker at start (the
-  embedded server may need a second to start); screens call it from their
-  own thread workers, never on the event loop.
+- `session`: a `services.Session`, opened in a thread from the moment the
+  app is built (the embedded server may need a second to start); screens
+  call it from their own thread workers, never on the event loop.
 - `jobs_signal`: fresh job rows from the `JobFeed` (LISTEN on
   `imagen_job_events`), or a reload request after a reconnect.
 - the header's subtitle: the database, the listener's state and the worker.
 - the in-app worker: when asked (`start_worker`), a child
   `imagen-tui --headless-worker` started at launch and stopped on exit.
 
-Screens (one per mode: compose, jobs, series, gallery) hold their own bindings;
-every binding is also a command palette entry.
+Screens (one per mode: compose, jobs, series, gallery, usage) hold their
+own bindings; every binding is also a command palette entry.
 """
 
 from __future__ import annotations
