@@ -236,11 +236,14 @@ class SeriesScreen(WorkbenchScreen):
         title.append(f"  {done}/{len(tries)} done  ")
         title.append_text(cells.user_text(self._prompt, 200))
         self.query_one("#series-title", Static).update(title)
+        pictures = {
+            str(state.idx): None if state.image_id is None else self.pictures.get(state.image_id)
+            for state in tries
+        }
         grid = self.grid
-        grid.show([self._tile_info(state) for state in tries], keep_pictures=False)
-        for state in tries:
-            picture = None if state.image_id is None else self.pictures.get(state.image_id)
-            grid.set_picture(str(state.idx), picture)
+        grid.show([self._tile_info(state) for state in tries], pictures=pictures)
+        for key, picture in pictures.items():
+            grid.set_picture(key, picture)
         self.refresh_bindings()
 
     def _tile_info(self, state: TryState) -> TileInfo:

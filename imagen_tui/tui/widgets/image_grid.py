@@ -15,7 +15,7 @@ through `ImageGrid.Highlighted`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.binding import Binding, BindingType
@@ -107,13 +107,19 @@ class ImageGrid(VerticalScroll, can_focus=True):
 
     # ----------------------------------------------------------------- writing
 
-    def show(self, infos: Sequence[TileInfo], *, keep_pictures: bool = True) -> None:
-        """Show these tiles: the same keys in the same order update in place."""
+    def show(
+        self, infos: Sequence[TileInfo], *, pictures: Mapping[str, Picture | None] | None = None
+    ) -> None:
+        """Show these tiles: the same keys in the same order update in place.
+
+        New tiles start with `pictures[key]` (so each is drawn with its tile,
+        not mounted after it); without `pictures`, a key shown before keeps
+        its picture."""
         if [info.key for info in infos] == self.keys:
             for tile, info in zip(self._tiles, infos, strict=True):
                 tile.update_info(info)
             return
-        old = {tile.info.key: tile.picture for tile in self._tiles} if keep_pictures else {}
+        old = pictures if pictures is not None else {t.info.key: t.picture for t in self._tiles}
         current = self.current_key
         cells = self.query_one("#grid-cells", Container)
         cells.remove_children()

@@ -91,7 +91,17 @@ class ImageTile(Vertical):
     def compose(self) -> ComposeResult:
         with Vertical(classes="tile-body"):
             yield Static(self._status_text(), classes="tile-status")
+            if self.picture is not None and self.info.has_image:
+                # Known already: composed with the tile, not mounted after it.
+                yield self._new_image(self.picture)
         yield Static(self._caption_text(), classes="tile-caption")
+
+    def _new_image(self, picture: Picture) -> ImageWidget:
+        fitted = images.fitted(picture, *self._picture_size)
+        self._image = images.image_class()(fitted, classes="tile-picture")
+        self._image.styles.width, self._image.styles.height = self._picture_size
+        self._shown = picture
+        return self._image
 
     def on_mount(self) -> None:
         self._apply()
@@ -128,14 +138,11 @@ class ImageTile(Vertical):
         showing = self.picture is not None and info.has_image
         status.display = not showing
         if showing and self.picture is not None and self._shown is not self.picture:
-            fitted = images.fitted(self.picture, *self._picture_size)
             if self._image is None:
-                self._image = images.image_class()(fitted, classes="tile-picture")
-                self._image.styles.width, self._image.styles.height = self._picture_size
-                self.query_one(".tile-body", Vertical).mount(self._image)
+                self.query_one(".tile-body", Vertical).mount(self._new_image(self.picture))
             else:
-                self._image.image = fitted
-            self._shown = self.picture
+                self._image.image = images.fitted(self.picture, *self._picture_size)
+                self._shown = self.picture
         elif not showing and self._image is not None:
             self._image.remove()
             self._image = None
