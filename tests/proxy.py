@@ -86,6 +86,11 @@ class PgProxy:
             self._server.close()
         for writer in list(self._open):
             writer.close()
+        # Let every connection's task end here, not be destroyed with the loop.
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     async def _serve(
         self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter
@@ -119,6 +124,7 @@ class PgProxy:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         for pump in pumps:
             pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)  # a cut line's error is expected
         for writer in (client, server):
             self._open.discard(writer)
             writer.close()
