@@ -69,7 +69,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     if args.raw:
         if args.json:
             for row in rows:
-                json_line(dataclasses.asdict(row))
+                json_line({"id": row.id, "created_at": row.created_at, **dataclasses.asdict(row)})
             return 0
         lines = [["WHEN", "BACKEND", "MODEL", "SEED", "SIZE", "LATENCY", "COST", "CALLER", "FROM"]]
         for row in rows:

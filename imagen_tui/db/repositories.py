@@ -16,7 +16,7 @@ image, a job that cannot be canceled) raises `InputError` naming the field.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -551,15 +551,13 @@ def retry_jobs(ids: Sequence[int]) -> Query[list[JobChange]]:
 
 USAGE_GROUPS = ("backend", "model", "caller", "day")
 
-_USAGE_COLUMNS = (
-    "job_id, backend, backend_type, model, seed, prompt_sha256, width, height, latency_ms, "
-    "cost_usd, caller, source, worker_id"
-)
+_USAGE_FIELDS = tuple(f.name for f in fields(UsageEntry))  # the columns a caller provides
+_USAGE_COLUMNS = ", ".join(_USAGE_FIELDS)
 
 
 def record_usage(entry: UsageEntry) -> Query[int]:
     """Append one usage row (`imagen generate`'s; the worker's goes with its image)."""
-    values = ", ".join(f"%({name.strip()})s" for name in _USAGE_COLUMNS.split(","))
+    values = ", ".join(f"%({name})s" for name in _USAGE_FIELDS)
     return Query(
         f"INSERT INTO imagen.usage ({_USAGE_COLUMNS}) VALUES ({values}) RETURNING id",
         entry.__dict__,
@@ -579,25 +577,12 @@ class UsageTotal:
     mean_latency_ms: float
 
 
-@dataclass(frozen=True)
-class UsageRow:
-    """One raw usage row: never the prompt, only its hash."""
+@dataclass(frozen=True, kw_only=True)
+class UsageRow(UsageEntry):
+    """One raw usage row: an entry as recorded (never the prompt, only its hash)."""
 
     id: int
     created_at: datetime
-    backend: str
-    backend_type: str
-    model: str
-    seed: int | None
-    prompt_sha256: str
-    width: int
-    height: int
-    latency_ms: float
-    cost_usd: Decimal | None
-    caller: str
-    source: str
-    job_id: int | None
-    worker_id: str | None
 
 
 _WINDOW = """(%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
