@@ -1,14 +1,18 @@
 """Shared fakes for the cloud adapters' tests: a scripted HTTP server behind
-`httpx.MockTransport`, a clock that only moves when the adapter sleeps, and
-tiny real images."""
+`httpx.MockTransport`, a real one on 127.0.0.1 for whole commands
+(`JsonHandler` + `serving`), a clock that only moves when the adapter
+sleeps, and tiny real images."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -117,3 +121,35 @@ class Clock:
         self.waits.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)  # let other tasks run, never wait
+
+
+# --------------------------------------------------------------------------- real sockets
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Subclasses define do_GET/do_POST/...; `send_json` answers, nothing is logged."""
+
+    def send_json(self, status: int, body: object) -> None:
+        self.send_body(status, json.dumps(body).encode(), "application/json")
+
+    def send_body(self, status: int, data: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` served until the block ends; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

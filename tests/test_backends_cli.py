@@ -3,21 +3,19 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
 
+from tests.cloudfakes import JsonHandler, serving
 from tests.conftest import Home
 
 REPLICATE_TOKEN = "r8_GoodT0kenValue"
 OPENAI_KEY = "sk-proj-GoodKeyValue"
 
 
-class FakeCloud(BaseHTTPRequestHandler):
+class FakeCloud(JsonHandler):
     """GET /v1/account (Replicate) and /v1/models/<id> (OpenAI), with the tokens above."""
 
     seen: ClassVar[list[tuple[str, str | None]]] = []
@@ -26,37 +24,20 @@ class FakeCloud(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization")
         FakeCloud.seen.append((self.path, auth))
         if auth not in (f"Bearer {REPLICATE_TOKEN}", f"Bearer {OPENAI_KEY}"):
-            self._send(401, {"detail": "Invalid token."})
+            self.send_json(401, {"detail": "Invalid token."})
         elif self.path == "/replicate/v1/account":
-            self._send(200, {"type": "user", "username": "ada\x1b[31m"})
+            self.send_json(200, {"type": "user", "username": "ada\x1b[31m"})
         elif self.path == "/openai/v1/models/gpt-image-2":
-            self._send(200, {"id": "gpt-image-2", "object": "model"})
+            self.send_json(200, {"id": "gpt-image-2", "object": "model"})
         else:
-            self._send(404, {"error": {"message": "no such model", "code": "model_not_found"}})
-
-    def _send(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_args: object) -> None:
-        pass
+            self.send_json(404, {"error": {"message": "no such model", "code": "model_not_found"}})
 
 
 @pytest.fixture
 def fake_cloud() -> Iterator[str]:
     FakeCloud.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeCloud)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(FakeCloud) as base:
+        yield base
 
 
 def config(base: str) -> str:

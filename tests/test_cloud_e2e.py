@@ -6,24 +6,22 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import psycopg
 import pytest
 
-from tests.cloudfakes import png
+from tests.cloudfakes import JsonHandler, png, serving
 from tests.conftest import Home
 
 TOKEN = "sk-proj-E2eS3cretValue"
 USAGE = {"input_tokens": 12, "output_tokens": 4160, "total_tokens": 4172}
 
 
-class FakeCloud(BaseHTTPRequestHandler):
+class FakeCloud(JsonHandler):
     """OpenAI's images/generations and Replicate's create + file download."""
 
     bodies: ClassVar[list[dict[str, Any]]] = []
@@ -32,60 +30,38 @@ class FakeCloud(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeCloud.bodies.append(body)
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            self._send(401, {"error": {"message": "bad key"}})
+            self.send_json(401, {"error": {"message": "bad key"}})
         elif self.path == "/openai/v1/images/generations":
             image = base64.b64encode(png(1024, 1024)).decode()
-            self._send(200, {"created": 1, "data": [{"b64_json": image}], "usage": USAGE})
+            self.send_json(200, {"created": 1, "data": [{"b64_json": image}], "usage": USAGE})
         elif self.path == "/replicate/v1/models/black-forest-labs/flux-dev/predictions":
             host = self.headers["Host"]
             output = [f"http://{host}/replicate/files/out.png"]
-            self._send(201, {"id": "p9", "status": "succeeded", "output": output})
+            self.send_json(201, {"id": "p9", "status": "succeeded", "output": output})
         else:
-            self._send(404, {"detail": "no route"})
+            self.send_json(404, {"detail": "no route"})
 
     def do_GET(self) -> None:
         if self.path == "/replicate/files/out.png":
-            data = png(1344, 768)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_body(200, png(1344, 768), "image/png")
         else:
-            self._send(404, {"detail": "no route"})
-
-    def _send(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_args: object) -> None:
-        pass
+            self.send_json(404, {"detail": "no route"})
 
 
 @pytest.fixture
 def cloud(home: Home) -> Iterator[str]:
     FakeCloud.bodies = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeCloud)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    home.write_config(
-        f"output:\n  directory: {home.root / 'out'}\n"
-        "backends:\n"
-        f"  gpt:\n    type: openai\n    model: gpt-image-2.6-sunburst\n"
-        f"    token_env: E2E_KEY\n    base_url: {base}/openai/v1\n"
-        f"  flux:\n    type: replicate\n    model: black-forest-labs/flux-dev\n"
-        f"    token_env: E2E_KEY\n    base_url: {base}/replicate/v1\n"
-    )
-    home.env["E2E_KEY"] = TOKEN
-    try:
+    with serving(FakeCloud) as base:
+        home.write_config(
+            f"output:\n  directory: {home.root / 'out'}\n"
+            "backends:\n"
+            f"  gpt:\n    type: openai\n    model: gpt-image-2.6-sunburst\n"
+            f"    token_env: E2E_KEY\n    base_url: {base}/openai/v1\n"
+            f"  flux:\n    type: replicate\n    model: black-forest-labs/flux-dev\n"
+            f"    token_env: E2E_KEY\n    base_url: {base}/replicate/v1\n"
+        )
+        home.env["E2E_KEY"] = TOKEN
         yield base
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_openai_series_of_tries_without_seeds(home: Home, cloud: str, db_url: str):

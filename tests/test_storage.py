@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
@@ -25,7 +23,7 @@ from imagen_tui.errors import ConfigError
 from imagen_tui.jobs.worker import Worker, WorkerOptions, new_worker_id
 from imagen_tui.storage import LocalStorage, Upload, check_storage_block
 from imagen_tui.storage.supabase import SupabaseStorage
-from tests.cloudfakes import Clock, Server, png, reply
+from tests.cloudfakes import Clock, JsonHandler, Server, png, reply, serving
 from tests.conftest import Home
 
 KEY = "sb_secret_N3wStyleS3cretKeyValue"
@@ -182,7 +180,7 @@ def test_config_file_storage_block_and_status(home: Home, monkeypatch):
 # --------------------------------------------------------------------------- the worker
 
 
-class FakeSupabase(BaseHTTPRequestHandler):
+class FakeSupabase(JsonHandler):
     objects: ClassVar[dict[str, bytes]] = {}
     keys: ClassVar[list[str | None]] = []
 
@@ -190,27 +188,14 @@ class FakeSupabase(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         FakeSupabase.keys.append(self.headers.get("apikey"))
         FakeSupabase.objects[self.path] = body
-        data = json.dumps({"Key": self.path}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_args: object) -> None:
-        pass
+        self.send_json(200, {"Key": self.path})
 
 
 @pytest.fixture
 def fake_supabase() -> Iterator[str]:
     FakeSupabase.objects, FakeSupabase.keys = {}, []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeSupabase)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(FakeSupabase) as base:
+        yield base
 
 
 def sql(db_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
