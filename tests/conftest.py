@@ -18,6 +18,17 @@ from tests.pg import PgServer
 
 IMAGEN = Path(sys.executable).parent / "imagen"  # the installed console script
 
+
+def running(pid: int) -> bool:
+    """The process exists and has not exited (an exited orphan may stay a zombie
+    until whatever adopted it reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 # Variables that would make a test read the developer's own setup.
 _LEAKY_ENV = (
     "IMAGEN_CONFIG",

@@ -19,7 +19,7 @@ from imagen_tui import services
 from imagen_tui.core.workbench import open_workbench
 from imagen_tui.errors import DatabaseError
 from tests import test_worker_processes
-from tests.conftest import Home
+from tests.conftest import Home, running
 from tests.test_worker_processes import insert_jobs, query, scalar, status_of, wait_until
 
 workers = test_worker_processes.workers  # a fixture: external workers, killed after the test
@@ -201,7 +201,7 @@ def test_the_worker_stops_by_itself_when_the_app_is_killed(home, queue):
             "the orphaned worker to stop",
         )
         # Its row goes first, its last log line after: wait for the process to end.
-        wait_until(lambda: not _running(child_pid), "the orphaned worker to exit")
+        wait_until(lambda: not running(child_pid), "the orphaned worker to exit")
     finally:
         if app.poll() is None:
             app.kill()
@@ -211,13 +211,3 @@ def test_the_worker_stops_by_itself_when_the_app_is_killed(home, queue):
                 os.kill(child_pid, signal.SIGKILL)
     log = services.worker_log_path().read_text()
     assert "worker stopped: no jobs" in log
-
-
-def _running(pid: int) -> bool:
-    """The process exists and has not exited (an exited orphan may stay a zombie
-    until whatever adopted it reaps it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
-import psycopg
 from textual.widgets import Input, TextArea
 
 from imagen_tui import services
 from imagen_tui.tui.screens.compose import ComposeScreen
-from tests.tui import make_app, run, until
-
-
-def online_workers(db_url: str) -> list[int]:
-    with psycopg.connect(db_url) as conn:
-        return [
-            r[0]
-            for r in conn.execute(
-                "SELECT pid FROM imagen.workers WHERE last_seen >= now() - lease_s * interval '1 s'"
-            )
-        ]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+from tests.conftest import running
+from tests.tui import make_app, online_worker_pids, run, sql, until
 
 
 def test_the_app_starts_a_worker_when_none_is_online_and_stops_it_on_exit(
@@ -46,32 +26,23 @@ def test_the_app_starts_a_worker_when_none_is_online_and_stops_it_on_exit(
     async def scenario():
         async with app.run_test(size=(100, 34)) as pilot:
             await until(pilot, lambda: "worker: this app's" in app.sub_title, timeout=60)
-            assert online_workers(db_url) == [app.local_worker.pid]
+            assert online_worker_pids(db_url) == [app.local_worker.pid]
             # It renders what the app submits.
             screen = app.screen
             assert isinstance(screen, ComposeScreen)
             screen.query_one("#prompt", TextArea).text = "a cat"
             await pilot.press("ctrl+s")
-            await until(pilot, lambda: _statuses(db_url) == ["done"], timeout=60)
+            await until(
+                pilot,
+                lambda: sql(db_url, "SELECT status FROM imagen.jobs") == [("done",)],
+                timeout=60,
+            )
             return app.local_worker.pid
 
     pid = run(scenario())
     assert started and started[0] is not None
-    assert not alive(pid) or _zombie(pid)
-    assert online_workers(db_url) == []
-
-
-def _statuses(db_url: str) -> list[str]:
-    with psycopg.connect(db_url) as conn:
-        return [r[0] for r in conn.execute("SELECT status FROM imagen.jobs ORDER BY id")]
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    assert not running(pid)
+    assert online_worker_pids(db_url) == []
 
 
 def test_no_worker_is_started_when_one_is_online(home, monkeypatch, db_url):
@@ -93,7 +64,7 @@ def test_no_worker_is_started_when_one_is_online(home, monkeypatch, db_url):
                 assert app.local_worker is None
 
         run(scenario())
-        assert online_workers(db_url) == [outside.pid]
+        assert online_worker_pids(db_url) == [outside.pid]
     finally:
         outside.stop()
 

@@ -3,14 +3,11 @@ series are announced once each (real database, real worker processes)."""
 
 from __future__ import annotations
 
-import subprocess
-
 import psycopg
 from textual.notifications import Notify
 
-from tests.conftest import IMAGEN
 from tests.test_tui_jobs import enqueue, open_jobs
-from tests.tui import make_app, run, until
+from tests.tui import make_app, render_queue, run, until
 
 
 def test_a_burst_of_events_for_one_job_is_read_a_few_times_and_ends_on_the_latest(
@@ -67,28 +64,18 @@ def test_failures_and_a_finished_series_are_announced_once_per_round(home, monke
     def notices():
         return [m.notification for m in seen if isinstance(m, Notify)]
 
-    def render_queue() -> None:
-        worker = subprocess.run(
-            [str(IMAGEN), "worker", "--once"],
-            env={**home.env, "IMAGEN_DATABASE_URL": db_url},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert worker.returncode == 0, worker.stderr
-
     def titles(word: str) -> list[str]:
         return [n.title for n in notices() if word in n.title]
 
     async def scenario():
         async with app.run_test(size=(140, 30), message_hook=seen.append) as pilot:
             await open_jobs(app, pilot)
-            render_queue()
+            render_queue(home, db_url)
             await until(pilot, lambda: titles("complete"))
             # A retried try that fails again is news again, and so is the series.
             with psycopg.connect(db_url, autocommit=True) as conn:
                 conn.execute("UPDATE imagen.jobs SET status = 'pending' WHERE id = %s", (ids[0],))
-            render_queue()
+            render_queue(home, db_url)
             await until(pilot, lambda: len(titles("complete")) == 2)
 
     run(scenario())

@@ -6,22 +6,12 @@ The table has no polling at all: a row changes only because a NOTIFY on
 
 from __future__ import annotations
 
-import subprocess
-
-import psycopg
 import pytest
 
 from imagen_tui.tui.screens.jobs import JobsScreen
 from imagen_tui.tui.widgets.job_table import JobTable
-from tests.conftest import IMAGEN
 from tests.proxy import PgProxy
-from tests.tui import make_app, run, until
-
-
-def sql(db_url: str, statement: str, *params: object) -> list[tuple[object, ...]]:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        cursor = conn.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
+from tests.tui import make_app, render_queue, run, sql, until
 
 
 def enqueue(db_url: str, prompt: str = "a cat", count: int = 1) -> list[int]:
@@ -31,14 +21,13 @@ def enqueue(db_url: str, prompt: str = "a cat", count: int = 1) -> list[int]:
             db_url,
             "INSERT INTO imagen.jobs (prompt, seed) SELECT %s, g FROM generate_series(1, %s) g "
             "RETURNING id",
-            prompt,
-            count,
+            (prompt, count),
         )
     ]
 
 
 def status_of(db_url: str, job_id: int) -> str:
-    return str(sql(db_url, "SELECT status FROM imagen.jobs WHERE id = %s", job_id)[0][0])
+    return str(sql(db_url, "SELECT status FROM imagen.jobs WHERE id = %s", (job_id,))[0][0])
 
 
 def cell(table: JobTable, job_id: int, column: str) -> str:
@@ -61,14 +50,7 @@ def test_a_worker_process_finishing_a_job_updates_its_row(home, monkeypatch, db_
             table = await open_jobs(app, pilot)
             await until(pilot, lambda: str(job_id) in table.rows)
             assert cell(table, job_id, "status") == "pending"
-            worker = subprocess.run(
-                [str(IMAGEN), "worker", "--once"],
-                env={**home.env, "IMAGEN_DATABASE_URL": db_url},
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert worker.returncode == 0, worker.stderr
+            render_queue(home, db_url)
             await until(pilot, lambda: cell(table, job_id, "status") == "done")
             assert cell(table, job_id, "seed") == "1"
 
@@ -86,7 +68,7 @@ def test_new_jobs_appear_on_top_and_the_cursor_stays_on_its_job(home, monkeypatc
             table.move_cursor(row=table.get_row_index(str(second)))
             assert table.current_job and table.current_job.id == second
             new = enqueue(db_url, "newer", count=2)
-            sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", first)
+            sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (first,))
             await until(pilot, lambda: all(str(j) in table.rows for j in new))
             await until(pilot, lambda: cell(table, first, "status") == "canceled")
             assert table.current_job and table.current_job.id == second
@@ -118,7 +100,7 @@ def test_cancel_then_retry_from_the_table(home, monkeypatch, db_url):
 def test_a_status_filter_keeps_only_matching_jobs_live(home, monkeypatch, db_url):
     app = make_app(home, monkeypatch, db_url)
     keep, drop = enqueue(db_url, count=2)
-    sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", drop)
+    sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (drop,))
 
     async def scenario():
         async with app.run_test(size=(140, 30)) as pilot:
@@ -127,7 +109,7 @@ def test_a_status_filter_keeps_only_matching_jobs_live(home, monkeypatch, db_url
             table.focus()
             await pilot.press("s")  # all -> pending
             await until(pilot, lambda: list(table.job_ids) == [keep])
-            sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", keep)
+            sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (keep,))
             await until(pilot, lambda: table.row_count == 0)
             (late,) = enqueue(db_url)
             await until(pilot, lambda: list(table.job_ids) == [late])
@@ -144,7 +126,9 @@ def test_user_text_is_shown_literally(home, monkeypatch, db_url, prompt):
     app = make_app(home, monkeypatch, db_url)
     (job_id,) = enqueue(db_url, prompt)
     sql(
-        db_url, "UPDATE imagen.jobs SET status = 'failed', error = %s WHERE id = %s", prompt, job_id
+        db_url,
+        "UPDATE imagen.jobs SET status = 'failed', error = %s WHERE id = %s",
+        (prompt, job_id),
     )
 
     async def scenario():
@@ -178,7 +162,7 @@ def test_updates_missed_while_the_listener_was_away_arrive_after_it_reconnects(
                 proxy.down()
                 await until(pilot, lambda: "reconnecting" in app.sub_title)
                 # Its NOTIFY goes nowhere: the app is not listening right now.
-                sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", job_id)
+                sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (job_id,))
                 proxy.up()
                 await until(pilot, lambda: "live" in app.sub_title, timeout=60)
                 await until(pilot, lambda: cell(table, job_id, "status") == "canceled")

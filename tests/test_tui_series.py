@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from rich.console import Console
 from textual.notifications import Notify
@@ -26,7 +25,7 @@ from imagen_tui.tui.screens.image_view import ImageViewScreen
 from imagen_tui.tui.screens.series import SeriesScreen
 from imagen_tui.tui.widgets.image_grid import ImageGrid
 from tests.conftest import IMAGEN, Home
-from tests.tui import make_app, run, until
+from tests.tui import make_app, render_queue, run, sql, until
 
 SIZE = (100, 34)
 
@@ -37,12 +36,6 @@ def halfcell() -> Iterator[None]:
     images.use_protocol("halfcell")
     yield
     images._chosen[0] = before
-
-
-def sql(url: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 def selected(url: str, series_id: int) -> int | None:
@@ -77,12 +70,6 @@ def worker(home: Home, db_url: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def render_all(home: Home, db_url: str) -> None:
-    process = worker(home, db_url)
-    _out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err
 
 
 def config(home: Home, delay_ms: int = 0) -> str:
@@ -125,7 +112,7 @@ def pictured(grid: ImageGrid) -> list[str]:
 def test_grid_shows_the_thumbnails_and_picking_writes_the_winner(home, monkeypatch, db_url):
     app = make_app(home, monkeypatch, db_url, config(home))
     series_id = submit(app, "a [bold]fox[/] in snow", 3)
-    render_all(home, db_url)
+    render_queue(home, db_url)
     second = image_of(db_url, series_id, 2)
 
     async def scenario() -> None:
@@ -197,7 +184,7 @@ def test_a_running_try_shows_its_progress_and_fills_in_when_done(home, monkeypat
 def test_full_screen_view_shows_the_image_and_its_metadata(home, monkeypatch, db_url):
     app = make_app(home, monkeypatch, db_url, config(home))
     series_id = submit(app, "owl at dusk", 2, seed=11)
-    render_all(home, db_url)
+    render_queue(home, db_url)
     opened: list[Path] = []
     monkeypatch.setattr(image_view, "open_with_system_viewer", opened.append)
 
@@ -239,7 +226,7 @@ def test_gallery_hides_series_members_and_covers_each_series_with_its_winner(
     unpicked = submit(app, "three dogs", 2, seed=20)
     # A job of no series, inserted as plain SQL can: a solo image once rendered.
     sql(db_url, "INSERT INTO imagen.jobs (prompt, width, height) VALUES ('solo fox', 64, 64)")
-    render_all(home, db_url)
+    render_queue(home, db_url)
     sql(
         db_url,
         "UPDATE imagen.series SET selected_image_id = %s WHERE id = %s",
@@ -283,7 +270,7 @@ def test_gallery_hides_series_members_and_covers_each_series_with_its_winner(
 def test_o_opens_a_local_file_and_says_so_when_the_file_is_elsewhere(home, monkeypatch, db_url):
     app = make_app(home, monkeypatch, db_url, config(home))
     series_id = submit(app, "heron", 3)
-    render_all(home, db_url)
+    render_queue(home, db_url)
     paths = {
         idx: Path(uri.removeprefix("file://"))
         for idx, uri in sql(
@@ -338,7 +325,7 @@ def test_moving_in_the_series_list_shows_that_series_in_the_grid(home, monkeypat
     app = make_app(home, monkeypatch, db_url, config(home))
     older = submit(app, "first prompt", 1)
     newer = submit(app, "second prompt", 2)
-    render_all(home, db_url)
+    render_queue(home, db_url)
 
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
+from tests.tui import online_worker_pids
 
 IMAGEN_TUI = Path(sys.executable).parent / "imagen-tui"
 
@@ -49,30 +49,20 @@ class Terminal:
         return None
 
 
-def online(db_url: str) -> list[int]:
-    with psycopg.connect(db_url) as conn:
-        return [
-            row[0]
-            for row in conn.execute(
-                "SELECT pid FROM imagen.workers WHERE last_seen >= now() - lease_s * interval '1 s'"
-            )
-        ]
-
-
 def test_imagen_tui_opens_starts_a_worker_and_stops_it_on_ctrl_q(home, db_url):
     # A bare pty reports a 0x0 window, which also covers textual-image's
     # division by the column count at import.
     env = {**home.env, "IMAGEN_DATABASE_URL": db_url, "TERM": "xterm-256color"}
     app = Terminal([str(IMAGEN_TUI)], env)
     try:
-        assert app.pump(60, until=lambda: bool(online(db_url))), app.output[-2000:]
+        assert app.pump(60, until=lambda: bool(online_worker_pids(db_url))), app.output[-2000:]
         assert app.pump(10, until=lambda: b"Compose" in app.output)
         os.write(app.fd, b"\x11")  # ctrl+q
         code = app.wait(60)
     finally:
         os.close(app.fd)
     assert code == 0, app.output[-2000:]
-    assert online(db_url) == []  # its worker stopped with it
+    assert online_worker_pids(db_url) == []  # its worker stopped with it
 
 
 def test_no_worker_only_watches(home, db_url):
@@ -80,7 +70,7 @@ def test_no_worker_only_watches(home, db_url):
     app = Terminal([str(IMAGEN_TUI), "--no-worker"], env)
     try:
         assert app.pump(30, until=lambda: b"watching only" in app.output), app.output[-2000:]
-        assert online(db_url) == []
+        assert online_worker_pids(db_url) == []
         os.write(app.fd, b"\x11")
         code = app.wait(60)
     finally:
