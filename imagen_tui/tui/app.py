@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Protocol
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.signal import Signal
 
@@ -130,7 +131,7 @@ class WorkbenchApp(App[None]):
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         self._show_status()
         for note in self._notes:
-            self.notify(one_line(note, 300), title="Settings", severity="warning", markup=False)
+            self.tell(note, title="Settings", severity="warning")
         self._open_database()
 
     @work(thread=True, exclusive=True, group="database", exit_on_error=False)
@@ -155,12 +156,21 @@ class WorkbenchApp(App[None]):
 
     def on_database_failed(self, message: DatabaseFailed) -> None:
         self._set_status("database", "no database")
+        self.tell(message.error, title="Database", severity="error", timeout=30)
+
+    def tell(
+        self,
+        text: str,
+        *,
+        title: str,
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        limit: int = 300,
+    ) -> None:
+        """A notification whose text may hold user text (a prompt, an error, a
+        file name): shown on one line, literally. Safe from thread workers."""
         self.notify(
-            one_line(message.error, 300),
-            title="Database",
-            severity="error",
-            timeout=30,
-            markup=False,
+            one_line(text, limit), title=title, severity=severity, timeout=timeout, markup=False
         )
 
     def require_session(self) -> services.Session:
@@ -186,18 +196,10 @@ class WorkbenchApp(App[None]):
             self._set_status("link", "live")
         else:
             self._set_status("link", "listener lost, reconnecting…")
-            self.notify(
-                one_line(error, 200),
-                title="Live updates interrupted",
-                severity="warning",
-                markup=False,
-            )
+            self.tell(error, title="Live updates interrupted", severity="warning", limit=200)
 
     def _notice(self, notice: Notice) -> None:
-        severity: Any = notice.severity
-        self.notify(
-            one_line(notice.message, 300), title=notice.title, severity=severity, markup=False
-        )
+        self.tell(notice.message, title=notice.title, severity=notice.severity)
 
     # ----------------------------------------------------------------- the worker
 
@@ -209,7 +211,7 @@ class WorkbenchApp(App[None]):
         except (ImagenError, OSError) as error:
             message = error.message if isinstance(error, InputError) else str(error)
             self.call_from_thread(self._set_status, "worker", "no worker")
-            self.notify(one_line(message, 300), title="Worker", severity="error", markup=False)
+            self.tell(message, title="Worker", severity="error")
             return
         self.local_worker = worker
         if worker is None and self._worker_abort.is_set():
@@ -267,12 +269,7 @@ class WorkbenchApp(App[None]):
             self._save_state(self.state)
         except InputError as error:
             self._save_state = None  # say it once, not on every submit
-            self.notify(
-                one_line(error.message, 300),
-                title="Settings not saved",
-                severity="warning",
-                markup=False,
-            )
+            self.tell(error.message, title="Settings not saved", severity="warning")
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Textual's commands, then one for every binding of the app and the screen."""

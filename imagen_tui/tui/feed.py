@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from textual.notifications import SeverityLevel
+
 from imagen_tui.core.events import Connected, Disconnected, JobEvent
 from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.tui.messages import JobsUpdate
@@ -35,7 +37,7 @@ FINISHED = frozenset({"done", "failed", "canceled"})
 class Notice:
     title: str
     message: str
-    severity: str = "information"  # Textual's: information, warning, error
+    severity: SeverityLevel = "information"
 
 
 class JobFeed:

@@ -241,17 +241,10 @@ class ComposeScreen(WorkbenchScreen):
             self.app.call_from_thread(self._show_error, error)
             return
         except DatabaseError as error:
-            self.app.notify(
-                one_line(str(error), 300), title="Not queued", severity="error", markup=False
-            )
+            app.tell(str(error), title="Not queued", severity="error")
             return
         for warning in submission.warnings:
-            self.app.notify(
-                one_line(warning.message, 300),
-                title=f"{warning.field}",
-                severity="warning",
-                markup=False,
-            )
+            app.tell(warning.message, title=f"{warning.field}", severity="warning")
         self.post_message(SeriesSubmitted(submission.series_id, submission.job_ids))
 
     def _clear_errors(self) -> None:

@@ -21,7 +21,6 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Header, Static
 
 from imagen_tui.errors import DatabaseError
-from imagen_tui.text import one_line
 from imagen_tui.tui import pictures
 from imagen_tui.tui.messages import JobsUpdate
 from imagen_tui.tui.screens.base import WorkbenchScreen
@@ -103,7 +102,7 @@ class GalleryScreen(WorkbenchScreen):
         try:
             cards = app.require_session().gallery(PAGE)
         except DatabaseError as error:
-            app.notify(one_line(str(error), 300), title="Gallery", severity="error", markup=False)
+            app.tell(str(error), title="Gallery", severity="error")
             return
         known = dict(self.pictures)
         decoded: dict[int, Picture | None] = {}

@@ -18,7 +18,6 @@ from textual.widgets import Footer, Header, Label, Select
 
 from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.limits import CANCELABLE_STATUSES, JOB_STATUSES, RETRYABLE_STATUSES
-from imagen_tui.text import one_line
 from imagen_tui.tui.messages import JobsUpdate
 from imagen_tui.tui.screens.base import WorkbenchScreen
 from imagen_tui.tui.widgets.job_table import JobTable
@@ -78,7 +77,7 @@ class JobsScreen(WorkbenchScreen):
         try:
             rows = app.require_session().jobs(self.table.status_filter, PAGE)
         except DatabaseError as error:
-            app.notify(one_line(str(error), 300), title="Jobs", severity="error", markup=False)
+            app.tell(str(error), title="Jobs", severity="error")
             return
         app.call_from_thread(self._show, rows)
 
@@ -130,9 +129,7 @@ class JobsScreen(WorkbenchScreen):
             rows = session.jobs_by_id([job_id])
         except (InputError, DatabaseError) as error:
             message = error.message if isinstance(error, InputError) else str(error)
-            app.notify(
-                one_line(message, 300), title=f"Job {job_id}", severity="warning", markup=False
-            )
+            app.tell(message, title=f"Job {job_id}", severity="warning")
             return
         verb = "canceled" if what == "cancel" else "queued again"
         if changes:

@@ -28,7 +28,6 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
 from imagen_tui.errors import DatabaseError, InputError
-from imagen_tui.text import one_line
 from imagen_tui.tui import cells, pictures
 from imagen_tui.tui.messages import JobsUpdate
 from imagen_tui.tui.screens.base import WorkbenchScreen
@@ -143,7 +142,7 @@ class SeriesScreen(WorkbenchScreen):
         try:
             rows = app.require_session().series(LIST_PAGE)
         except DatabaseError as error:
-            app.notify(one_line(str(error), 300), title="Series", severity="error", markup=False)
+            app.tell(str(error), title="Series", severity="error")
             return
         app.call_from_thread(self._show_list, rows)
 
@@ -204,7 +203,7 @@ class SeriesScreen(WorkbenchScreen):
             rows = session.series_images(series_id)
         except (DatabaseError, InputError) as error:
             message = error.message if isinstance(error, InputError) else str(error)
-            app.notify(one_line(message, 300), title="Series", severity="error", markup=False)
+            app.tell(message, title="Series", severity="error")
             return
         known = dict(self.pictures) if series_id == self.series_id else {}
         decoded = {
@@ -329,7 +328,7 @@ class SeriesScreen(WorkbenchScreen):
             image_id = app.require_session().pick(series_id, idx)
         except (DatabaseError, InputError) as error:
             message = error.message if isinstance(error, InputError) else str(error)
-            app.notify(one_line(message, 300), title="Pick", severity="warning", markup=False)
+            app.tell(message, title="Pick", severity="warning")
             return
         app.call_from_thread(self._picked, series_id, image_id)
 

@@ -21,7 +21,6 @@ from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 
 from imagen_tui.errors import DatabaseError
 from imagen_tui.money import HUNDREDTH_CENT, dollars
-from imagen_tui.text import one_line
 from imagen_tui.tui import cells
 from imagen_tui.tui.screens.base import WorkbenchScreen
 
@@ -120,7 +119,7 @@ class UsageScreen(WorkbenchScreen):
             totals = session.usage_totals(group)
             days = session.usage_totals("day", since=since)
         except DatabaseError as error:
-            app.notify(one_line(str(error), 300), title="Usage", severity="error", markup=False)
+            app.tell(str(error), title="Usage", severity="error")
             return
         app.call_from_thread(self._show, totals, days)
 
