@@ -114,7 +114,7 @@ class WorkbenchApp(App[None]):
 
     def _apply_theme(self) -> None:
         """The theme last chosen in the app, else the config's `tui.theme`."""
-        configured = workbench_theme(self.workbench)
+        configured = self.workbench.config.tui.theme
         for theme in (self.state.get("theme"), configured):
             if isinstance(theme, str) and theme in self.available_themes:
                 self.theme = theme
@@ -290,10 +290,6 @@ class WorkbenchApp(App[None]):
 
     def _run_on(self, screen: Screen[Any], action: str) -> None:
         self.run_worker(screen.run_action(action), exclusive=False)
-
-
-def workbench_theme(workbench: Workbench) -> str:
-    return str(workbench.config.tui.theme)
 
 
 def run_app(args: argparse.Namespace) -> int:

@@ -35,7 +35,6 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("elapsed", "Elapsed"),
     ("error", "Error"),
 )
-COLUMN_INDEX = {key: index for index, (key, _label) in enumerate(COLUMNS)}
 PROMPT_WIDTH = 32
 ERROR_WIDTH = 60
 
@@ -69,7 +68,6 @@ class JobTable(DataTable[Text]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self._clock = clock
         self._rows: dict[int, JobRow] = {}
-        self._shown: dict[int, tuple[Text, ...]] = {}
         self.status_filter: str | None = None
 
     def on_mount(self) -> None:
@@ -117,7 +115,6 @@ class JobTable(DataTable[Text]):
         key = self._cursor_key()
         self.clear(columns=False)
         self._rows.clear()
-        self._shown.clear()
         now = self._clock()
         for row in sorted(rows, key=lambda r: r.id, reverse=True):
             if self._wanted(row):
@@ -133,7 +130,7 @@ class JobTable(DataTable[Text]):
             if row.id in self._rows:
                 if not self._wanted(row):
                     self.remove_row(str(row.id))
-                    del self._rows[row.id], self._shown[row.id]
+                    del self._rows[row.id]
                     removed = True
                 else:
                     self._update(row, now)
@@ -153,9 +150,8 @@ class JobTable(DataTable[Text]):
                 self._set(job_id, "elapsed", cells.elapsed(row.started_at, row.finished_at, now))
 
     def _add(self, row: JobRow, now: datetime) -> None:
-        shown = job_cells(row, now)
-        self._rows[row.id], self._shown[row.id] = row, shown
-        self.add_row(*shown, key=str(row.id))
+        self._rows[row.id] = row
+        self.add_row(*job_cells(row, now), key=str(row.id))
 
     def _update(self, row: JobRow, now: datetime) -> None:
         self._rows[row.id] = row
@@ -163,10 +159,7 @@ class JobTable(DataTable[Text]):
             self._set(row.id, key, cell)
 
     def _set(self, job_id: int, column: str, cell: Text) -> None:
-        index = COLUMN_INDEX[column]
-        shown = self._shown[job_id]
-        if shown[index] == cell:
-            return
-        self._shown[job_id] = (*shown[:index], cell, *shown[index + 1 :])
+        if self.get_cell(str(job_id), column) == cell:
+            return  # unchanged: no redraw
         # A seed, an elapsed time or an error may need a wider column.
         self.update_cell(str(job_id), column, cell, update_width=True)
