@@ -12,3 +12,14 @@ HUNDREDTH_CENT = Decimal("0.0001")
 def dollars(amount: Decimal, places: Decimal = CENT) -> str:
     """`$1.24` for Decimal('1.235')."""
     return f"${amount.quantize(places, rounding=ROUND_HALF_UP)}"
+
+
+def total_cost_text(total: Decimal, count: int, priced: int) -> str:
+    """A group's total cost to the cent, saying how many images had no estimate."""
+    unpriced = count - priced
+    return dollars(total) + (f" (+{unpriced} unpriced)" if unpriced else "")
+
+
+def mean_cost_text(mean: Decimal | None) -> str:
+    """A mean cost to a hundredth of a cent; `?` when nothing was priced."""
+    return "?" if mean is None else dollars(mean, HUNDREDTH_CENT)

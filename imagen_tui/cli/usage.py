@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from imagen_tui import services
 from imagen_tui.cli.console import cell, json_line, table, when
 from imagen_tui.core.workbench import open_workbench
-from imagen_tui.money import HUNDREDTH_CENT, dollars
+from imagen_tui.money import HUNDREDTH_CENT, dollars, mean_cost_text, total_cost_text
 
 if TYPE_CHECKING:
-    from imagen_tui.db.repositories import UsageTotal
+    pass
 
 GROUPS = ("backend", "model", "caller", "day")
 
@@ -51,12 +51,6 @@ def since_arg(text: str) -> datetime:
 
 def until_arg(text: str) -> datetime:
     return _moment(text, end=True)
-
-
-def _cost_cell(total: UsageTotal) -> str:
-    shown = dollars(total.total_cost)
-    unpriced = total.count - total.priced
-    return shown + (f" (+{unpriced} unpriced)" if unpriced else "")
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
@@ -103,13 +97,12 @@ def cmd_usage(args: argparse.Namespace) -> int:
         return 0
     lines = [[args.by.upper(), "IMAGES", "TOTAL COST", "MEAN COST", "MEAN LATENCY"]]
     for total in totals:
-        mean = "?" if total.mean_cost is None else dollars(total.mean_cost, HUNDREDTH_CENT)
         lines.append(
             [
                 "TOTAL" if total.key is None else cell(total.key),
                 str(total.count),
-                _cost_cell(total),
-                mean,
+                total_cost_text(total.total_cost, total.count, total.priced),
+                mean_cost_text(total.mean_cost),
                 f"{total.mean_latency_ms:.0f} ms",
             ]
         )

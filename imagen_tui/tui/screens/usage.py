@@ -20,7 +20,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 
 from imagen_tui.errors import DatabaseError
-from imagen_tui.money import HUNDREDTH_CENT, dollars
+from imagen_tui.money import dollars, mean_cost_text, total_cost_text
 from imagen_tui.tui import cells
 from imagen_tui.tui.screens.base import WorkbenchScreen
 
@@ -127,9 +127,8 @@ class UsageScreen(WorkbenchScreen):
         table = self.query_one("#usage-totals", DataTable)
         table.clear()
         for total in totals:
-            unpriced = total.count - total.priced
-            cost = dollars(total.total_cost) + (f" (+{unpriced} unpriced)" if unpriced else "")
-            mean = "?" if total.mean_cost is None else dollars(total.mean_cost, HUNDREDTH_CENT)
+            cost = total_cost_text(total.total_cost, total.count, total.priced)
+            mean = mean_cost_text(total.mean_cost)
             style = "bold" if total.key is None else ""
             table.add_row(
                 Text("total", style=style) if total.key is None else cells.user_text(total.key, 40),
