@@ -20,6 +20,6 @@ def total_cost_text(total: Decimal, count: int, priced: int) -> str:
     return dollars(total) + (f" (+{unpriced} unpriced)" if unpriced else "")
 
 
-def mean_cost_text(mean: Decimal | None) -> str:
-    """A mean cost to a hundredth of a cent; `?` when nothing was priced."""
-    return "?" if mean is None else dollars(mean, HUNDREDTH_CENT)
+def mean_cost_text(cost: Decimal | None) -> str:
+    """One image's (or a mean) cost to a hundredth of a cent; `?` when unknown."""
+    return "?" if cost is None else dollars(cost, HUNDREDTH_CENT)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from imagen_tui import services
 from imagen_tui.cli.console import cell, json_line, table, when
 from imagen_tui.core.workbench import open_workbench
-from imagen_tui.money import HUNDREDTH_CENT, dollars, mean_cost_text, total_cost_text
+from imagen_tui.money import mean_cost_text, total_cost_text
 
 if TYPE_CHECKING:
     pass
@@ -75,7 +75,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
                     "-" if row.seed is None else str(row.seed),
                     f"{row.width}x{row.height}",
                     f"{row.latency_ms:.0f} ms",
-                    "?" if row.cost_usd is None else dollars(row.cost_usd, HUNDREDTH_CENT),
+                    mean_cost_text(row.cost_usd),
                     cell(row.caller),
                     row.source,
                 ]
