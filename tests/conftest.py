@@ -75,6 +75,18 @@ class Home:
 
 
 @pytest.fixture
+def halfcell_pictures() -> Iterator[None]:
+    """The app draws pictures in half cells (deterministic, no escape sequences),
+    as a terminal without a graphics protocol does; then as before."""
+    from imagen_tui.tui import images
+
+    before = images.protocol()
+    images.use_protocol("halfcell")
+    yield
+    images.use_protocol(before)
+
+
+@pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
     root = tmp_path / "home"
     root.mkdir()

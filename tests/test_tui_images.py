@@ -1,4 +1,4 @@
-"""`tui.images`: the `tui.image_protocol` setting chooses textual-image's widget class."""
+"""`tui.images`: the `tui.image_protocol` setting chooses how pictures are drawn."""
 
 from __future__ import annotations
 
@@ -6,40 +6,67 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
-from textual_image.widget import HalfcellImage, Image, SixelImage, TGPImage, UnicodeImage
+from PIL import Image as PILImage
+from textual_image import renderable
+from textual_image._terminal import CellSize
+from textual_image.widget import SixelImage, TGPImage
 
 from imagen_tui.errors import ConfigError
 from imagen_tui.tui import images
+from imagen_tui.tui.widgets.cell_picture import CellPicture
 
 
 @pytest.fixture(autouse=True)
 def restore() -> Iterator[None]:
-    before = images.image_class()
+    before = images.protocol()
     yield
-    images._chosen[0] = before
+    images.use_protocol(before)
+
+
+def square() -> PILImage.Image:
+    return PILImage.new("RGB", (64, 64), "red")
+
+
+@pytest.mark.parametrize(("protocol", "widget"), [("tgp", TGPImage), ("sixel", SixelImage)])
+def test_graphics_protocols_draw_with_textual_image(protocol, widget):
+    config = SimpleNamespace(tui=SimpleNamespace(image_protocol=protocol))
+    assert images.configure(config) == protocol
+    assert type(images.new_picture(square())) is widget
+
+
+@pytest.mark.parametrize("protocol", ["halfcell", "unicode"])
+def test_text_protocols_draw_with_the_cell_picture(protocol):
+    config = SimpleNamespace(tui=SimpleNamespace(image_protocol=protocol))
+    assert images.configure(config) == protocol
+    widget = images.new_picture(square(), id="p")
+    assert isinstance(widget, CellPicture)
+    assert widget.mode == protocol
+    assert widget.id == "p"
 
 
 @pytest.mark.parametrize(
-    ("protocol", "widget"),
+    ("detected", "protocol"),
     [
-        ("auto", Image),
-        ("tgp", TGPImage),
-        ("sixel", SixelImage),
-        ("halfcell", HalfcellImage),
-        ("unicode", UnicodeImage),
+        (renderable.SixelImage, "sixel"),
+        (renderable.TGPImage, "tgp"),
+        (renderable.HalfcellImage, "halfcell"),
+        (renderable.UnicodeImage, "unicode"),
     ],
 )
-def test_each_protocol_names_its_widget_class(protocol, widget):
-    config = SimpleNamespace(tui=SimpleNamespace(image_protocol=protocol))
-    assert images.configure(config) is widget
-    assert images.image_class() is widget
+def test_auto_is_what_textual_image_detected(monkeypatch, detected, protocol):
+    monkeypatch.setattr(renderable, "Image", detected)
+    assert images.use_protocol("auto") == protocol
+    assert images.protocol() == protocol
 
 
-def test_a_config_without_the_tui_block_means_auto():
+def test_a_config_without_the_tui_block_means_auto(monkeypatch):
+    monkeypatch.setattr(renderable, "Image", renderable.TGPImage)
     images.use_protocol("halfcell")
-    assert images.configure(SimpleNamespace()) is Image
-    assert images.configure(SimpleNamespace(tui=None)) is Image
-    assert images.configure(SimpleNamespace(tui=SimpleNamespace())) is Image
+    assert images.configure(SimpleNamespace()) == "tgp"
+    images.use_protocol("halfcell")
+    assert images.configure(SimpleNamespace(tui=None)) == "tgp"
+    images.use_protocol("halfcell")
+    assert images.configure(SimpleNamespace(tui=SimpleNamespace())) == "tgp"
 
 
 def test_an_unknown_protocol_is_a_config_error_naming_the_key_and_line():
@@ -54,25 +81,18 @@ def test_an_unknown_protocol_is_a_config_error_naming_the_key_and_line():
         "imagen.yaml:7: tui.image_protocol: 'kitty' is not one of "
         "auto, tgp, sixel, halfcell, unicode"
     )
-    assert images.image_class() is UnicodeImage  # unchanged
+    assert images.protocol() == "unicode"  # unchanged
 
 
-def test_halfcell_pictures_are_scaled_to_their_box_before_drawing():
-    from PIL import Image as PILImage
-
-    picture = PILImage.new("RGB", (256, 128), "red")
+def test_a_picture_box_keeps_the_picture_shape_in_cells_twice_as_high_as_wide():
     images.use_protocol("halfcell")
-    fitted = images.fitted(picture, 20, 10)  # 20 cells wide, 10 rows of 2 pixels
-    assert fitted.size == (20, 10)  # aspect kept, within 20 x 20
-    assert picture.size == (256, 128)  # the original is untouched
-    small = PILImage.new("RGB", (8, 8))
-    assert images.fitted(small, 20, 10) is small  # nothing to gain
+    assert images.cell_box((64, 64), 40, 40) == (40, 20)
+    assert images.cell_box((1600, 900), 40, 40) == (40, 11)  # 16:9 stays wide
+    assert images.cell_box((900, 1600), 40, 40) == (40, 36)
+    assert images.cell_box((900, 1600), 40, 10) == (11, 10)
 
 
-@pytest.mark.parametrize("protocol", ["tgp", "sixel"])
-def test_pixel_protocols_get_the_picture_as_it_is(protocol):
-    from PIL import Image as PILImage
-
-    picture = PILImage.new("RGB", (256, 256))
-    images.use_protocol(protocol)
-    assert images.fitted(picture, 20, 10) is picture
+def test_with_a_graphics_protocol_the_terminal_cell_shape_counts(monkeypatch):
+    monkeypatch.setattr(images, "get_cell_size", lambda: CellSize(10, 25))
+    images.use_protocol("tgp")
+    assert images.cell_box((64, 64), 40, 40) == (40, 16)

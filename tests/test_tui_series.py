@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from textual.widgets import Static
 
 from imagen_tui.core.spec import RequestSpec
 from imagen_tui.services import open_session
-from imagen_tui.tui import images
 from imagen_tui.tui.app import WorkbenchApp
 from imagen_tui.tui.screens import image_view
 from imagen_tui.tui.screens.gallery import GalleryScreen
@@ -30,12 +28,7 @@ from tests.tui import make_app, render_queue, run, sql, until
 SIZE = (100, 34)
 
 
-@pytest.fixture(autouse=True)
-def halfcell() -> Iterator[None]:
-    before = images.image_class()
-    images.use_protocol("halfcell")
-    yield
-    images._chosen[0] = before
+pytestmark = pytest.mark.usefixtures("halfcell_pictures")
 
 
 def selected(url: str, series_id: int) -> int | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +26,6 @@ from imagen_tui.db.repositories import (
     SeriesRow,
     TryRow,
 )
-from imagen_tui.tui import images
 from imagen_tui.tui.app import WorkbenchApp
 from imagen_tui.tui.screens.gallery import GalleryScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen
@@ -152,12 +150,7 @@ def fixed_session() -> FixedSession:
     )
 
 
-@pytest.fixture(autouse=True)
-def halfcell() -> Iterator[None]:
-    before = images.image_class()
-    images.use_protocol("halfcell")
-    yield
-    images._chosen[0] = before
+pytestmark = pytest.mark.usefixtures("halfcell_pictures")
 
 
 @pytest.fixture

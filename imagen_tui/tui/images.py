@@ -1,11 +1,19 @@
-"""Which textual-image widget draws pictures: the `tui.image_protocol` setting.
+"""How pictures are drawn: the `tui.image_protocol` setting.
 
-`auto` is `textual_image.widget.Image`, whose terminal detection (Sixel, then
-the Kitty graphics protocol, else half cells; Unicode shades off a TTY) runs
-when `textual_image.widget` is first imported. It must run before the app
-starts, while the terminal's replies can still be read: this module imports
-it at its own import, and the launcher calls `configure(workbench)` before
-`App.run()`. Tests pin `halfcell` (deterministic, no escape sequences).
+- `tgp` (the Kitty graphics protocol) and `sixel` send real pixels, with
+  textual-image's widgets;
+- `halfcell` (two coloured pixels a cell) and `unicode` (shade characters)
+  draw with text, with the project's own `CellPicture`: it draws a picture
+  once for its size, where textual-image's text renderables go through a
+  Rich console on every repaint, ten times slower;
+- `auto` is what textual-image detected: Sixel, then the Kitty protocol,
+  else half cells on a terminal, shades off one. The detection runs when
+  `textual_image.widget` is first imported, and must run before the app
+  starts, while the terminal's replies can still be read: this module
+  imports it at its own import, and the launcher calls `configure(config)`
+  before `App.run()`.
+
+Tests pin `halfcell` (deterministic, no escape sequences).
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from imagen_tui.errors import ConfigError
+from imagen_tui.tui import cell_drawing
+from imagen_tui.tui.widgets.cell_picture import CellPicture
 
 
 def _import_widgets() -> ModuleType:
@@ -32,53 +42,71 @@ def _import_widgets() -> ModuleType:
 
 
 image_widgets = _import_widgets()
-
+from textual_image import renderable as renderables  # noqa: E402 (detected by the import above)
+from textual_image._terminal import get_cell_size  # noqa: E402
 
 if TYPE_CHECKING:
     from PIL.Image import Image as Picture
     from textual_image.widget._base import Image as ImageWidget
 
-PROTOCOLS: dict[str, type[ImageWidget]] = {
-    "auto": image_widgets.Image,
+    PictureWidget = CellPicture | ImageWidget
+
+PROTOCOLS = ("auto", "tgp", "sixel", "halfcell", "unicode")
+DEFAULT_PROTOCOL = "auto"
+_PIXEL_WIDGETS: dict[str, type[ImageWidget]] = {
     "tgp": image_widgets.TGPImage,
     "sixel": image_widgets.SixelImage,
-    "halfcell": image_widgets.HalfcellImage,
-    "unicode": image_widgets.UnicodeImage,
 }
-DEFAULT_PROTOCOL = "auto"
-
-_chosen: list[type[ImageWidget]] = [PROTOCOLS[DEFAULT_PROTOCOL]]
 
 
-def image_class() -> type[ImageWidget]:
-    """The widget class every image of the app is drawn with."""
+def detected_protocol() -> str:
+    """What `auto` means on this terminal: what textual-image detected."""
+    chosen = renderables.Image
+    if chosen is renderables.SixelImage:
+        return "sixel"
+    if chosen is renderables.TGPImage:
+        return "tgp"
+    return "halfcell" if chosen is renderables.HalfcellImage else "unicode"
+
+
+_chosen: list[str] = [detected_protocol()]
+
+
+def protocol() -> str:
+    """How every picture of the app is drawn: tgp, sixel, halfcell or unicode."""
     return _chosen[0]
 
 
-def fitted(picture: Picture, width: int, height: int) -> Picture:
-    """`picture` scaled down for a `width` x `height` cell box when the chosen
-    widget draws one pixel per half cell: textual-image scales the whole picture
-    on every render, so a thumbnail of the box's own size paints much faster.
-    Other protocols draw real pixels: the picture is returned as it is."""
-    if image_class() is not image_widgets.HalfcellImage:
-        return picture
-    box = (max(1, width), max(2, height * 2))
-    if picture.width <= box[0] and picture.height <= box[1]:
-        return picture
-    small = picture.copy()
-    small.thumbnail(box)
-    return small
+def new_picture(
+    picture: Picture | None, *, id: str | None = None, classes: str | None = None
+) -> PictureWidget:
+    """A widget drawing `picture` the chosen way; set its `image` to change it."""
+    chosen = protocol()
+    for mode in cell_drawing.MODES:
+        if chosen == mode:
+            return CellPicture(picture, mode=mode, id=id, classes=classes)
+    return _PIXEL_WIDGETS[chosen](picture, id=id, classes=classes)
 
 
-def use_protocol(protocol: str) -> type[ImageWidget]:
-    """Draw images with `protocol` (one of PROTOCOLS); ValueError for another name."""
-    try:
-        chosen = PROTOCOLS[protocol]
-    except KeyError:
+def cell_box(picture_size: tuple[int, int], width: int, height: int) -> tuple[int, int]:
+    """The largest box in cells, within `width` x `height`, that shows a picture
+    of `picture_size` pixels with its own shape, drawn the chosen way (with a
+    graphics protocol, the terminal's real cell shape counts)."""
+    cell_aspect = cell_drawing.CELL_ASPECT
+    if protocol() in _PIXEL_WIDGETS:
+        cell = get_cell_size()
+        cell_aspect = cell.height / cell.width if cell.width and cell.height else cell_aspect
+    return cell_drawing.fit(picture_size, width, height, cell_aspect)
+
+
+def use_protocol(name: str) -> str:
+    """Draw pictures the `name` way (one of PROTOCOLS; `auto`: as detected) and
+    return the way it means; ValueError for another name."""
+    if name not in PROTOCOLS:
         names = ", ".join(PROTOCOLS)
-        raise ValueError(f"tui.image_protocol: {protocol!r} is not one of {names}") from None
-    _chosen[0] = chosen
-    return chosen
+        raise ValueError(f"tui.image_protocol: {name!r} is not one of {names}")
+    _chosen[0] = detected_protocol() if name == "auto" else name
+    return _chosen[0]
 
 
 def configured_protocol(config: Any) -> str:
@@ -88,12 +116,12 @@ def configured_protocol(config: Any) -> str:
     return value if isinstance(value, str) and value else DEFAULT_PROTOCOL
 
 
-def configure(config: Any) -> type[ImageWidget]:
-    """Choose the image widget from the workbench's config; call before `App.run()`.
-    A name not in PROTOCOLS is a ConfigError (with `file:line` when the config knows it)."""
-    protocol = configured_protocol(config)
+def configure(config: Any) -> str:
+    """Choose how pictures are drawn from the workbench's config; call before
+    `App.run()`. Returns the way chosen (`auto` resolved). A name not in
+    PROTOCOLS is a ConfigError (with `file:line` when the config knows it)."""
     try:
-        return use_protocol(protocol)
+        return use_protocol(configured_protocol(config))
     except ValueError as error:
         where = getattr(config, "where", None)
         line = where(("tui", "image_protocol")) if callable(where) else None

@@ -29,9 +29,9 @@ from imagen_tui.tui import images, pictures
 if TYPE_CHECKING:
     from PIL.Image import Image as Picture
     from textual.events import Resize
-    from textual_image.widget._base import Image as ImageWidget
 
     from imagen_tui.db.repositories import ImageRow
+    from imagen_tui.tui.images import PictureWidget
 
 # Metadata keys shown first, with their labels; the rest follow as they are.
 LABELS: tuple[tuple[str, str], ...] = (
@@ -115,7 +115,7 @@ class ImageViewScreen(Screen[None]):
         self.items = list(items)
         self.index = max(0, min(index, len(self.items) - 1))
         self._full: dict[int, Picture] = {}  # image id -> the local file, scaled
-        self._image: ImageWidget | None = None
+        self._image: PictureWidget | None = None
 
     @property
     def item(self) -> ViewItem:
@@ -160,7 +160,7 @@ class ImageViewScreen(Screen[None]):
                 self._image = None
             return
         if self._image is None:
-            self._image = images.image_class()(picture, id="image-view-image")
+            self._image = images.new_picture(picture, id="image-view-image")
             self._size_picture()
             self.query_one("#image-view-picture", Vertical).mount(self._image)
         else:
@@ -168,16 +168,15 @@ class ImageViewScreen(Screen[None]):
             self._size_picture()
 
     def _size_picture(self) -> None:
-        """The largest box of the picture's shape that fits (a cell is ~1:2)."""
+        """The largest box of the picture's shape that fits."""
         if self._image is None:
             return
         region = self.query_one("#image-view-picture", Vertical).content_region
-        width, height = max(4, region.width), max(2, region.height)
         image = self.item.image
-        aspect = (image.width / image.height) if image.width and image.height else 1.0
-        fit_width = min(width, round(height * 2 * aspect))
-        fit_height = min(height, max(1, round(fit_width / aspect / 2)))
-        self._image.styles.width, self._image.styles.height = max(1, fit_width), fit_height
+        box = images.cell_box(
+            (image.width, image.height), max(4, region.width), max(2, region.height)
+        )
+        self._image.styles.width, self._image.styles.height = box
 
     @work(thread=True, exclusive=True, group="image-view-load", exit_on_error=False)
     def _load_full(self, image: ImageRow) -> None:

@@ -32,8 +32,7 @@ if TYPE_CHECKING:
 
 MIN_TILE = 22  # cells, border included
 MAX_TILE = 44
-BORDER = 2  # a tile's border: one cell each side
-CAPTION = 1
+BORDER = 2  # a tile's border: one cell each side (the caption is in the bottom one)
 
 
 class ImageGrid(VerticalScroll, can_focus=True):
@@ -183,13 +182,13 @@ class ImageGrid(VerticalScroll, can_focus=True):
         tile_width = max(MIN_TILE, min(MAX_TILE, width // columns))
         picture_width = tile_width - BORDER
         picture_height = max(3, picture_width // 2)
-        picture_height = min(picture_height, max(3, height - BORDER - CAPTION))
+        picture_height = min(picture_height, max(3, height - BORDER))
         picture_width = min(picture_width, picture_height * 2)
         self.columns = columns
         cells = self.query_one("#grid-cells", Container)
         cells.styles.grid_size_columns = columns
         cells.styles.grid_columns = str(tile_width)
-        cells.styles.grid_rows = str(picture_height + BORDER + CAPTION)
+        cells.styles.grid_rows = str(picture_height + BORDER)
         cells.styles.width = tile_width * columns
         for tile in self._tiles:
             tile.set_picture_size(picture_width, picture_height)

@@ -1,14 +1,15 @@
 """`ImageTile`: one picture of a grid, or where it will be while it renders.
 
-A tile shows what `TileInfo` says: a title in its border (`#2 ★` for the
-series' winner), the picture once there is one (a pre-scaled PIL image,
-decoded off the event loop by whoever hands it over), else the job's status
-and progress, and one caption line. User text arrives as plain strings and
+A tile shows what `TileInfo` says: a title in its top border (`#2 ★` for
+the series' winner), a caption in its bottom border, and inside the picture
+once there is one (a PIL image decoded off the event loop by whoever hands
+it over), else the job's status and progress. User text arrives as plain strings and
 is shown literally (Rich `Text`, never markup).
 
-The picture widget is the class `tui.images` chose (halfcell in tests); the
-grid gives it a fixed width and height in cells, so its layout does not
-depend on the terminal's cell size in pixels.
+The picture widget is the one `tui.images` makes (halfcell in tests). The
+grid gives the tile a box in cells for it, and the picture gets the largest
+part of that box with its own shape (`images.cell_box`), so a wide picture
+stays wide.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Container
 from textual.widgets import Static
 
 from imagen_tui.tui import cells, images
 
 if TYPE_CHECKING:
     from PIL.Image import Image as Picture
-    from textual_image.widget._base import Image as ImageWidget
+
+    from imagen_tui.tui.images import PictureWidget
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,19 @@ class TileInfo:
     has_image: bool = True  # False: the picture will never come (failed, pending, ...)
 
 
-class ImageTile(Vertical):
-    """A bordered tile: picture (or status) over a caption line."""
+class ImageTile(Container):
+    """A bordered tile: the picture (or the status) inside, the title and the
+    caption in the border."""
 
     DEFAULT_CSS = """
     ImageTile {
         border: round $panel-lighten-2;
         height: 1fr;
         width: 1fr;
+        align: center middle;
         border-title-color: $text-muted;
+        border-subtitle-color: $text-muted;
+        border-subtitle-align: left;
         &.-winner {
             border: round $success;
             border-title-color: $success;
@@ -60,22 +66,10 @@ class ImageTile(Vertical):
             border: double $accent;
             border-title-color: $accent;
         }
-        & > .tile-body {
-            height: 1fr;
-            width: 1fr;
-            align: center middle;
-        }
-        & > .tile-body > .tile-status {
+        & > .tile-status {
             width: 1fr;
             height: auto;
             text-align: center;
-        }
-        & > .tile-caption {
-            height: 1;
-            width: 1fr;
-            color: $text-muted;
-            text-wrap: nowrap;
-            text-overflow: ellipsis;
         }
     }
     """
@@ -85,23 +79,25 @@ class ImageTile(Vertical):
         self.info = info
         self.picture = picture
         self._picture_size = (20, 10)
-        self._image: ImageWidget | None = None
+        self._image: PictureWidget | None = None
         self._shown: Picture | None = None  # the picture the image widget was given
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="tile-body"):
-            yield Static(self._status_text(), classes="tile-status")
-            if self.picture is not None and self.info.has_image:
-                # Known already: composed with the tile, not mounted after it.
-                yield self._new_image(self.picture)
-        yield Static(self._caption_text(), classes="tile-caption")
+        yield Static(self._status_text(), classes="tile-status")
+        if self.picture is not None and self.info.has_image:
+            # Known already: composed with the tile, not mounted after it.
+            yield self._new_image(self.picture)
 
-    def _new_image(self, picture: Picture) -> ImageWidget:
-        fitted = images.fitted(picture, *self._picture_size)
-        self._image = images.image_class()(fitted, classes="tile-picture")
-        self._image.styles.width, self._image.styles.height = self._picture_size
+    def _new_image(self, picture: Picture) -> PictureWidget:
+        self._image = images.new_picture(picture, classes="tile-picture")
+        self._size_image()
         self._shown = picture
         return self._image
+
+    def _size_image(self) -> None:
+        if self._image is not None and self.picture is not None:
+            box = images.cell_box(self.picture.size, *self._picture_size)
+            self._image.styles.width, self._image.styles.height = box
 
     def on_mount(self) -> None:
         self._apply()
@@ -124,24 +120,23 @@ class ImageTile(Vertical):
         if size == self._picture_size:
             return
         self._picture_size = size
-        if self._image is not None and self.picture is not None:
-            self._image.styles.width, self._image.styles.height = size
-            self._image.image = images.fitted(self.picture, *size)
+        self._size_image()
 
     def _apply(self) -> None:
         info = self.info
         self.border_title = f"{info.title} ★" if info.winner else info.title
         self.set_class(info.winner, "-winner")
-        self.query_one(".tile-caption", Static).update(self._caption_text())
+        self.border_subtitle = cells.user_text(info.caption, 200)
         status = self.query_one(".tile-status", Static)
         status.update(self._status_text())
         showing = self.picture is not None and info.has_image
         status.display = not showing
         if showing and self.picture is not None and self._shown is not self.picture:
             if self._image is None:
-                self.query_one(".tile-body", Vertical).mount(self._new_image(self.picture))
+                self.mount(self._new_image(self.picture))
             else:
-                self._image.image = images.fitted(self.picture, *self._picture_size)
+                self._image.image = self.picture
+                self._size_image()
                 self._shown = self.picture
         elif not showing and self._image is not None:
             self._image.remove()
@@ -161,6 +156,3 @@ class ImageTile(Vertical):
             text.append("\n")
             text.append_text(cells.user_text(info.error, 120))
         return text
-
-    def _caption_text(self) -> Text:
-        return cells.user_text(self.info.caption, 200)
