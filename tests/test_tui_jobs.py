@@ -7,6 +7,7 @@ The table has no polling at all: a row changes only because a NOTIFY on
 from __future__ import annotations
 
 import pytest
+from textual.widgets._footer import FooterKey
 
 from imagen_tui.tui.screens.jobs import JobsScreen
 from imagen_tui.tui.widgets.job_table import JobTable
@@ -39,6 +40,37 @@ async def open_jobs(app, pilot) -> JobTable:
     await pilot.press("f2")
     await until(pilot, lambda: isinstance(app.screen, JobsScreen))
     return app.screen.query_one(JobTable)
+
+
+def footer_keys(app) -> dict[str, bool]:
+    """The Footer's keys as the user sees them: label -> enabled."""
+    return {key.description: not key.has_class("-disabled") for key in app.screen.query(FooterKey)}
+
+
+def test_the_footer_follows_the_highlighted_job_and_is_rebuilt_only_for_a_change(
+    home, monkeypatch, db_url
+):
+    app = make_app(home, monkeypatch, db_url)
+    first, second = enqueue(db_url, count=2)
+
+    async def scenario():
+        async with app.run_test(size=(140, 30)) as pilot:
+            table = await open_jobs(app, pilot)
+            await until(pilot, lambda: table.row_count == 2)
+            table.move_cursor(row=table.get_row_index(str(first)))
+            await until(pilot, lambda: footer_keys(app).get("Cancel job") is True)
+            assert footer_keys(app)["Retry job"] is False  # a pending job: nothing to retry
+            keys = list(app.screen.query(FooterKey))
+            table.move_cursor(row=table.get_row_index(str(second)))  # the same keys apply
+            await pilot.pause(0.1)
+            assert list(app.screen.query(FooterKey)) == keys  # the very same widgets
+
+            # Another client fails the highlighted job: no cursor move, only the event.
+            sql(db_url, "UPDATE imagen.jobs SET status = 'failed' WHERE id = %s", (second,))
+            await until(pilot, lambda: footer_keys(app).get("Retry job") is True)
+            assert footer_keys(app)["Cancel job"] is False
+
+    run(scenario())
 
 
 def test_a_worker_process_finishing_a_job_updates_its_row(home, monkeypatch, db_url):

@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Header, Input, Label, Select, Static, TextArea
 
 from imagen_tui import services
 from imagen_tui.core.sizes import format_size
@@ -25,6 +25,7 @@ from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.text import one_line
 from imagen_tui.tui.messages import SeriesSubmitted
 from imagen_tui.tui.screens.base import WorkbenchScreen
+from imagen_tui.tui.widgets.footer import Footer
 from imagen_tui.tui.widgets.tries_slider import TriesSlider
 
 if TYPE_CHECKING:

@@ -20,11 +20,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from imagen_tui.core.viewer import open_with_system_viewer
 from imagen_tui.text import one_line
 from imagen_tui.tui import images, pictures
+from imagen_tui.tui.widgets.footer import Footer
 
 if TYPE_CHECKING:
     from PIL.Image import Image as Picture

@@ -14,12 +14,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import Footer, Header, Label, Select
+from textual.widgets import Header, Label, Select
 
 from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.limits import CANCELABLE_STATUSES, JOB_STATUSES, RETRYABLE_STATUSES
 from imagen_tui.tui.messages import JobsUpdate
 from imagen_tui.tui.screens.base import WorkbenchScreen
+from imagen_tui.tui.widgets.footer import Footer
 from imagen_tui.tui.widgets.job_table import JobTable
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class JobsScreen(WorkbenchScreen):
         else:
             self.table.upsert(update.rows)
         self._count()
+        self.refresh_bindings()  # the highlighted job may have changed status
 
     def _count(self) -> None:
         self.query_one("#jobs-count", Label).update(f"{self.table.row_count} shown")
@@ -84,6 +86,7 @@ class JobsScreen(WorkbenchScreen):
     def _show(self, rows: list[JobRow]) -> None:
         self.table.show(rows)
         self._count()
+        self.refresh_bindings()
 
     # ----------------------------------------------------------------- filter
 

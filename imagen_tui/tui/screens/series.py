@@ -25,13 +25,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.tui import cells, pictures
 from imagen_tui.tui.messages import JobsUpdate
 from imagen_tui.tui.screens.base import WorkbenchScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen, ViewItem, open_image_file
+from imagen_tui.tui.widgets.footer import Footer
 from imagen_tui.tui.widgets.image_grid import ImageGrid
 from imagen_tui.tui.widgets.image_tile import TileInfo
 
@@ -302,9 +303,6 @@ class SeriesScreen(WorkbenchScreen):
 
     @on(ImageGrid.Highlighted, "#series-grid")
     def _tile_highlighted(self) -> None:
-        self.refresh_bindings()
-
-    def on_descendant_focus(self) -> None:
         self.refresh_bindings()
 
     def action_pick(self) -> None:

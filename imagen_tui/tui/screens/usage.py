@@ -17,12 +17,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header, Label, Select, Static
+from textual.widgets import DataTable, Header, Label, Select, Static
 
 from imagen_tui.errors import DatabaseError
 from imagen_tui.money import dollars, mean_cost_text, total_cost_text
 from imagen_tui.tui import cells
 from imagen_tui.tui.screens.base import WorkbenchScreen
+from imagen_tui.tui.widgets.footer import Footer
 
 if TYPE_CHECKING:
     from imagen_tui.db.repositories import UsageTotal
