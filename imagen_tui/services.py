@@ -239,13 +239,13 @@ class Session:
         """The images of a series with their thumbnails and metadata, in try order."""
         from imagen_tui.db.repositories import series_images
 
-        return self.run(series_images(series_id))
+        return self.run(series_images(series_id), idempotent=True)
 
     def gallery(self, limit: int = 100, before_id: int | None = None) -> list[GalleryCard]:
         """Solo images and one card per series (its winner, else its first image)."""
         from imagen_tui.db.repositories import gallery
 
-        return self.run(gallery(limit, before_id))
+        return self.run(gallery(limit, before_id), idempotent=True)
 
     def pick(self, series_id: int, idx: int | None) -> int | None:
         """Mark try `idx` the series' winner (None: no winner); the image id."""
@@ -269,7 +269,7 @@ class Session:
         """Every announced worker (online first); stale ones have `online` False."""
         from imagen_tui.db.repositories import worker_presences
 
-        return self.run(worker_presences())
+        return self.run(worker_presences(), idempotent=True)
 
     def workers_online(self) -> list[WorkerPresence]:
         return [worker for worker in self.workers() if worker.online]
@@ -285,7 +285,7 @@ class Session:
         from imagen_tui.db.repositories import usage_totals
 
         offset = datetime.now().astimezone().utcoffset() or timedelta(0)
-        return self.run(usage_totals(by, since, until, offset))
+        return self.run(usage_totals(by, since, until, offset), idempotent=True)
 
     def usage_rows(
         self, since: datetime | None = None, until: datetime | None = None, limit: int = 10_000
@@ -293,7 +293,7 @@ class Session:
         """The ledger's raw rows in the window (never a prompt, only its hash)."""
         from imagen_tui.db.repositories import usage_rows
 
-        return self.run(usage_rows(since, until, limit))
+        return self.run(usage_rows(since, until, limit), idempotent=True)
 
 
 @contextmanager

@@ -338,3 +338,39 @@ def test_moving_in_the_series_list_shows_that_series_in_the_grid(home, monkeypat
             await until(pilot, lambda: screen.series_id == newer and pictured(grid) == ["1", "2"])
 
     run(scenario())
+
+
+def test_opening_the_screen_on_a_series_puts_the_keys_on_its_grid(home, monkeypatch, db_url):
+    """As a submit or a Gallery card does; the first time, the screen is built for it."""
+    app = make_app(home, monkeypatch, db_url, config(home))
+    older = submit(app, "first prompt", 1)
+    newer = submit(app, "second prompt", 2)
+    render_queue(home, db_url)
+
+    def list_cursor_on(screen: SeriesScreen, series_id: int) -> bool:
+        table = screen.table
+        return str(series_id) in table.rows and table.cursor_row == table.get_row_index(
+            str(series_id)
+        )
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.session is not None)
+            app.show_series(older)
+            grid = await series_grid(pilot, app)
+            screen = series_screen(app)
+            await until(pilot, lambda: screen.series_id == older and pictured(grid) == ["1"])
+            assert screen.focused is grid
+            await until(pilot, lambda: list_cursor_on(screen, older))
+            await pilot.press("enter")
+            await until(pilot, lambda: selected(db_url, older) == image_of(db_url, older, 1))
+
+            app.switch_mode("compose")
+            app.show_series(newer)  # the screen is built: the list already holds it
+            await until(pilot, lambda: screen.series_id == newer and pictured(grid) == ["1", "2"])
+            assert app.screen is screen and screen.focused is grid
+            assert list_cursor_on(screen, newer)
+            await pilot.press("l", "enter")
+            await until(pilot, lambda: selected(db_url, newer) == image_of(db_url, newer, 2))
+
+    run(scenario())

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +39,7 @@ from imagen_tui import services
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.errors import DatabaseError, ImagenError, InputError
 from imagen_tui.text import one_line
+from imagen_tui.tui import pictures
 from imagen_tui.tui.feed import JobFeed, Notice
 from imagen_tui.tui.messages import DatabaseFailed, DatabaseReady, JobsUpdate, SeriesSubmitted
 from imagen_tui.tui.screens.compose import ComposeScreen
@@ -47,6 +50,13 @@ from imagen_tui.tui.screens.usage import UsageScreen
 from imagen_tui.tui.styles import stylesheet
 
 _opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagen-open-db")
+
+# How long the event loop may hold the GIL while a thread worker waits for it.
+# A worker reading the database or decoding a thumbnail gives the GIL up and
+# takes it back many times; at Python's default (5 ms) each time costs a full
+# interval whenever the loop is busy drawing, which made a grid's data arrive
+# 150 ms late on the first visit to the Series screen.
+SWITCH_INTERVAL_S = 0.001
 
 
 class Stoppable(Protocol):
@@ -68,7 +78,7 @@ class WorkbenchApp(App[None]):
     MODES: ClassVar[dict[str, Any]] = {
         "compose": ComposeScreen,
         "jobs": JobsScreen,
-        "series": SeriesScreen,
+        "series": "series",  # installed in on_mount (see show_series)
         "gallery": GalleryScreen,
         "usage": UsageScreen,
     }
@@ -104,10 +114,12 @@ class WorkbenchApp(App[None]):
         self._session_future: Future[services.Session] = _opener.submit(
             open_session or partial(services.open_session, workbench)
         )
+        _opener.submit(pictures.prepare_decoders)  # then, not on the first grid's clock
         self._start_worker = start_worker
         self._save_state = save_state
         self._notes = list(notes)  # warnings from before the app ran, shown once it does
         self._worker_abort = threading.Event()
+        self._switch_interval = sys.getswitchinterval()  # restored on unmount
         self._status = {"database": "opening the database…", "link": "", "worker": ""}
         self.jobs_signal: Signal[JobsUpdate] = Signal(self, "jobs")
         self._apply_theme()
@@ -128,6 +140,8 @@ class WorkbenchApp(App[None]):
     # ----------------------------------------------------------------- start
 
     def on_mount(self) -> None:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self.install_screen(SeriesScreen(), "series")
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         self._show_status()
         for note in self._notes:
@@ -153,6 +167,15 @@ class WorkbenchApp(App[None]):
         else:
             self._set_status("worker", "watching only (no worker started)")
         self.jobs_signal.publish(JobsUpdate(reload=True))
+        self.call_after_refresh(self._settle_heap)
+
+    @staticmethod
+    def _settle_heap() -> None:
+        """Exempt what start-up built (modules, classes, styles: ~100,000 objects that live
+        as long as the app) from the garbage collector's full passes, which
+        otherwise walk all of it each time: 40-75 ms pauses, measured in the
+        middle of a grid's first paint."""
+        gc.freeze()
 
     def on_database_failed(self, message: DatabaseFailed) -> None:
         self._set_status("database", "no database")
@@ -228,6 +251,8 @@ class WorkbenchApp(App[None]):
 
     async def on_unmount(self) -> None:
         await asyncio.to_thread(self.stop_local_worker)
+        sys.setswitchinterval(self._switch_interval)
+        gc.unfreeze()  # what the app leaves behind can be collected again
 
     # ----------------------------------------------------------------- header
 
@@ -249,10 +274,12 @@ class WorkbenchApp(App[None]):
         self.show_series(message.series_id)
 
     def show_series(self, series_id: int) -> None:
+        """Open the Series screen on this series. The screen starts reading it
+        before it is shown: the first time, while it is being built."""
+        screen = self.get_screen("series")
+        assert isinstance(screen, SeriesScreen)
+        screen.show_series(series_id)
         self.switch_mode("series")
-        screen = self.screen  # the series screen, perhaps not mounted yet
-        if isinstance(screen, SeriesScreen):
-            screen.show_series(series_id)
 
     def remember_form(self, values: dict[str, Any]) -> None:
         self.state["form"] = values

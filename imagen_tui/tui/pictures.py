@@ -16,6 +16,12 @@ from PIL import Image, UnidentifiedImageError
 FULL_VIEW_MAX_SIDE = 1024  # pixels: plenty for any terminal protocol
 
 
+def prepare_decoders() -> None:
+    """Load Pillow's common decoders now (JPEG, PNG, ...): the first
+    `Image.open` would, which takes 20 ms, and more while the app is busy."""
+    Image.preinit()
+
+
 def decode_thumbnail(data: bytes | None) -> Image.Image | None:
     """A stored thumbnail as a loaded RGB image; None when absent or unreadable."""
     if not data:

@@ -92,6 +92,9 @@ class SeriesScreen(WorkbenchScreen):
         self._prompt = ""
         self._wanted: int | None = None  # a series to put the cursor on once loaded
         self._loading: int | None = None  # the series last asked for (older answers are dropped)
+        self._built = False  # on_mount ran: the widgets are there
+        # A series read before the screen was mounted, for on_mount to show.
+        self._unshown: tuple[SeriesDetail, list[ImageRow], dict[int, Picture | None]] | None = None
 
     @property
     def grid(self) -> ImageGrid:
@@ -120,7 +123,12 @@ class SeriesScreen(WorkbenchScreen):
         ):
             self.table.add_column(label, key=key)
         self.workbench_app.jobs_signal.subscribe(self, self._on_jobs)
+        self._built = True
+        if self._unshown is not None:
+            self._show_series(*self._unshown)
+            self._unshown = None
         if self.workbench_app.session is not None:
+            self._load_wanted()
             self._load_list()
 
     # ----------------------------------------------------------------- the list
@@ -132,10 +140,21 @@ class SeriesScreen(WorkbenchScreen):
             self._load_series(self.series_id)
 
     def show_series(self, series_id: int) -> None:
-        """Show this series (safe before the screen is mounted)."""
+        """Show this series. Safe before the screen is mounted: reading it starts
+        at once, while the screen is built (the first time)."""
         self._wanted = series_id
-        if self.is_mounted and self.workbench_app.session is not None:
-            self._load_list()
+        if not self._built:
+            # Opened on a series: its tries, not the list, have the keys from the start.
+            self.AUTO_FOCUS = "#series-grid"  # type: ignore[misc]  # Textual reads it per instance
+        if self.workbench_app.session is not None:
+            self._load_wanted()  # the grid need not wait for the list
+            if self._built and not self._select_wanted():
+                self._load_list()  # a series the list does not hold yet
+
+    def _load_wanted(self) -> None:
+        wanted = self._wanted
+        if wanted is not None and wanted not in (self.series_id, self._loading):
+            self._load_series(wanted)
 
     @work(thread=True, exclusive=True, group="series-load", exit_on_error=False)
     def _load_list(self) -> None:
@@ -159,17 +178,24 @@ class SeriesScreen(WorkbenchScreen):
                 cells.user_text(row.prompt, 40),
                 key=str(row.id),
             )
-        wanted = self._wanted if self._wanted is not None else current
-        if wanted is not None and str(wanted) in table.rows:
-            table.move_cursor(row=table.get_row_index(str(wanted)), animate=False)
-        if self._wanted is not None and str(self._wanted) in table.rows:
-            self._wanted = None
-            self.grid.focus()
+        if not self._select_wanted() and current is not None and str(current) in table.rows:
+            table.move_cursor(row=table.get_row_index(str(current)), animate=False)
         chosen = self._current_list_id()
         if chosen is None:
             self.query_one("#series-title", Static).update("No series yet")
         elif chosen not in (self.series_id, self._loading):
             self._load_series(chosen)
+
+    def _select_wanted(self) -> bool:
+        """Put the list's cursor on the series asked for and the focus on its grid,
+        if the list holds it."""
+        wanted, table = self._wanted, self.table
+        if wanted is None or str(wanted) not in table.rows:
+            return False
+        table.move_cursor(row=table.get_row_index(str(wanted)), animate=False)
+        self._wanted = None
+        self.grid.focus()
+        return True
 
     def _current_list_id(self) -> int | None:
         table = self.table
@@ -218,6 +244,9 @@ class SeriesScreen(WorkbenchScreen):
     ) -> None:
         if detail.id != self._loading:
             return  # the cursor moved on while this was read
+        if not self._built:
+            self._unshown = (detail, rows, decoded)  # shown by on_mount
+            return
         if detail.id != self.series_id:
             self.pictures = {}
         self.series_id = detail.id
