@@ -42,6 +42,41 @@ async def open_jobs(app, pilot) -> JobTable:
     return app.screen.query_one(JobTable)
 
 
+def shown_line(table: JobTable, job_id: int) -> str:
+    """The table's line for this job, as drawn on the screen."""
+    lines = [table.render_line(y).text for y in range(table.size.height)]
+    return next(line for line in lines if line.split()[:1] == [str(job_id)])
+
+
+def test_a_changed_cell_is_drawn_and_the_rows_around_it_stay_as_they_were(
+    home, monkeypatch, db_url
+):
+    app = make_app(home, monkeypatch, db_url)
+    first, second, third = enqueue(db_url, count=3)
+
+    async def scenario():
+        async with app.run_test(size=(140, 30)) as pilot:
+            table = await open_jobs(app, pilot)
+            await until(pilot, lambda: table.row_count == 3)
+            await pilot.pause()
+            before = {job: shown_line(table, job) for job in (first, second, third)}
+            # Progress of a pending job: a cell no wider than its column (only its row redrawn).
+            sql(db_url, "UPDATE imagen.jobs SET progress = 0.5 WHERE id = %s", (second,))
+            await until(pilot, lambda: "━━━━━─────" in shown_line(table, second))
+            assert shown_line(table, first) == before[first]
+            assert shown_line(table, third) == before[third]
+            # An error wider than its (empty) column widens it: DataTable redraws all.
+            sql(
+                db_url,
+                "UPDATE imagen.jobs SET status = 'failed', error = 'out of paint' WHERE id = %s",
+                (second,),
+            )
+            await until(pilot, lambda: "out of paint" in shown_line(table, second))
+            assert "failed" in shown_line(table, second)
+
+    run(scenario())
+
+
 def footer_keys(app) -> dict[str, bool]:
     """The Footer's keys as the user sees them: label -> enabled."""
     return {key.description: not key.has_class("-disabled") for key in app.screen.query(FooterKey)}
