@@ -35,11 +35,15 @@ def cell(table: JobTable, job_id: int, column: str) -> str:
     return table.get_cell(str(job_id), column).plain
 
 
-async def open_jobs(app, pilot) -> JobTable:
+async def open_jobs(app, pilot, showing: list[int] | None = None) -> JobTable:
+    """The Jobs screen's table (once it shows these jobs, if given)."""
     await until(pilot, lambda: app.session is not None)
     await pilot.press("f2")
     await until(pilot, lambda: isinstance(app.screen, JobsScreen))
-    return app.screen.query_one(JobTable)
+    table = app.screen.query_one(JobTable)
+    if showing is not None:
+        await until(pilot, lambda: all(str(job) in table.rows for job in showing))
+    return table
 
 
 def shown_line(table: JobTable, job_id: int) -> str:
@@ -56,8 +60,7 @@ def test_a_changed_cell_is_drawn_and_the_rows_around_it_stay_as_they_were(
 
     async def scenario():
         async with app.run_test(size=(140, 30)) as pilot:
-            table = await open_jobs(app, pilot)
-            await until(pilot, lambda: table.row_count == 3)
+            table = await open_jobs(app, pilot, showing=[first, second, third])
             await pilot.pause()
             before = {job: shown_line(table, job) for job in (first, second, third)}
             # Progress of a pending job: a cell no wider than its column (only its row redrawn).
@@ -90,8 +93,7 @@ def test_the_footer_follows_the_highlighted_job_and_is_rebuilt_only_for_a_change
 
     async def scenario():
         async with app.run_test(size=(140, 30)) as pilot:
-            table = await open_jobs(app, pilot)
-            await until(pilot, lambda: table.row_count == 2)
+            table = await open_jobs(app, pilot, showing=[first, second])
             table.move_cursor(row=table.get_row_index(str(first)))
             await until(pilot, lambda: footer_keys(app).get("Cancel job") is True)
             assert footer_keys(app)["Retry job"] is False  # a pending job: nothing to retry
@@ -114,8 +116,7 @@ def test_a_worker_process_finishing_a_job_updates_its_row(home, monkeypatch, db_
 
     async def scenario():
         async with app.run_test(size=(140, 30)) as pilot:
-            table = await open_jobs(app, pilot)
-            await until(pilot, lambda: str(job_id) in table.rows)
+            table = await open_jobs(app, pilot, showing=[job_id])
             assert cell(table, job_id, "status") == "pending"
             render_queue(home, db_url)
             await until(pilot, lambda: cell(table, job_id, "status") == "done")
@@ -130,8 +131,7 @@ def test_new_jobs_appear_on_top_and_the_cursor_stays_on_its_job(home, monkeypatc
 
     async def scenario():
         async with app.run_test(size=(140, 30)) as pilot:
-            table = await open_jobs(app, pilot)
-            await until(pilot, lambda: table.row_count == 3)
+            table = await open_jobs(app, pilot, showing=[first, second, _third])
             table.move_cursor(row=table.get_row_index(str(second)))
             assert table.current_job and table.current_job.id == second
             new = enqueue(db_url, "newer", count=2)
@@ -151,8 +151,7 @@ def test_cancel_then_retry_from_the_table(home, monkeypatch, db_url):
 
     async def scenario():
         async with app.run_test(size=(140, 30)) as pilot:
-            table = await open_jobs(app, pilot)
-            await until(pilot, lambda: str(job_id) in table.rows)
+            table = await open_jobs(app, pilot, showing=[job_id])
             table.focus()
             await pilot.press("c")
             await until(pilot, lambda: cell(table, job_id, "status") == "canceled")
@@ -171,8 +170,7 @@ def test_a_status_filter_keeps_only_matching_jobs_live(home, monkeypatch, db_url
 
     async def scenario():
         async with app.run_test(size=(140, 30)) as pilot:
-            table = await open_jobs(app, pilot)
-            await until(pilot, lambda: table.row_count == 2)
+            table = await open_jobs(app, pilot, showing=[keep, drop])
             table.focus()
             await pilot.press("s")  # all -> pending
             await until(pilot, lambda: list(table.job_ids) == [keep])
@@ -200,8 +198,7 @@ def test_user_text_is_shown_literally(home, monkeypatch, db_url, prompt):
 
     async def scenario():
         async with app.run_test(size=(160, 30)) as pilot:
-            table = await open_jobs(app, pilot)
-            await until(pilot, lambda: str(job_id) in table.rows)
+            await open_jobs(app, pilot, showing=[job_id])
             await pilot.pause()
             return app.export_screenshot()
 
@@ -223,8 +220,7 @@ def test_updates_missed_while_the_listener_was_away_arrive_after_it_reconnects(
 
         async def scenario():
             async with app.run_test(size=(140, 30)) as pilot:
-                table = await open_jobs(app, pilot)
-                await until(pilot, lambda: str(job_id) in table.rows)
+                table = await open_jobs(app, pilot, showing=[job_id])
                 await until(pilot, lambda: "live" in app.sub_title)
                 proxy.down()
                 await until(pilot, lambda: "reconnecting" in app.sub_title)
