@@ -34,6 +34,7 @@ from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.signal import Signal
+from textual.widget import AwaitMount
 
 from imagen_tui import services
 from imagen_tui.core.workbench import Workbench
@@ -59,6 +60,19 @@ _opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagen-open-db")
 SWITCH_INTERVAL_S = 0.001
 
 
+def _styled_at_registration(app: App[Any], screen: Screen[Any]) -> None:
+    """Spare a screen's first showing Textual's two full CSS refreshes.
+
+    Textual restyles the whole app (reparse every stylesheet, re-apply it to
+    every widget of every screen: 60 ms here) when it shows a screen whose
+    CSS count lags the app's, as a screen never shown does. A screen about to
+    be registered gets the current stylesheet applied to each of its widgets
+    as they mount, so it is up to date: mark it so. (Private in Textual 8.2:
+    without the attribute, nothing changes.)"""
+    if hasattr(app, "_css_update_count"):
+        screen._css_update_count = app._css_update_count
+
+
 class Stoppable(Protocol):
     """A worker process the app started (see services)."""
 
@@ -75,10 +89,18 @@ class WorkbenchApp(App[None]):
         stylesheet("gallery"),
         stylesheet("usage"),
     ]
+    # The first screen is built with the app; the others are installed in
+    # on_mount (see switch_mode) and built on their first visit.
     MODES: ClassVar[dict[str, Any]] = {
         "compose": ComposeScreen,
+        "jobs": "jobs",
+        "series": "series",
+        "gallery": "gallery",
+        "usage": "usage",
+    }
+    LATER_SCREENS: ClassVar[dict[str, type[Screen[Any]]]] = {
         "jobs": JobsScreen,
-        "series": "series",  # installed in on_mount (see show_series)
+        "series": SeriesScreen,
         "gallery": GalleryScreen,
         "usage": UsageScreen,
     }
@@ -141,7 +163,8 @@ class WorkbenchApp(App[None]):
 
     def on_mount(self) -> None:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        self.install_screen(SeriesScreen(), "series")
+        for mode, screen_class in self.LATER_SCREENS.items():
+            self.install_screen(screen_class(), mode)
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         self._show_status()
         for note in self._notes:
@@ -280,6 +303,13 @@ class WorkbenchApp(App[None]):
         assert isinstance(screen, SeriesScreen)
         screen.show_series(series_id)
         self.switch_mode("series")
+
+    def switch_mode(self, mode: str) -> AwaitMount:
+        if mode in self.LATER_SCREENS:
+            screen = self.get_screen(mode)
+            if not screen.is_running:  # its first visit: about to be built
+                _styled_at_registration(self, screen)
+        return super().switch_mode(mode)
 
     def remember_form(self, values: dict[str, Any]) -> None:
         self.state["form"] = values
