@@ -134,3 +134,42 @@ def test_a_state_file_with_values_of_the_wrong_type_is_ignored_field_by_field(
             )
 
     assert run(scenario()) == ("", "7", 1)
+
+
+def test_every_screen_wears_the_theme_chosen_before_or_after_it_was_built(
+    home, monkeypatch, db_url
+):
+    """A screen's first visit skips Textual's restyle of the app (the screen is
+    styled as it is built): it still wears a theme chosen before it was built,
+    and a screen built earlier follows a later change."""
+    from textual.color import Color
+
+    from imagen_tui.tui.screens.jobs import JobsScreen
+    from imagen_tui.tui.screens.usage import UsageScreen
+
+    app = make_app(home, monkeypatch, db_url)
+
+    def background() -> Color:
+        """The current theme's background, as its CSS variable says."""
+        return Color.parse(app.get_css_variables()["background"])
+
+    async def scenario():
+        async with app.run_test(size=(120, 30)) as pilot:
+            await until(pilot, lambda: app.session is not None)
+            app.theme = "textual-dark"
+            await pilot.press("f2")  # built under the dark theme
+            await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+            dark = background()
+            assert app.screen.styles.background == dark
+            await pilot.press("f1")
+            app.theme = "textual-light"
+            await pilot.pause()
+            await pilot.press("f5")  # first visit, after the change
+            await until(pilot, lambda: isinstance(app.screen, UsageScreen))
+            assert app.screen.styles.background == background()
+            await pilot.press("f2")  # built before the change
+            await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+            await pilot.pause()
+            assert app.screen.styles.background == background() != dark
+
+    run(scenario())
