@@ -1,4 +1,4 @@
-"""Screenshots of the Compose and Jobs screens (pytest-textual-snapshot).
+"""Screenshots of the Compose, Jobs and Usage screens (pytest-textual-snapshot).
 
 Fixed content (tests/tui_fixtures.py), a fixed clock and theme, no blinking
 cursor. Run `pytest --snapshot-update tests/test_tui_snapshots.py` after a
@@ -7,7 +7,12 @@ deliberate change and look at the SVGs before committing them.
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from imagen_tui.core.workbench import open_workbench
 from imagen_tui.tui.app import WorkbenchApp
@@ -54,3 +59,22 @@ def test_compose_screen_marks_a_bad_field(home, snap_compare):
 def test_jobs_screen(home, snap_compare):
     app = snapshot_app(home)
     assert snap_compare(app, press=["f2"], terminal_size=(130, 20))
+
+
+@pytest.fixture
+def utc_days() -> Iterator[None]:
+    """Local days are UTC days (the Usage chart counts local days), then as before."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+def test_usage_screen(home, snap_compare, utc_days):
+    app = snapshot_app(home)
+    assert snap_compare(app, press=["f5"], terminal_size=(100, 30))

@@ -12,10 +12,18 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from imagen_tui.core.events import Connected
-from imagen_tui.db.repositories import GalleryCard, ImageRow, JobRow, SeriesDetail, SeriesRow
+from imagen_tui.db.repositories import (
+    GalleryCard,
+    ImageRow,
+    JobRow,
+    SeriesDetail,
+    SeriesRow,
+    UsageTotal,
+)
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
@@ -60,6 +68,36 @@ JOBS = [
 ]
 
 
+def usage(key: str | None, count: int, priced: int, cost: str, latency_ms: float) -> UsageTotal:
+    total = Decimal(cost)
+    return UsageTotal(
+        key=key,
+        count=count,
+        priced=priced,
+        total_cost=total,
+        mean_cost=total / priced if priced else None,
+        mean_latency_ms=latency_ms,
+    )
+
+
+USAGE_BY_BACKEND = [
+    usage("comfyui", 40, 0, "0", 2850.0),
+    usage("openai", 6, 6, "0.2520", 9120.0),
+    usage("replicate", 12, 12, "0.0360", 1710.0),
+    usage(None, 58, 18, "0.2880", 2840.0),
+]
+USAGE_BY_DAY = [
+    usage((NOW.date() - timedelta(days=back)).isoformat(), count, priced, cost, 2500.0)
+    for back, count, priced, cost in [
+        (9, 4, 2, "0.0840"),
+        (6, 10, 4, "0.0480"),
+        (3, 20, 6, "0.1140"),
+        (1, 12, 2, "0.0060"),
+        (0, 12, 4, "0.0360"),
+    ]
+]
+
+
 @dataclass
 class FixedSession:
     """Answers like `services.Session`, from fixed rows; records what it was asked to do."""
@@ -95,6 +133,11 @@ class FixedSession:
 
     def gallery(self, limit: int = 100, before_id: int | None = None) -> list[GalleryCard]:
         return self.cards[:limit]
+
+    def usage_totals(
+        self, by: str = "backend", since: datetime | None = None, until: datetime | None = None
+    ) -> list[UsageTotal]:
+        return list(USAGE_BY_DAY) if by == "day" else list(USAGE_BY_BACKEND)
 
     def pick(self, series_id: int, idx: int | None) -> int | None:
         self.calls.append(("pick", (series_id, idx)))

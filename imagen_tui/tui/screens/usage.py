@@ -8,7 +8,7 @@ a bar chart of the cost (or, with nothing priced, the images) of the last
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
 
@@ -114,7 +114,7 @@ class UsageScreen(WorkbenchScreen):
     def action_reload(self) -> None:
         app = self.workbench_app
         group = self.group
-        since = datetime.now().astimezone() - timedelta(days=CHART_DAYS)
+        since = app.clock().astimezone() - timedelta(days=CHART_DAYS)
         try:
             session = app.require_session()
             totals = session.usage_totals(group)
@@ -138,5 +138,5 @@ class UsageScreen(WorkbenchScreen):
                 Text(mean, justify="right", style=style),
                 Text(f"{total.mean_latency_ms / 1000:.2f} s", justify="right", style=style),
             )
-        today = datetime.now().astimezone().date()
+        today = self.workbench_app.clock().astimezone().date()
         self.query_one("#usage-chart", Static).update(bar_chart(days, today))
