@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 
+from imagen_tui.errors import GenerationError
+
 _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
@@ -21,3 +23,12 @@ def image_info(data: bytes) -> tuple[str, int, int]:
             return mime, image.width, image.height
     except UnidentifiedImageError as error:
         raise ValueError("not an image") from error
+
+
+def output_image_info(backend: str, data: bytes) -> tuple[str, int, int]:
+    """`image_info` of what `backend` sent as its output; a GenerationError
+    naming the backend when it is not a usable image."""
+    try:
+        return image_info(data)
+    except ValueError as error:
+        raise GenerationError(f"{backend}: the output is not a usable image: {error}") from None

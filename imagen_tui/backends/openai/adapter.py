@@ -35,7 +35,7 @@ from imagen_tui.backends.http import (
     excerpt,
     server_message,
 )
-from imagen_tui.backends.imageinfo import image_info
+from imagen_tui.backends.imageinfo import output_image_info
 from imagen_tui.backends.openai import models
 from imagen_tui.errors import GenerationError, InputError
 
@@ -152,12 +152,7 @@ class OpenAIBackend:
             image = base64.b64decode(data["b64_json"], validate=True)
         except (ValueError, KeyError, IndexError, TypeError, binascii.Error):
             raise GenerationError(f"{self.name}: the response holds no base64 image") from None
-        try:
-            mime, width, height = image_info(image)
-        except ValueError as error:
-            raise GenerationError(
-                f"{self.name}: the output is not a usable image: {error}"
-            ) from None
+        mime, width, height = output_image_info(self.name, image)
         usage = body.get("usage")
         extra: dict[str, Any] = {"prices_taken": models.PRICES_TAKEN}
         if isinstance(usage, dict):

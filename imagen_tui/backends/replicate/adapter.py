@@ -32,7 +32,7 @@ import httpx
 
 from imagen_tui.backends.base import Progress, Request, Result
 from imagen_tui.backends.http import HttpClient, HttpError, MaybeStarted, excerpt
-from imagen_tui.backends.imageinfo import image_info
+from imagen_tui.backends.imageinfo import output_image_info
 from imagen_tui.backends.replicate import models
 from imagen_tui.backends.replicate.sizes import closest_aspect_ratio
 from imagen_tui.errors import GenerationError
@@ -155,12 +155,7 @@ class ReplicateBackend:
             await self._cancel_quietly(prediction_id, "polling it failed")
             raise
         image = await self._output(prediction)
-        try:
-            mime, width, height = image_info(image)
-        except ValueError as error:
-            raise GenerationError(
-                f"{self.name}: the output is not a usable image: {error}"
-            ) from None
+        mime, width, height = output_image_info(self.name, image)
         metrics = prediction.get("metrics")
         extra: dict[str, Any] = {
             "prediction_id": prediction_id,
