@@ -506,6 +506,11 @@ class FakeComfy:
                     {"type": "executing", "data": {"node": None, "prompt_id": prompt.prompt_id}},
                 )
 
+    def _send_executing(self, prompt: _Prompt, node: str) -> None:
+        """The frame ComfyUI sends when `node` starts executing."""
+        data = {"node": node, "display_node": node, "prompt_id": prompt.prompt_id}
+        self._send(prompt, {"type": "executing", "data": data})
+
     def _frames(self, name: str, prompt: _Prompt, recorded_id: str) -> list[dict[str, Any]]:
         return [
             _replace_prompt_id(frame, recorded_id, prompt.prompt_id)
@@ -575,17 +580,7 @@ class FakeComfy:
             )
             return
         if scenario == "hold":
-            self._send(
-                prompt,
-                {
-                    "type": "executing",
-                    "data": {
-                        "node": sampler,
-                        "display_node": sampler,
-                        "prompt_id": prompt.prompt_id,
-                    },
-                },
-            )
+            self._send_executing(prompt, sampler)
             self._send(
                 prompt,
                 {
@@ -632,17 +627,7 @@ class FakeComfy:
             # binary frame (event 1, PNG), which a client must skip.
             self._send_bytes(prompt, (FIXTURES / "ws_binary_legacy_frame.bin").read_bytes())
             steps = int(graph[sampler]["inputs"].get("steps", 4)) if sampler != output else 4
-            self._send(
-                prompt,
-                {
-                    "type": "executing",
-                    "data": {
-                        "node": sampler,
-                        "display_node": sampler,
-                        "prompt_id": prompt.prompt_id,
-                    },
-                },
-            )
+            self._send_executing(prompt, sampler)
             for step in range(1, steps + 1):
                 if self.step_delay:
                     await asyncio.sleep(self.step_delay)
