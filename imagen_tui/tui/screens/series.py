@@ -128,7 +128,7 @@ class SeriesScreen(WorkbenchScreen):
             self._show_series(*self._unshown)
             self._unshown = None
         if self.workbench_app.session is not None:
-            self._load_wanted()
+            self._load_unless_known(self._wanted)
             self._load_list()
 
     # ----------------------------------------------------------------- the list
@@ -147,14 +147,9 @@ class SeriesScreen(WorkbenchScreen):
             # Opened on a series: its tries, not the list, have the keys from the start.
             self.AUTO_FOCUS = "#series-grid"  # type: ignore[misc]  # Textual reads it per instance
         if self.workbench_app.session is not None:
-            self._load_wanted()  # the grid need not wait for the list
+            self._load_unless_known(self._wanted)  # the grid need not wait for the list
             if self._built and not self._select_wanted():
                 self._load_list()  # a series the list does not hold yet
-
-    def _load_wanted(self) -> None:
-        wanted = self._wanted
-        if wanted is not None and wanted not in (self.series_id, self._loading):
-            self._load_series(wanted)
 
     @work(thread=True, exclusive=True, group="series-load", exit_on_error=False)
     def _load_list(self) -> None:
@@ -183,8 +178,8 @@ class SeriesScreen(WorkbenchScreen):
         chosen = self._current_list_id()
         if chosen is None:
             self.query_one("#series-title", Static).update("No series yet")
-        elif chosen not in (self.series_id, self._loading):
-            self._load_series(chosen)
+        else:
+            self._load_unless_known(chosen)
 
     def _select_wanted(self) -> bool:
         """Put the list's cursor on the series asked for and the focus on its grid,
@@ -207,15 +202,18 @@ class SeriesScreen(WorkbenchScreen):
     @on(DataTable.RowHighlighted, "#series-list")
     def _highlighted(self) -> None:
         # The cursor as it is now: the event may be older than a reload of the list.
-        series_id = self._current_list_id()
-        if series_id is not None and series_id not in (self.series_id, self._loading):
-            self._load_series(series_id)
+        self._load_unless_known(self._current_list_id())
 
     @on(DataTable.RowSelected, "#series-list")
     def _selected(self, event: DataTable.RowSelected) -> None:
         self.grid.focus()
 
     # ----------------------------------------------------------------- one series
+
+    def _load_unless_known(self, series_id: int | None) -> None:
+        """Read this series, unless it is the one shown or the one being read."""
+        if series_id is not None and series_id not in (self.series_id, self._loading):
+            self._load_series(series_id)
 
     def _load_series(self, series_id: int) -> None:
         self._loading = series_id
