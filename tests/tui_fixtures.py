@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from imagen_tui.core.events import Connected
-from imagen_tui.db.repositories import (
+from imagen_tui.core.rows import (
     GalleryCard,
     ImageRow,
     JobRow,

@@ -20,7 +20,7 @@ from imagen_tui.core.workbench import open_workbench
 from imagen_tui.limits import JOB_STATUSES, MAX_COUNT, MAX_ID, MAX_LIST_LIMIT
 
 if TYPE_CHECKING:
-    from imagen_tui.db.repositories import JobChange, JobRow, TryRow
+    from imagen_tui.core.rows import JobChange, JobRow, TryRow
 
 _ID = bounded_int(1, MAX_ID)
 

@@ -11,7 +11,7 @@ from imagen_tui.cli.console import cell, err, json_line, table, when
 from imagen_tui.core.workbench import open_workbench
 
 if TYPE_CHECKING:
-    from imagen_tui.db.repositories import WorkerPresence
+    from imagen_tui.core.rows import WorkerPresence
 
 
 def seen_ago(seconds: float) -> str:

@@ -26,7 +26,7 @@ from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.tui.messages import JobsUpdate
 
 if TYPE_CHECKING:
-    from imagen_tui.db.repositories import JobRow
+    from imagen_tui.core.rows import JobRow
     from imagen_tui.services import Session
 
 log = logging.getLogger("imagen.tui")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from imagen_tui.db.repositories import JobRow
+    from imagen_tui.core.rows import JobRow
     from imagen_tui.services import Session
 
 

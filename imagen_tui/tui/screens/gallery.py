@@ -32,7 +32,7 @@ from imagen_tui.tui.widgets.image_tile import TileInfo
 if TYPE_CHECKING:
     from PIL.Image import Image as Picture
 
-    from imagen_tui.db.repositories import GalleryCard
+    from imagen_tui.core.rows import GalleryCard
 
 PAGE = 200
 

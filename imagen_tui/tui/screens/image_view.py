@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image as Picture
     from textual.events import Resize
 
-    from imagen_tui.db.repositories import ImageRow
+    from imagen_tui.core.rows import ImageRow
     from imagen_tui.tui.images import PictureWidget
 
 # Metadata keys shown first, with their labels; the rest follow as they are.

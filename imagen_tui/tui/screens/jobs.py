@@ -24,7 +24,7 @@ from imagen_tui.tui.widgets.footer import Footer
 from imagen_tui.tui.widgets.job_table import JobTable
 
 if TYPE_CHECKING:
-    from imagen_tui.db.repositories import JobRow
+    from imagen_tui.core.rows import JobRow
 
 PAGE = 1000  # jobs loaded on a (re)load; newer ones arrive live on top
 

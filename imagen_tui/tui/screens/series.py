@@ -39,7 +39,7 @@ from imagen_tui.tui.widgets.image_tile import TileInfo
 if TYPE_CHECKING:
     from PIL.Image import Image as Picture
 
-    from imagen_tui.db.repositories import ImageRow, JobRow, SeriesDetail, SeriesRow, TryRow
+    from imagen_tui.core.rows import ImageRow, JobRow, SeriesDetail, SeriesRow, TryRow
 
 FINISHED = frozenset({"done", "failed", "canceled"})
 LIST_PAGE = 100

@@ -26,7 +26,7 @@ from imagen_tui.tui.screens.base import WorkbenchScreen
 from imagen_tui.tui.widgets.footer import Footer
 
 if TYPE_CHECKING:
-    from imagen_tui.db.repositories import UsageTotal
+    from imagen_tui.core.rows import UsageTotal
 
 GROUPS = ("backend", "model", "caller", "day")
 CHART_DAYS = 14

@@ -23,7 +23,7 @@ from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotEx
 from imagen_tui.tui import cells
 
 if TYPE_CHECKING:
-    from imagen_tui.db.repositories import JobRow
+    from imagen_tui.core.rows import JobRow
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "Job"),
