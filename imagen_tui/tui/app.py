@@ -133,8 +133,9 @@ class WorkbenchApp(App[None]):
         self.clock = clock or (lambda: datetime.now(UTC))
         # The database opens while Textual starts: the embedded server may take a
         # second, and the driver's import alone is a tenth of one.
+        # (`services.open_session` is looked up in the thread: its module loads the driver.)
         self._session_future: Future[services.Session] = _opener.submit(
-            open_session or partial(services.open_session, workbench)
+            open_session or (lambda: services.open_session(workbench))
         )
         _opener.submit(pictures.prepare_decoders)  # then, not on the first grid's clock
         self._start_worker = start_worker

@@ -1,0 +1,96 @@
+"""Requests: the checks `imagen submit` and the TUI's form run before a series is queued.
+
+A style or backend this machine's config lacks is a field-tagged *warning*
+(the worker's config decides); everything else is refused with an
+`InputError` naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imagen_tui.core.prompt import pick_style
+from imagen_tui.core.sizes import parse_size
+from imagen_tui.core.spec import RequestSpec, try_seeds
+from imagen_tui.core.workbench import Workbench
+from imagen_tui.errors import InputError
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A series queued: its id, its jobs, and what the local config could not vouch for."""
+
+    series_id: int
+    job_ids: tuple[int, ...]
+    warnings: tuple[InputError, ...] = ()
+
+
+def check_submission(
+    workbench: Workbench, spec: RequestSpec, count: int
+) -> tuple[RequestSpec, list[InputError]]:
+    """The checked spec and the warnings for a series of `count` tries; InputError if bad.
+
+    The worker that renders the series applies its own config, which may know
+    styles and backends this machine does not. So a style or backend this
+    config lacks is a *warning* (the series is queued; the job fails on the
+    worker if it lacks them too), for both the same way. Everything else is
+    checked here and refused.
+    """
+    spec = spec.checked()
+    try_seeds(spec.seed, count)
+    warnings: list[InputError] = []
+    try:
+        pick_style(workbench.styles, spec.style)
+    except InputError as error:
+        warnings.append(_worker_decides(error))
+    try:
+        name, _block = workbench.backend_block(spec.backend)
+        status = workbench.backend_status(name)
+        if status != "ok":
+            warnings.append(_worker_decides(InputError("backend", f"{name} is {status} here")))
+    except InputError as error:
+        warnings.append(_worker_decides(error))
+    return spec, warnings
+
+
+def spec_from_form(
+    *,
+    prompt: str,
+    negative: str = "",
+    backend: str | None = None,
+    style: str | None = None,
+    size: str = "",
+    steps: str = "",
+    seed: str = "",
+) -> RequestSpec:
+    """The request a form's text fields describe (blank: the default), checked;
+    InputError naming the first bad field, in the CLI's words."""
+    width, height = parse_size(size) if size.strip() else (None, None)
+    return RequestSpec(
+        prompt=prompt,
+        negative_prompt=negative,
+        style=style or None,
+        width=width,
+        height=height,
+        steps=_whole_number("steps", steps),
+        seed=_whole_number("seed", seed),
+        backend=backend or None,
+    ).checked()
+
+
+def _whole_number(field_name: str, text: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(field_name, f"{text!r} is not a whole number") from None
+
+
+def _worker_decides(error: InputError) -> InputError:
+    return InputError(
+        error.field,
+        f"{error.message} (queued anyway: the worker's config decides, and the job fails "
+        "there if it lacks it too)",
+    )
