@@ -96,6 +96,17 @@ def test_a_ledger_that_refuses_the_row_warns_and_keeps_the_image(home: Home, db_
     assert PROMPT not in done.stderr
 
 
+def test_a_ledger_whose_schema_is_behind_says_so_once_and_stops_trying(home: Home, db_url: str):
+    sql(db_url, "ALTER TABLE imagen.usage DROP COLUMN caller")
+    home.env["IMAGEN_DATABASE_URL"] = db_url
+    done = home.imagen("generate", PROMPT, "--size", "64x64", "--count", "3")
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.split()) == 3  # every image kept
+    warnings = [line for line in done.stderr.splitlines() if "usage not recorded" in line]
+    assert len(warnings) == 1, done.stderr  # not once per image
+    assert warnings[0].endswith("(the database schema is behind: run `imagen db migrate`)")
+
+
 def test_no_database_records_nothing_quietly(home: Home):
     home.env.pop("IMAGEN_DATABASE_URL", None)
     done = home.imagen("generate", "x", "--size", "64x64")

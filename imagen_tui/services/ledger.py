@@ -1,20 +1,23 @@
 """The cost ledger of `imagen generate`: `UsageLedger`, one usage row per image.
 
-The generate path must not load the database driver when there is no
-database, so the driver-side modules are imported only once a URL is known.
+The policy lives here (which database, when to warn, never stop a generation);
+the connection and the driver's errors live in `db.ledger`, imported only once
+a URL is known: a generation without a database never loads the driver.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from imagen_tui.core.ledger import usage_entry
 from imagen_tui.core.workbench import Workbench
+from imagen_tui.db import embedded  # no driver
+from imagen_tui.errors import DatabaseError, ImagenError
 
 if TYPE_CHECKING:
-    import psycopg
-
     from imagen_tui.core.pipeline import Outcome
+    from imagen_tui.db.ledger import LedgerConnection
 
 
 class UsageLedger:
@@ -34,7 +37,7 @@ class UsageLedger:
         self._workbench = workbench
         self._warn = warn
         self._source = source
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: LedgerConnection | None = None
         self._opened = False
         self.recorded = 0
 
@@ -49,13 +52,10 @@ class UsageLedger:
             self._conn.close()
             self._conn = None
 
-    def _connection(self) -> psycopg.Connection[Any] | None:
+    def _connection(self) -> LedgerConnection | None:
         if self._opened:
             return self._conn
         self._opened = True
-        from imagen_tui.db import embedded  # no driver: a generation without a database
-        from imagen_tui.errors import ImagenError  # never loads psycopg
-
         try:
             url, _origin = self._workbench.config.database.resolve()
         except ImagenError as error:
@@ -65,18 +65,13 @@ class UsageLedger:
         url = url or embedded.running_url()
         if url is None:
             return None  # no database here: nothing to record in
-        import psycopg
-
-        from imagen_tui.db import migrate
-        from imagen_tui.db.connect import first_line, redact
+        # Only now the driver: a generation without a database never loads it.
+        from imagen_tui.db.ledger import LedgerConnection
 
         try:
-            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=3)
-            if ours:  # the embedded server is ours: brought up to date on use, as elsewhere
-                migrate.migrate(self._conn)
-        except psycopg.Error as error:
-            self._warn(f"usage not recorded: cannot reach {redact(url)}: {first_line(error, url)}")
-            self.close()
+            self._conn = LedgerConnection(url, ours=ours)
+        except DatabaseError as error:
+            self._warn(f"usage not recorded: {error}")
         return self._conn
 
     def record(self, outcome: Outcome) -> int | None:
@@ -84,21 +79,12 @@ class UsageLedger:
         conn = self._connection()
         if conn is None:
             return None
-        import psycopg
-
-        from imagen_tui.core.ledger import usage_entry
-        from imagen_tui.db.connect import first_line
-        from imagen_tui.db.repositories import fetch, record_usage
-
         try:
-            row_id = fetch(conn, record_usage(usage_entry(outcome, self._source)))
-        except psycopg.Error as error:
-            hint = ""
-            if isinstance(error, psycopg.errors.UndefinedColumn | psycopg.errors.UndefinedTable):
-                hint = " (the database schema is behind: run `imagen db migrate`)"
-            self._warn(f"usage not recorded: {first_line(error)}{hint}")
-            if isinstance(error, psycopg.OperationalError) or hint:
-                self.close()  # do not try again for every image
+            row_id = conn.record(usage_entry(outcome, self._source))
+        except DatabaseError as error:
+            self._warn(f"usage not recorded: {error}")
+            if conn.closed:
+                self._conn = None  # the next try would fail too: none for every image
             return None
         self.recorded += 1
         return row_id
