@@ -79,6 +79,11 @@ class Stoppable(Protocol):
     def stop(self) -> Any: ...
 
 
+def _close_session(opened: Future[services.Session]) -> None:
+    if not opened.cancelled() and opened.exception() is None:
+        opened.result().close()
+
+
 class WorkbenchApp(App[None]):
     TITLE = "ImaGen"
     CSS_PATH: ClassVar[list[str | Any]] = [
@@ -275,6 +280,9 @@ class WorkbenchApp(App[None]):
 
     async def on_unmount(self) -> None:
         await asyncio.to_thread(self.stop_local_worker)
+        # The session's pool (its connections and thread) ends with the app, even
+        # one still opening (it is closed as soon as it is open).
+        self._session_future.add_done_callback(_close_session)
         sys.setswitchinterval(self._switch_interval)
         gc.unfreeze()  # what the app leaves behind can be collected again
 
