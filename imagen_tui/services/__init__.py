@@ -21,6 +21,8 @@ One module per concern:
 - `worker`: `WorkerSettings`, `run_worker`.
 - `local_worker`: the TUI's own worker, `ensure_worker` -> `LocalWorker`.
 - `ledger`: `UsageLedger` (the usage rows of `imagen generate`).
+- `feed`: `JobFeed`, job events turned into fresh rows and news (the TUI's
+  live views; no Textual code).
 
 Importing this package imports none of them: each name below is loaded from
 its module on first use (PEP 562), so `imagen --help` pays only for what it
@@ -46,6 +48,9 @@ if TYPE_CHECKING:
     from imagen_tui.services.database import db_migrate as db_migrate
     from imagen_tui.services.database import db_status as db_status
     from imagen_tui.services.database import db_stop as db_stop
+    from imagen_tui.services.feed import JobFeed as JobFeed
+    from imagen_tui.services.feed import JobsUpdate as JobsUpdate
+    from imagen_tui.services.feed import Notice as Notice
     from imagen_tui.services.ledger import UsageLedger as UsageLedger
     from imagen_tui.services.local_worker import PARENT_PIPE_ENV as PARENT_PIPE_ENV
     from imagen_tui.services.local_worker import WORKER_LOG_FILENAME as WORKER_LOG_FILENAME
@@ -79,6 +84,7 @@ _HOMES: dict[str, str] = {
         ("WORKERS_SCHEMA", "DbStatus", "db_migrate", "db_status", "db_stop"),
         "imagen_tui.services.database",
     ),
+    **dict.fromkeys(("JobFeed", "JobsUpdate", "Notice"), "imagen_tui.services.feed"),
     "UsageLedger": "imagen_tui.services.ledger",
     **dict.fromkeys(
         (

@@ -39,9 +39,9 @@ from textual.widget import AwaitMount
 from imagen_tui import services
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.errors import DatabaseError, ImagenError, InputError
+from imagen_tui.services.feed import JobFeed, Notice
 from imagen_tui.text import one_line
 from imagen_tui.tui import pictures
-from imagen_tui.tui.feed import JobFeed, Notice
 from imagen_tui.tui.messages import DatabaseFailed, DatabaseReady, JobsUpdate, SeriesSubmitted
 from imagen_tui.tui.screens.compose import ComposeScreen
 from imagen_tui.tui.screens.gallery import GalleryScreen

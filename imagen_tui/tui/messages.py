@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from textual.message import Message
 
+# The feed's update, published to the screens through the app's jobs signal.
+from imagen_tui.services.feed import JobsUpdate as JobsUpdate
+
 if TYPE_CHECKING:
-    from imagen_tui.core.rows import JobRow
     from imagen_tui.services import Session
-
-
-@dataclass(frozen=True)
-class JobsUpdate:
-    """Jobs re-read after their events. `reload`: re-read everything you show
-    (the database just opened, or the listener reconnected and may have missed
-    events)."""
-
-    rows: tuple[JobRow, ...] = ()
-    reload: bool = False
 
 
 class DatabaseReady(Message):

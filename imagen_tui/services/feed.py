@@ -9,6 +9,10 @@ asks for one reload of everything shown.
 
 It also spots what deserves a notification: a job that failed and a series
 whose every try has finished, each once (again after a retry).
+
+No front end's code: what it finds goes to the callbacks it was given (the
+TUI publishes the updates to its screens and shows the notices; a CLI
+follower could print them).
 """
 
 from __future__ import annotations
@@ -17,30 +21,42 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from textual.notifications import SeverityLevel
+from typing import TYPE_CHECKING, Literal
 
 from imagen_tui.core.events import Connected, Disconnected, JobEvent
+from imagen_tui.core.rows import JobRow
 from imagen_tui.errors import DatabaseError, InputError
-from imagen_tui.tui.messages import JobsUpdate
 
 if TYPE_CHECKING:
-    from imagen_tui.core.rows import JobRow
-    from imagen_tui.services import Session
+    from imagen_tui.services.sessions import Session
 
 log = logging.getLogger("imagen.tui")
 FINISHED = frozenset({"done", "failed", "canceled"})
 
 
 @dataclass(frozen=True)
+class JobsUpdate:
+    """Jobs re-read after their events. `reload`: re-read everything you show
+    (the database just opened, or the listener reconnected and may have missed
+    events)."""
+
+    rows: tuple[JobRow, ...] = ()
+    reload: bool = False
+
+
+@dataclass(frozen=True)
 class Notice:
+    """Something worth telling the user (the words of Textual's severities)."""
+
     title: str
     message: str
-    severity: SeverityLevel = "information"
+    severity: Literal["information", "warning", "error"] = "information"
 
 
 class JobFeed:
+    """Follows `session.events()`: `on_update` gets re-read rows (or a reload
+    request), `on_link` the listener's state, `on_notice` what is news."""
+
     def __init__(
         self,
         session: Session,
