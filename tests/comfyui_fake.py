@@ -449,10 +449,10 @@ class FakeComfy:
                 with contextlib.suppress(Exception):
                     sock.send(frame)
             return
-        sock = self._sockets.get(prompt.client_id or "")
-        if sock is not None:
+        client = self._sockets.get(prompt.client_id or "")
+        if client is not None:
             with contextlib.suppress(Exception):
-                sock.send(frame)
+                client.send(frame)
 
     def _send_bytes(self, prompt: _Prompt, data: bytes) -> None:
         sock = self._sockets.get(prompt.client_id or "")

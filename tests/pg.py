@@ -44,7 +44,7 @@ class PgServer:
         return with_database(self.admin_url, name)
 
     def drop_database(self, url: str) -> None:
-        name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+        name = str(psycopg.conninfo.conninfo_to_dict(url)["dbname"])
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))

@@ -16,7 +16,9 @@ from tests.tui import run
 def two_rows(top: str, bottom: str, width: int = 2) -> Image.Image:
     picture = Image.new("RGB", (width, 2), bottom)
     for x in range(width):
-        picture.putpixel((x, 0), Image.new("RGB", (1, 1), top).getpixel((0, 0)))
+        colour = Image.new("RGB", (1, 1), top).getpixel((0, 0))
+        assert isinstance(colour, tuple)
+        picture.putpixel((x, 0), colour)
     return picture
 
 

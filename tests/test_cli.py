@@ -351,6 +351,7 @@ def test_interrupt_keeps_finished_images_and_leaves_nothing_partial(home, signum
         text=True,
     )
     try:
+        assert process.stdout is not None and process.stderr is not None
         reader = LineReader(process.stdout)
         first = Path(reader.next_line(timeout=60))
         process.send_signal(signum)

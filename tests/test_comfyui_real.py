@@ -130,7 +130,7 @@ def test_progress_then_a_running_cancel_within_a_second(tmp_path):
     copied into custom_nodes/): TestSleep reports progress like a sampler."""
     if not _has_test_sleep():
         pytest.skip("TestSleep (ComfyUI's testing pack) is not installed on this server")
-    graph = {
+    graph: dict[str, object] = {
         "1": {
             "class_type": "EmptyImage",
             "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},

@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -582,7 +583,7 @@ def test_concurrent_starters_wait_for_one_another_and_share_one_server(site):
             return False
 
         for starter in starters:
-            wait_until(lambda s=starter: holds_lock_file(s), "a starter to open the lock file")
+            wait_until(partial(holds_lock_file, starter), "a starter to open the lock file")
         assert not site.pgdata.exists()
     finally:
         os.close(fd)
@@ -633,7 +634,7 @@ def test_stale_postmaster_pid_is_handled(site):
     workers = children(postmaster)
     os.kill(postmaster, signal.SIGKILL)
     for pid in [postmaster, *workers]:
-        wait_until(lambda pid=pid: gone(pid), f"server process {pid} to exit")
+        wait_until(partial(gone, pid), f"server process {pid} to exit")
     assert (site.pgdata / "postmaster.pid").exists()
     site.start()
     assert site.pid() != postmaster

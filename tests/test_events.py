@@ -4,7 +4,8 @@ skipped, and a dropped connection reported, reconnected and flagged for a reload
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -13,7 +14,7 @@ from imagen_tui.core.events import Connected, Disconnected, JobEvent
 from imagen_tui.db.events import job_events
 
 
-def execute(db_url: str, query: str, params: object = None) -> list[tuple]:
+def execute(db_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(db_url, autocommit=True) as conn:
         cursor = conn.execute(query, params)
         return cursor.fetchall() if cursor.description else []
@@ -25,8 +26,9 @@ async def next_item(stream: AsyncIterator[object], timeout: float = 30) -> objec
 
 
 def test_events_arrive_typed_and_malformed_payloads_are_skipped(db_url):
-    async def scenario() -> list[object]:
+    async def scenario() -> list[Any]:
         stream = job_events(db_url)
+        assert isinstance(stream, AsyncGenerator)  # it can be closed
         assert await next_item(stream) == Connected(first=True)
         ((job_id,),) = await asyncio.to_thread(
             execute, db_url, "INSERT INTO imagen.jobs (prompt) VALUES ('x') RETURNING id"
@@ -51,8 +53,9 @@ def test_events_arrive_typed_and_malformed_payloads_are_skipped(db_url):
 
 
 def test_a_dropped_connection_is_reported_then_reconnected_for_a_reload(db_url, restartable):
-    async def scenario() -> list[object]:
+    async def scenario() -> list[Any]:
         stream = job_events(db_url)
+        assert isinstance(stream, AsyncGenerator)  # it can be closed
         seen = [await next_item(stream)]
         await asyncio.to_thread(restartable.stop)
         seen.append(await next_item(stream))  # Disconnected, while the server is down

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -26,9 +27,9 @@ async def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def execute(db_url: str, statement: str, params: object = None) -> None:
+def execute(db_url: str, statement: str, params: Any = None) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(statement, params)  # type: ignore[arg-type]
+        conn.execute(statement, params)
 
 
 @pytest.fixture

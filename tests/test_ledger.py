@@ -32,9 +32,9 @@ PROMPT = "a secret lighthouse recipe"
 PROMPT_SHA = hashlib.sha256(PROMPT.encode()).hexdigest()
 
 
-def sql(db_url: str, query: str, params: object = None) -> list[tuple[Any, ...]]:
+def sql(db_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(db_url, autocommit=True) as conn:
-        cursor = conn.execute(query, params)  # type: ignore[arg-type]
+        cursor = conn.execute(query, params)
         return cursor.fetchall() if cursor.description else []
 
 

@@ -143,7 +143,7 @@ def test_a_database_error_while_waiting_stops_the_child(home, queue, monkeypatch
         return process
 
     calls = 0
-    real_workers = services.Session.workers
+    real_workers = services.DbSession.workers
 
     def workers_then_outage(self):
         nonlocal calls
@@ -153,7 +153,7 @@ def test_a_database_error_while_waiting_stops_the_child(home, queue, monkeypatch
         return real_workers(self)
 
     monkeypatch.setattr(subprocess, "Popen", popen)
-    monkeypatch.setattr(services.Session, "workers", workers_then_outage)
+    monkeypatch.setattr(services.DbSession, "workers", workers_then_outage)
     with pytest.raises(DatabaseError, match="gone"):
         services.ensure_worker(open_workbench(path), path)
     (child,) = spawned

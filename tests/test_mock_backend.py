@@ -223,7 +223,9 @@ def test_delay_blocks_spends_the_delay_in_a_thread_reporting_progress_in_order()
 
 def test_a_generate_cancelled_in_a_blocking_delay_returns_while_the_sleep_goes_on(monkeypatch):
     entered, release = threading.Event(), threading.Event()
-    threads, reports, renders = [], [], []
+    threads: list[threading.Thread] = []
+    reports: list[object] = []
+    renders: list[object] = []
 
     def uninterruptible_sleep(seconds):  # one tick of the mock's blocking delay
         threads.append(threading.current_thread())
@@ -231,7 +233,7 @@ def test_a_generate_cancelled_in_a_blocking_delay_returns_while_the_sleep_goes_o
         release.wait(HANG_GUARD_S)
 
     monkeypatch.setattr(mock_package, "time", SimpleNamespace(sleep=uninterruptible_sleep))
-    monkeypatch.setattr(mock_package, "render", lambda *args: renders.append(args) or b"")
+    monkeypatch.setattr(mock_package, "render", lambda *args: renders.append(args) or b"")  # type: ignore[func-returns-value]
     backend = MockBackend("mock", options(delay_ms=600_000, delay_blocks=True))
 
     async def main():
@@ -337,7 +339,7 @@ def cut_one_character_at_a_time(text, font, max_width, suffix=""):
 @pytest.mark.parametrize("length", [100_000, 131_072])
 def test_a_huge_word_is_cut_with_few_short_measurements(length):
     font = CountingFont(56)  # the text size of a large image
-    lines = _wrap(["x" * length], font, 1900, 3)
+    lines = _wrap(["x" * length], font, 1900, 3)  # type: ignore[arg-type]  # a stand-in font
     # One measurement per character of a 100k-character string took hours.
     assert font.calls <= 64
     assert font.longest < 1000
@@ -351,9 +353,9 @@ def test_a_huge_word_is_cut_with_few_short_measurements(length):
 def test_a_131k_character_prompt_costs_what_a_short_one_does():
     words = ("a lighthouse on a rocky cliff at dusk, oil painting, " * 2600)[:131_072].split()
     huge = CountingFont(56)
-    lines = _wrap(words, huge, 1900, 3)
+    lines = _wrap(words, huge, 1900, 3)  # type: ignore[arg-type]  # a stand-in font
     short = CountingFont(56)
-    assert _wrap(words[:100], short, 1900, 3) == lines
+    assert _wrap(words[:100], short, 1900, 3) == lines  # type: ignore[arg-type]
     # The lines fill after a few dozen words: the rest of the prompt is never measured.
     assert huge.calls == short.calls <= 128
     assert huge.longest < 1000
@@ -364,7 +366,7 @@ def test_a_131k_character_prompt_costs_what_a_short_one_does():
 
 def test_a_huge_word_among_ordinary_ones_is_cut_and_followed():
     font = CountingFont(30)
-    lines = _wrap(["a", "cat", "y" * 131_072, "sleeps"], font, 700, 3)
+    lines = _wrap(["a", "cat", "y" * 131_072, "sleeps"], font, 700, 3)  # type: ignore[arg-type]  # a stand-in font
     assert font.calls <= 64
     assert font.longest < 1000
     assert lines[0] == "a cat"
@@ -436,6 +438,7 @@ def test_a_signal_is_handled_while_run_blocking_waits_even_if_the_loop_missed_it
     main_thread = threading.main_thread().ident
 
     def blocking():
+        assert main_thread is not None
         while sys._current_frames()[main_thread].f_code.co_name != "select":
             threading.Event().wait(0.001)  # until the loop is about to sleep, or asleep
         signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)  # caught right here
@@ -488,7 +491,7 @@ def test_cancelling_run_blocking_returns_while_the_function_still_runs(outcome):
 def test_a_result_arriving_after_the_loop_closed_is_dropped_quietly(monkeypatch):
     entered, release = threading.Event(), threading.Event()
     threads = []
-    thread_errors = []
+    thread_errors: list[object] = []
     monkeypatch.setattr(threading, "excepthook", thread_errors.append)
 
     def blocking():
@@ -539,4 +542,5 @@ def test_ctrl_c_stops_asyncio_run_while_run_blocking_is_stuck():
     finally:
         child.kill()
         child.wait()
+        assert child.stdout is not None
         child.stdout.close()

@@ -171,7 +171,7 @@ def test_png_metadata_round_trip(out: Path) -> None:
     with Image.open(written.image) as image:
         assert image.info["parameters"] == parameters  # seen without loading pixels
         assert json.loads(image.info["imagen"]) == record
-        assert image.text == chunks
+        assert image.text == chunks  # type: ignore[attr-defined]  # a PNG's, read lazily
         image.load()
         with Image.open(io.BytesIO(original)) as before:
             assert image.tobytes() == before.tobytes()
@@ -208,7 +208,7 @@ def test_add_png_text_replaces_an_existing_chunk_with_the_same_key() -> None:
     assert png.count(b"parameters") == 1
     assert read_png_text(png) == {"parameters": "new", "other": "kept"}
     with Image.open(io.BytesIO(png)) as image:
-        assert image.text == {"parameters": "new", "other": "kept"}
+        assert image.text == {"parameters": "new", "other": "kept"}  # type: ignore[attr-defined]
 
 
 def test_read_png_text_reads_compressed_chunks_written_by_pillow() -> None:

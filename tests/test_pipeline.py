@@ -60,5 +60,7 @@ def test_a_run_cancelled_while_its_files_are_written_removes_them(planned, monke
 def test_a_finished_run_keeps_image_and_sidecar(planned):
     workbench, job = planned
     outcome = asyncio.run(run(job, workbench.backend(job.backend), thumbnail=True))
-    assert outcome.path.is_file() and outcome.written.sidecar.is_file()
+    assert outcome.path is not None and outcome.written is not None
+    assert outcome.path.is_file() and outcome.written.sidecar is not None
+    assert outcome.written.sidecar.is_file()
     assert outcome.thumbnail and outcome.thumbnail[:2] == b"\xff\xd8"  # a JPEG

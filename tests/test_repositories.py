@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,7 +17,7 @@ from imagen_tui.db import repositories as repo
 from imagen_tui.errors import InputError
 
 
-def execute(db_url: str, query: str, params: object = None) -> list[tuple]:
+def execute(db_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(db_url, autocommit=True) as conn:
         cursor = conn.execute(query, params)
         return cursor.fetchall() if cursor.description else []

@@ -233,7 +233,7 @@ def received(listener: psycopg.Connection, writer: psycopg.Connection) -> list[p
     "long enough" for something that should not come.
     """
     writer.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(SENTINEL_CHANNEL)))
-    got = []
+    got: list[psycopg.Notify] = []
     for notify in listener.notifies(timeout=30):
         if notify.channel == SENTINEL_CHANNEL:
             return got
@@ -401,7 +401,7 @@ def acting(
         yield conn
 
 
-def one(conn: psycopg.Connection, query: str, params: Any = None) -> Any:
+def one(conn: psycopg.Connection, query: str | sql.Composed, params: Any = None) -> Any:
     row = conn.execute(query, params).fetchone()
     assert row is not None
     return row[0]

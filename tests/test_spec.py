@@ -29,7 +29,7 @@ EXPECTED_TYPES = {
 def test_both_tables_carry_every_request_field(db_url, table):
     assert set(REQUEST_FIELDS) == set(EXPECTED_TYPES)  # a new field needs a column here
     with psycopg.connect(db_url) as conn:
-        columns = dict(
+        columns: dict[str, str] = dict(
             conn.execute(
                 """SELECT column_name, data_type FROM information_schema.columns
                     WHERE table_schema = 'imagen' AND table_name = %s""",

@@ -10,6 +10,7 @@ import os
 import time
 import uuid
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,7 +31,7 @@ def _png() -> bytes:
 PNG = _png()
 
 
-def execute(db_url: str, query: str, params: object = None) -> list[tuple]:
+def execute(db_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(db_url, autocommit=True) as conn:
         cursor = conn.execute(query, params)
         return cursor.fetchall() if cursor.description else []
@@ -120,6 +121,7 @@ def test_the_sweep_removes_leftovers_of_killed_runs_and_keeps_recorded_images(db
             fresh,
         ]
     )
+    assert orphan.sidecar is not None
     assert not orphan.image.exists() and not orphan.sidecar.exists()
     summary = [r.getMessage() for r in caplog.records if "output folder" in r.getMessage()]
     assert len(summary) == 1

@@ -5,7 +5,9 @@ from __future__ import annotations
 from textual.widgets import Input, TextArea
 
 from imagen_tui import services
+from imagen_tui.tui.app import WorkbenchApp
 from imagen_tui.tui.screens.compose import ComposeScreen
+from imagen_tui.tui.widgets.tries_slider import TriesSlider
 from tests.conftest import running
 from tests.tui import make_app, online_worker_pids, run, sql, until
 
@@ -14,7 +16,7 @@ def test_the_app_starts_a_worker_when_none_is_online_and_stops_it_on_exit(
     home, monkeypatch, db_url
 ):
     config = home.write_config("default_backend: mock\n")
-    started = []
+    started: list[services.LocalWorker | None] = []
 
     def start_worker(abort):
         worker = services.ensure_worker(app.workbench, config, abort=abort)
@@ -26,6 +28,7 @@ def test_the_app_starts_a_worker_when_none_is_online_and_stops_it_on_exit(
     async def scenario():
         async with app.run_test(size=(100, 34)) as pilot:
             await until(pilot, lambda: "worker: this app's" in app.sub_title, timeout=60)
+            assert isinstance(app.local_worker, services.LocalWorker)
             assert online_worker_pids(db_url) == [app.local_worker.pid]
             # It renders what the app submits.
             screen = app.screen
@@ -37,6 +40,7 @@ def test_the_app_starts_a_worker_when_none_is_online_and_stops_it_on_exit(
                 lambda: sql(db_url, "SELECT status FROM imagen.jobs") == [("done",)],
                 timeout=60,
             )
+            assert isinstance(app.local_worker, services.LocalWorker)
             return app.local_worker.pid
 
     pid = run(scenario())
@@ -51,7 +55,7 @@ def test_no_worker_is_started_when_one_is_online(home, monkeypatch, db_url):
     outside = services.ensure_worker(first.workbench, config)  # a worker elsewhere
     assert outside is not None
     try:
-        app = make_app(
+        app: WorkbenchApp = make_app(
             home,
             monkeypatch,
             db_url,
@@ -130,7 +134,7 @@ def test_a_state_file_with_values_of_the_wrong_type_is_ignored_field_by_field(
             return (
                 screen.query_one("#prompt", TextArea).text,
                 screen.query_one("#seed", Input).value,
-                screen.query_one("#tries").value,
+                screen.query_one("#tries", TriesSlider).value,
             )
 
     assert run(scenario()) == ("", "7", 1)

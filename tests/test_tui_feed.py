@@ -22,19 +22,22 @@ def test_a_burst_of_events_for_one_job_is_read_a_few_times_and_ends_on_the_lates
             table = await open_jobs(app, pilot)
             await until(pilot, lambda: str(job_id) in table.rows)
             session = app.session
+            assert session is not None
             original = session.jobs_by_id
 
             def counted(ids):
                 reads.append(list(ids))
                 return original(ids)
 
-            session.jobs_by_id = counted
+            session.jobs_by_id = counted  # type: ignore[method-assign]
             with psycopg.connect(db_url, autocommit=True) as conn:
                 for step in range(1, 101):  # 100 commits, 100 notifications
                     conn.execute(
                         "UPDATE imagen.jobs SET progress = %s WHERE id = %s", (step / 100, job_id)
                     )
-            await until(pilot, lambda: table.job(job_id).progress == 1.0)
+            await until(
+                pilot, lambda: (row := table.job(job_id)) is not None and row.progress == 1.0
+            )
 
     run(scenario())
     assert reads and all(ids == [job_id] for ids in reads)
@@ -49,9 +52,11 @@ def test_failures_and_a_finished_series_are_announced_once_per_round(home, monke
     seen: list[object] = []
     app = make_app(home, monkeypatch, db_url, config)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        (series_id,) = conn.execute(
+        inserted = conn.execute(
             "INSERT INTO imagen.series (prompt, count) VALUES ('a [bold]boom[/]', 2) RETURNING id"
         ).fetchone()
+        assert inserted is not None
+        (series_id,) = inserted
         ids = [
             row[0]
             for row in conn.execute(

@@ -123,13 +123,18 @@ def test_grid_shows_the_thumbnails_and_picking_writes_the_winner(home, monkeypat
             assert grid.current_key == "2"
             await pilot.press("enter")
             await until(pilot, lambda: selected(db_url, series_id) == second)
-            await until(pilot, lambda: grid.tile("2") and grid.tile("2").has_class("-winner"))
-            assert not grid.tile("1").has_class("-winner")
+            await until(
+                pilot, lambda: (tile := grid.tile("2")) is not None and tile.has_class("-winner")
+            )
+            assert (tile_one := grid.tile("1")) is not None and not tile_one.has_class("-winner")
             await until(pilot, lambda: "★2" in str(screen.table.get_row(str(series_id))[2]))
             # Picking the winner again clears it.
             await pilot.press("enter")
             await until(pilot, lambda: selected(db_url, series_id) is None)
-            await until(pilot, lambda: not grid.tile("2").has_class("-winner"))
+            await until(
+                pilot,
+                lambda: (tile := grid.tile("2")) is not None and not tile.has_class("-winner"),
+            )
             # space picks, u clears; h moves back
             await pilot.press("h", "space")
             first = image_of(db_url, series_id, 1)
@@ -241,7 +246,8 @@ def test_gallery_hides_series_members_and_covers_each_series_with_its_winner(
             assert covers[unpicked].image.id == image_of(db_url, unpicked, 1)
             assert not covers[unpicked].winner
             assert covers[None].prompt == "solo fox"
-            assert "★" in (screen.grid.tile(f"s{picked}").border_title or "")
+            assert (cover := screen.grid.tile(f"s{picked}")) is not None
+            assert "★" in (cover.border_title or "")
             # Enter on a solo image shows it full-screen.
             screen.grid.select(f"i{solo}")
             await pilot.press("enter")

@@ -92,7 +92,7 @@ def make_worker(
     return Worker(workbench, queue, WorkerOptions(**options))
 
 
-def sql(db_url: str, query: str, params: object = None) -> list[tuple]:
+def sql(db_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(db_url, autocommit=True) as conn:
         cursor = conn.execute(query, params)
         return cursor.fetchall() if cursor.description else []

@@ -45,7 +45,7 @@ FAST = ("--poll-interval", "0.5")
 
 
 def wait_until(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     what: str,
     timeout: float = 30.0,
     workers: Sequence[WorkerProcess] = (),

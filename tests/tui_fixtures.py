@@ -19,11 +19,17 @@ from imagen_tui.core.events import Connected
 from imagen_tui.core.rows import (
     GalleryCard,
     ImageRow,
+    JobChange,
     JobRow,
     SeriesDetail,
     SeriesRow,
+    UsageRow,
     UsageTotal,
+    WorkerPresence,
 )
+from imagen_tui.core.spec import RequestSpec
+from imagen_tui.core.workbench import Workbench
+from imagen_tui.services import Session, Submission
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
@@ -100,7 +106,8 @@ USAGE_BY_DAY = [
 
 @dataclass
 class FixedSession:
-    """Answers like `services.Session`, from fixed rows; records what it was asked to do."""
+    """A `services.Session` (the protocol), answering from fixed rows; records what
+    it was asked to do."""
 
     jobs_rows: list[JobRow] = field(default_factory=lambda: list(JOBS))
     series_rows: list[SeriesRow] = field(default_factory=list)
@@ -142,3 +149,30 @@ class FixedSession:
     def pick(self, series_id: int, idx: int | None) -> int | None:
         self.calls.append(("pick", (series_id, idx)))
         return None
+
+    def submit(self, workbench: Workbench, spec: RequestSpec, count: int) -> Submission:
+        self.calls.append(("submit", (spec, count)))
+        return Submission(series_id=1, job_ids=tuple(range(1, count + 1)))
+
+    def cancel(self, job_ids: Sequence[int]) -> list[JobChange]:
+        self.calls.append(("cancel", list(job_ids)))
+        return []
+
+    def retry(self, job_ids: Sequence[int]) -> list[JobChange]:
+        self.calls.append(("retry", list(job_ids)))
+        return []
+
+    def workers(self) -> list[WorkerPresence]:
+        return []
+
+    def workers_online(self) -> list[WorkerPresence]:
+        return []
+
+    def usage_rows(
+        self, since: datetime | None = None, until: datetime | None = None, limit: int = 10_000
+    ) -> list[UsageRow]:
+        return []
+
+
+def _is_a_session() -> Session:
+    return FixedSession()  # mypy checks that it answers everything front ends ask

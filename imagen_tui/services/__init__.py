@@ -11,9 +11,11 @@ One module per concern:
 - `requests`: `check_submission`, `spec_from_form` (the checks `imagen submit`
   and the TUI's form run, with field-tagged warnings for names only the
   worker's config can settle).
-- `sessions`: `session(workbench)` / `open_session` give a `Session` whose
-  methods submit a series, list and show jobs and series, pick a winner,
-  cancel and retry jobs, read the usage ledger; `workers`, `workers_online`.
+- `sessions`: the `Session` protocol front ends are typed against, and
+  `session(workbench)` / `open_session` giving the real one, a `DbSession`,
+  whose methods submit a series, list and show jobs and series, pick a
+  winner, cancel and retry jobs, read the usage ledger; `workers`,
+  `workers_online`.
 - `database`: `db_status`, `db_migrate`, `db_stop`.
 - `configuration`: `config_rows`, `check_config`, `write_sample_config`,
   `backend_rows`.
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
     from imagen_tui.services.requests import Submission as Submission
     from imagen_tui.services.requests import check_submission as check_submission
     from imagen_tui.services.requests import spec_from_form as spec_from_form
+    from imagen_tui.services.sessions import DbSession as DbSession
     from imagen_tui.services.sessions import Session as Session
     from imagen_tui.services.sessions import open_session as open_session
     from imagen_tui.services.sessions import session as session
@@ -101,7 +104,7 @@ _HOMES: dict[str, str] = {
         ("Submission", "check_submission", "spec_from_form"), "imagen_tui.services.requests"
     ),
     **dict.fromkeys(
-        ("Session", "open_session", "session", "workers", "workers_online"),
+        ("DbSession", "Session", "open_session", "session", "workers", "workers_online"),
         "imagen_tui.services.sessions",
     ),
     **dict.fromkeys(("load_tui_state", "save_tui_state"), "imagen_tui.services.state"),

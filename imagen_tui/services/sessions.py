@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from imagen_tui.core.events import Connected, Disconnected, JobEvent
 from imagen_tui.core.rows import (
@@ -35,9 +35,55 @@ from imagen_tui.services.requests import Submission, check_submission
 T = TypeVar("T")
 
 
-class Session:
-    """The configured database (its schema checked) and what front ends do with
-    it. Use as a context manager; see `session()`.
+class Session(Protocol):
+    """What the TUI and the CLI may ask of a session (they are typed against this,
+    not a class): `DbSession` is the real one, the snapshot tests' fixed one
+    answers from fixed rows. Every method blocks; DatabaseError (one line) when
+    the database fails, InputError naming the field when the input is wrong."""
+
+    def close(self) -> None: ...
+
+    def events(self) -> AsyncIterator[Connected | Disconnected | JobEvent]: ...
+
+    def submit(self, workbench: Workbench, spec: RequestSpec, count: int) -> Submission: ...
+
+    def jobs(self, status: str | None = None, limit: int = 50) -> list[JobRow]: ...
+
+    def jobs_by_id(self, job_ids: Sequence[int]) -> list[JobRow]: ...
+
+    def series(self, limit: int = 20) -> list[SeriesRow]: ...
+
+    def series_detail(self, series_id: int) -> SeriesDetail: ...
+
+    def series_images(self, series_id: int) -> list[ImageRow]: ...
+
+    def gallery(self, limit: int = 100, before_id: int | None = None) -> list[GalleryCard]: ...
+
+    def pick(self, series_id: int, idx: int | None) -> int | None: ...
+
+    def cancel(self, job_ids: Sequence[int]) -> list[JobChange]: ...
+
+    def retry(self, job_ids: Sequence[int]) -> list[JobChange]: ...
+
+    def workers(self) -> list[WorkerPresence]: ...
+
+    def workers_online(self) -> list[WorkerPresence]: ...
+
+    def usage_totals(
+        self,
+        by: str = "backend",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageTotal]: ...
+
+    def usage_rows(
+        self, since: datetime | None = None, until: datetime | None = None, limit: int = 10_000
+    ) -> list[UsageRow]: ...
+
+
+class DbSession:
+    """The `Session` on the configured database (its schema checked). Opened by
+    `session()` (a context manager) or `open_session()`.
 
     Safe to use from several threads at once: each call takes a connection
     from a small pool, checked first, so a connection the server dropped (a
@@ -127,8 +173,8 @@ class Session:
 
 
 @contextmanager
-def session(workbench: Workbench) -> Iterator[Session]:
-    """A `Session` on the configured database (the embedded one is started and migrated)."""
+def session(workbench: Workbench) -> Iterator[DbSession]:
+    """A session on the configured database (the embedded one is started and migrated)."""
     opened = open_session(workbench)
     try:
         yield opened
@@ -136,9 +182,9 @@ def session(workbench: Workbench) -> Iterator[Session]:
         opened.close()
 
 
-def open_session(workbench: Workbench) -> Session:
-    """A `Session` the caller closes (a front end that keeps one for its lifetime)."""
-    return Session(open_pool(workbench.config))
+def open_session(workbench: Workbench) -> DbSession:
+    """A session the caller closes (a front end that keeps one for its lifetime)."""
+    return DbSession(open_pool(workbench.config))
 
 
 def workers(workbench: Workbench) -> list[WorkerPresence]:
