@@ -330,3 +330,56 @@ def test_inline_secret_inside_a_list_is_refused_without_echoing_it(home):
         f"{home.config_path}:4: styles.mine.token: secrets must not be written in the config "
         "file; remove it and keep the secret in an environment variable"
     )
+
+
+ORIGINAL_NAMES = {"replicate": "api_token_env", "openai": "api_key_env"}
+
+
+@pytest.mark.parametrize("kind", sorted(ORIGINAL_NAMES))
+def test_the_original_imagen_key_names_credentials_and_token_env_is_an_alias(home, kind):
+    """The original ImaGen's `api_token_env`/`api_key_env` work as written there;
+    `token_env` (this project's first name) is accepted too, never both at once."""
+    original = ORIGINAL_NAMES[kind]
+    block = f"backends:\n  c:\n    type: {kind}\n    model: some/model\n"
+    for key in (original, "token_env"):
+        home.write_config(block + f"    {key}: MY_CLOUD_KEY\n")
+        workbench = open_workbench(home.config_path)
+        assert registry.missing_env(workbench.backend_blocks["c"]) == ["MY_CLOUD_KEY"]
+        backend = workbench.backend("c")
+        assert backend.http.token_env == "MY_CLOUD_KEY"
+    message = error_of(home, block + f"    {original}: A_KEY\n    token_env: B_KEY\n")
+    assert message == (
+        f"{home.config_path}:6: backends.c.token_env: the same setting as {original} "
+        "(another name for it); keep one of the two"
+    )
+    message = error_of(home, block + "    token_env: not a name\n")
+    assert message.startswith(f"{home.config_path}:5: backends.c.token_env: not an environment")
+
+
+@pytest.mark.parametrize("kind", sorted(ORIGINAL_NAMES))
+def test_the_default_credential_key_is_the_original_name(home, kind):
+    home.write_config(f"backends:\n  c:\n    type: {kind}\n    model: some/model\n")
+    block = open_workbench(home.config_path).backend_blocks["c"]
+    assert ORIGINAL_NAMES[kind] in block and "token_env" not in block
+    message = error_of(home, f"backends:\n  c:\n    type: {kind}\n    colour: red\n")
+    known = message.split("known keys: ")[1].split(", ")
+    assert ORIGINAL_NAMES[kind] in known and "token_env" not in known
+
+
+def test_config_show_names_the_credential_key_as_the_file_writes_it(home):
+    home.write_config(
+        "backends:\n  old:\n    type: replicate\n    token_env: OLD_TOKEN\n"
+        "  new:\n    type: openai\n    model: gpt-image-2\n"
+    )
+    done = home.imagen("config", "show")
+    assert done.returncode == 0, done.stderr
+    lines = [" ".join(line.split()) for line in done.stdout.splitlines()]
+    assert f"backends.old.token_env = OLD_TOKEN # {home.config_path}:4" in lines
+    assert not any(line.startswith("backends.old.api_token_env") for line in lines)
+    assert "backends.new.api_key_env = OPENAI_API_KEY # default of type openai" in lines
+
+
+def test_sample_config_names_credentials_as_the_original_imagen():
+    assert "#   api_token_env: REPLICATE_API_TOKEN" in SAMPLE_CONFIG
+    assert "#   api_key_env: OPENAI_API_KEY" in SAMPLE_CONFIG
+    assert "token_env" not in SAMPLE_CONFIG.replace("api_token_env", "")

@@ -49,6 +49,13 @@ class Option:
     maximum: float | None = None
     env: bool = False  # the value names an environment variable (secrets come this way only)
     choices: tuple[Any, ...] = ()  # when set, the value must be one of these
+    # Other names the key may be written as (kept in the validated block as written,
+    # so messages and `imagen config show` name the key the user's file uses).
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,7 @@ def validate_block(
             f"known types: {', '.join(known_types())}",
             locate((*prefix, "type")),
         )
-    options = {option.name: option for option in backend_type.options}
+    options = {name: option for option in backend_type.options for name in option.spellings}
     clean: dict[str, Any] = {"type": backend_type.name}
     for key, value in block.items():
         if key == "type":
@@ -183,14 +190,21 @@ def validate_block(
         dotted = f"backends.{instance}.{key}"
         option = options.get(key)
         if option is None:
+            known = sorted(option.name for option in backend_type.options)
             raise ConfigError(
                 f"{dotted}: unknown key for a {backend_type.name} backend; "
-                f"known keys: {', '.join(sorted(options)) or '(none)'}",
+                f"known keys: {', '.join(known) or '(none)'}",
+                locate((*prefix, key)),
+            )
+        twin = next((name for name in option.spellings if name in clean), None)
+        if twin is not None:
+            raise ConfigError(
+                f"{dotted}: the same setting as {twin} (another name for it); keep one of the two",
                 locate((*prefix, key)),
             )
         clean[key] = _check_value(option, value, dotted, locate((*prefix, key)))
     for option in backend_type.options:
-        if option.name not in clean:
+        if not any(name in clean for name in option.spellings):
             if option.required:
                 raise ConfigError(
                     f"backends.{instance}.{option.name}: required for a {backend_type.name} "
@@ -201,14 +215,19 @@ def validate_block(
     return clean
 
 
+def setting(block: Mapping[str, Any], option: Option) -> Any:
+    """The value of `option` in a validated block, under whichever name it was written."""
+    for name in option.spellings:
+        if name in block:
+            return block[name]
+    return None
+
+
 def missing_env(block: Mapping[str, Any]) -> list[str]:
     """The environment variables a validated block names that are not set."""
     backend_type = _type_of(block)
-    return [
-        block[option.name]
-        for option in backend_type.options
-        if option.env and block.get(option.name) and not os.environ.get(block[option.name])
-    ]
+    names = [setting(block, option) for option in backend_type.options if option.env]
+    return [name for name in names if name and not os.environ.get(name)]
 
 
 def status(block: Mapping[str, Any]) -> str:
