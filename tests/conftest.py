@@ -32,6 +32,10 @@ def running(pid: int) -> bool:
 # Variables that would make a test read the developer's own setup.
 _LEAKY_ENV = (
     "IMAGEN_CONFIG",
+    "IMAGEN_CALLER",  # the caller identity's sources (core/ledger.py)
+    "MAI_FROM_ID",
+    "TMUX",
+    "TMUX_PANE",
     "XDG_CONFIG_HOME",
     "XDG_PICTURES_DIR",
     "XDG_DATA_HOME",

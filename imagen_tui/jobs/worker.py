@@ -153,7 +153,7 @@ class Worker:
         self._last_rescue = float("-inf")
         self._claims_outage = Outage(log, "claims")
         self._listener_crash: BaseException | None = None
-        self.caller = caller()  # the usage rows' caller: $IMAGEN_CALLER or user@host
+        self.caller = caller()  # the usage rows' caller (core/ledger.py: who is generating)
 
     # ----------------------------------------------------------- control
 
