@@ -427,3 +427,15 @@ def test_submit_keeps_hostile_text_and_shows_it_literally(queue, db_url):
     [detail] = json_lines(queue.imagen("series", "show", str(submitted["series_id"]), "--json"))
     assert [t["job_id"] for t in detail["tries"]] == submitted["job_ids"]
     assert detail["prompt"] == HOSTILE
+
+
+def test_series_without_an_action_lists_series_as_jobs_does(queue, hostile_series):
+    series_id = hostile_series[0]
+    listed = queue.imagen("series", "list")
+    assert listed.returncode == 0, listed.stderr
+    bare = queue.imagen("series")
+    assert (bare.returncode, bare.stdout, bare.stderr) == (0, listed.stdout, listed.stderr)
+    assert any(line.startswith(f"{series_id} ") for line in bare.stdout.splitlines())
+    assert queue.imagen("series", "--limit", "1", "--json").stdout == (
+        queue.imagen("series", "list", "--limit", "1", "--json").stdout
+    )
