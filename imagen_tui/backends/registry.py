@@ -72,6 +72,16 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """What an adapter's probe found (`imagen backends`): facts, one short line
+    each, and `problem`, a short status that replaces `ok` when the instance
+    cannot run as configured (`missing models`, `unreachable`)."""
+
+    lines: tuple[str, ...] = ()
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class BackendType:
     """An adapter: its `type:` name, its config keys and its constructor.
 
@@ -92,8 +102,8 @@ class BackendType:
     # (validated block, request) -> None, or InputError
     check_request: Callable[[Mapping[str, Any], Request], None] | None = None
     # (validated block) -> extra facts for `imagen backends` (reachable, version,
-    # missing files, ...), one short line each; None: nothing to add.
-    probe: Callable[[Mapping[str, Any]], list[str]] | None = None
+    # missing files, ...) and any problem they show; None: nothing to add.
+    probe: Callable[[Mapping[str, Any]], Probe] | None = None
     # (validated block) -> the model it runs, when it depends on more than `model`
     # (ComfyUI: the workflow); None: `model` or `default_model`.
     model_for: Callable[[Mapping[str, Any]], str] | None = None
@@ -259,16 +269,16 @@ def check_request(block: Mapping[str, Any], request: Request) -> None:
         hook(block, request)
 
 
-def details(block: Mapping[str, Any]) -> list[str]:
+def details(block: Mapping[str, Any]) -> Probe:
     """What the adapter's probe says about this instance (it may ask the server).
     A probe that fails says so in one line instead of failing the listing."""
     probe = _type_of(block).probe
     if probe is None:
-        return []
+        return Probe()
     try:
         return probe(block)
     except Exception as error:  # a probe bug must not hide the other backends
-        return [one_line(f"probe failed: {type(error).__name__}: {error}", 200)]
+        return Probe((one_line(f"probe failed: {type(error).__name__}: {error}", 200),))
 
 
 def model_of(block: Mapping[str, Any]) -> str:
