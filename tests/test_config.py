@@ -383,3 +383,33 @@ def test_sample_config_names_credentials_as_the_original_imagen():
     assert "#   api_token_env: REPLICATE_API_TOKEN" in SAMPLE_CONFIG
     assert "#   api_key_env: OPENAI_API_KEY" in SAMPLE_CONFIG
     assert "token_env" not in SAMPLE_CONFIG.replace("api_token_env", "")
+
+
+def test_a_config_path_naming_a_directory_is_one_line_and_exit_2(home, tmp_path):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    for args, origin in (
+        (["generate", "x"], "$IMAGEN_CONFIG"),
+        (["--config", str(folder), "generate", "x"], "--config"),
+    ):
+        home.env["IMAGEN_CONFIG"] = str(folder)
+        done = home.imagen(*args)
+        assert done.returncode == 2
+        assert done.stderr == (
+            f"imagen: {folder}: {origin} names a directory; name the config file, "
+            f"e.g. {folder / 'imagen.yaml'}\n"
+        )
+        assert home.files() == []
+    home.env.pop("IMAGEN_CONFIG")
+    home.config_path.mkdir(parents=True)  # the default path, a directory
+    done = home.imagen("generate", "x")
+    assert done.returncode == 2 and "Errno" not in done.stderr
+    assert done.stderr.startswith(f"imagen: {home.config_path}: the default path names a directory")
+
+
+def test_an_unreadable_config_file_says_why_without_errno(home, tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.symlink_to(path)  # a loop: reading fails with ELOOP, whoever runs the test
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: cannot read the file (Too many levels of symbolic links)"

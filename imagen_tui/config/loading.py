@@ -95,7 +95,9 @@ def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found; create it with `imagen config init`", source) from None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:  # the reason without "[Errno N]" and the path again
+        raise ConfigError(f"cannot read the file ({error.strerror or error})", source) from None
+    except UnicodeDecodeError as error:
         raise ConfigError(f"cannot read the file ({error})", source) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -226,6 +228,12 @@ def load_config(explicit: str | Path | None = None) -> Config:
     path, named = resolve_config_path(explicit)
     if not named and not path.exists():
         return _build(None, {}, {})
+    if path.is_dir():
+        origin = "--config" if explicit else "$IMAGEN_CONFIG" if named else "the default path"
+        raise ConfigError(
+            f"{origin} names a directory; name the config file, e.g. {path / CONFIG_FILENAME}",
+            str(path),
+        )
     data, lines = load_yaml(path)
     if data is None:
         data = {}
