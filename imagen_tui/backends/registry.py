@@ -21,7 +21,7 @@ from typing import Any
 
 from imagen_tui.backends.base import Backend, Request
 from imagen_tui.config import Locate
-from imagen_tui.errors import ConfigError
+from imagen_tui.errors import ConfigError, InputError
 from imagen_tui.limits import ENV_NAME
 from imagen_tui.text import one_line
 
@@ -107,6 +107,10 @@ class BackendType:
     # (validated block) -> the model it runs, when it depends on more than `model`
     # (ComfyUI: the workflow); None: `model` or `default_model`.
     model_for: Callable[[Mapping[str, Any]], str] | None = None
+    # The keys of a request's `options` the adapter uses; a request with any other is
+    # refused when planned (never silently ignored). None: every key goes to the
+    # service as it is (a cloud API judges its own inputs).
+    request_options: tuple[str, ...] | None = ()
 
 
 _TYPES: dict[str, BackendType] = {}  # registered or already imported
@@ -263,8 +267,19 @@ async def check(instance: str, block: Mapping[str, Any]) -> Check | None:
 
 
 def check_request(block: Mapping[str, Any], request: Request) -> None:
-    """Raise InputError if the instance can never serve `request` (see BackendType)."""
-    hook = _type_of(block).check_request
+    """Raise InputError if the instance can never serve `request` (see BackendType):
+    options its adapter does not use, or whatever its own hook refuses."""
+    backend_type = _type_of(block)
+    allowed = backend_type.request_options
+    unknown = [str(key) for key in request.options if allowed is not None and key not in allowed]
+    if unknown:
+        takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
+        names = ", ".join(one_line(key, 60) for key in unknown[:5])
+        raise InputError(
+            "options",
+            f"{names}: not an option a {backend_type.name} backend understands; {takes}",
+        )
+    hook = backend_type.check_request
     if hook is not None:
         hook(block, request)
 

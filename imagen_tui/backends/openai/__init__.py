@@ -86,4 +86,5 @@ OPENAI_TYPE = BackendType(
     default_model="(set model)",
     check=_check,
     check_request=_check_request,
+    request_options=None,  # sent to the API as they are (docs/backends.md)
 )

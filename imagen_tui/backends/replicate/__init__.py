@@ -97,4 +97,5 @@ REPLICATE_TYPE = BackendType(
     default_model=DEFAULT_MODEL,
     check=_check,
     check_request=_check_request,
+    request_options=None,  # sent to the API as they are (docs/backends.md)
 )
