@@ -97,7 +97,8 @@ def write_image(
 
     Raises ValueError for an unknown MIME type or a PNG that is not one,
     InputError when the name would land outside `directory`, and OSError when
-    the disk refuses; in every case nothing new is left behind.
+    the disk refuses (its `filename` the folder, when a folder refused a new
+    file or folder); in every case nothing new is left behind.
     """
     extension = EXTENSIONS.get(mime_type.split(";")[0].strip().lower())
     if extension is None:
@@ -165,6 +166,8 @@ def _make_folders(folder: Path, created: list[Path]) -> None:
             path.mkdir()
         except FileExistsError:  # another process made it just now: not ours to remove
             continue
+        except OSError as error:  # name the folder that refused, not the one asked for
+            raise OSError(error.errno, error.strerror, str(path.parent)) from error
         created.append(path)
 
 
@@ -236,7 +239,10 @@ def _write_temp_file(folder: Path, data: bytes, prefix: str = ".") -> Path:
     mkstemp makes the file 0o600; it gets ordinary permissions (0o666 minus
     the umask) so the final image is readable like any other file.
     """
-    descriptor, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=TEMP_SUFFIX)
+    try:
+        descriptor, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=TEMP_SUFFIX)
+    except OSError as error:  # name the folder, not the hidden temp file it refused
+        raise OSError(error.errno, error.strerror, str(folder)) from error
     temp = Path(name)
     try:
         with os.fdopen(descriptor, "wb") as file:
