@@ -491,7 +491,7 @@ def test_png_carries_parameters_other_tools_read_and_full_json(home):
         "Steps: 20, Seed: 42, Size: 512x512, Model: mock-v1, Backend: mock, Style: watercolor"
     )
     sidecar = json.loads(path.with_suffix(".json").read_text())
-    assert sidecar == {**embedded, "file": path.name}
+    assert sidecar == embedded  # exactly the PNG's `imagen` JSON (README says so)
     for key in (
         "prompt", "prompt_styled", "negative_prompt", "style", "seed", "size", "steps",
         "backend", "backend_type", "model", "latency_ms", "cost_usd", "created_at",

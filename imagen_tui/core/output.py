@@ -91,7 +91,8 @@ def write_image(
 
     `name` comes from `naming.render_name`. PNGs get `text_chunks` embedded;
     other types are written as they are. When `sidecar` is not None, it is saved
-    as JSON beside the image, with `"file"` set to the image's file name.
+    as JSON beside the image (`a.png` -> `a.json`), exactly as given: the pipeline
+    passes the record it embeds as the PNG's `imagen` chunk, so the two match.
     With a `journal` token (letters, digits and dashes), the image's hidden
     temp file stays as a second link, `Written.journal` (see the module doc).
 
@@ -116,7 +117,7 @@ def write_image(
         image_path, journal_path = _claim_free_name(folder, name.name, extension, data, journal)
         if sidecar is not None:
             sidecar_file = sidecar_path(image_path)
-            _write_sidecar(sidecar_file, {**sidecar, "file": image_path.name}, journal)
+            _write_sidecar(sidecar_file, dict(sidecar), journal)
         return Written(image=image_path, sidecar=sidecar_file, journal=journal_path)
     except BaseException:
         # Both names were free when the image claimed its own, so they are ours to remove.
