@@ -20,8 +20,7 @@ them together. Database failures arrive as one-line `DatabaseError`s.
 - The cost ledger: `UsageLedger` (the usage rows of `imagen generate`) and
   the `Session.usage_totals` / `Session.usage_rows` reports.
 
-Live views also use `db.events.job_events` and the async runner
-`db.repositories.afetch` directly.
+Live views also use `db.events.job_events` directly.
 """
 
 from __future__ import annotations
