@@ -338,8 +338,7 @@ def test_bad_config_exits_2_and_names_the_file(home):
     assert done.returncode == 2
     assert done.stderr.strip() == (
         f"imagen: {home.config_path}:4: backends.r.api_token: secrets must not be written in "
-        "the config file; put the value in an environment variable and set "
-        "api_token_env: VARIABLE_NAME"
+        "the config file; remove it: a mock backend takes no secret"
     )
     assert home.files() == []
 

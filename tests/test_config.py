@@ -115,11 +115,25 @@ def test_default_backend_must_name_an_instance(home):
 
 
 @pytest.mark.parametrize("key", ["api_token", "api_key", "token", "password", "service_key"])
-def test_inline_secret_is_refused_without_echoing_it(home, key):
-    message = error_of(home, f"backends:\n  r:\n    type: mock\n    {key}: s3cr3t-value\n")
-    assert message.startswith(f"{home.config_path}:4: backends.r.{key}: secrets must not be")
-    assert f"set {key}_env: VARIABLE_NAME" in message
-    assert "s3cr3t-value" not in message
+@pytest.mark.parametrize(
+    ("kind", "fix"),
+    [
+        ("mock", "remove it: a mock backend takes no secret"),
+        ("comfyui", "put the value in an environment variable and set auth_env: VARIABLE_NAME"),
+        (
+            "replicate",
+            "put the value in an environment variable and set api_token_env: VARIABLE_NAME",
+        ),
+        ("openai", "put the value in an environment variable and set api_key_env: VARIABLE_NAME"),
+    ],
+)
+def test_inline_secret_is_refused_without_echoing_it(home, key, kind, fix):
+    """The fix names the key this backend's type takes, never one it would reject."""
+    message = error_of(home, f"backends:\n  r:\n    type: {kind}\n    {key}: s3cr3t-value\n")
+    assert message == (
+        f"{home.config_path}:4: backends.r.{key}: secrets must not be written in the "
+        f"config file; {fix}"
+    )
 
 
 def test_secret_anywhere_in_the_file_is_refused(home):
@@ -314,10 +328,10 @@ def test_url_env_that_is_no_variable_name_is_not_echoed(home, value):
 )
 @pytest.mark.parametrize("key", ["password", "api_token", "service_key"])
 def test_inline_secret_of_any_type_is_refused_without_echoing_it(home, key, value, shown):
-    message = error_of(home, f"backends:\n  r:\n    type: mock\n    {key}: {value}\n")
+    message = error_of(home, f"backends:\n  r:\n    type: replicate\n    {key}: {value}\n")
     assert message == (
         f"{home.config_path}:4: backends.r.{key}: secrets must not be written in the config "
-        f"file; put the value in an environment variable and set {key}_env: VARIABLE_NAME"
+        "file; put the value in an environment variable and set api_token_env: VARIABLE_NAME"
     )
     if shown:
         assert shown not in message

@@ -229,6 +229,14 @@ def validate_block(
     return clean
 
 
+def env_keys(type_name: str) -> tuple[str, ...] | None:
+    """The keys of a `type_name` block that name a secret's variable; None: no such type."""
+    backend_type = get_type(type_name)
+    if backend_type is None:
+        return None
+    return tuple(option.name for option in backend_type.options if option.env)
+
+
 def setting(block: Mapping[str, Any], option: Option) -> Any:
     """The value of `option` in a validated block, under whichever name it was written."""
     for name in option.spellings:

@@ -28,6 +28,7 @@ import yaml
 
 from imagen_tui.config.secrets import (
     DATABASE_URL_ENV,
+    EnvKeys,
     database_url_problem,
     has_password,
     scan_secrets,
@@ -223,8 +224,9 @@ def resolve_config_path(explicit: str | Path | None = None) -> tuple[Path, bool]
     return default_config_path(), False
 
 
-def load_config(explicit: str | Path | None = None) -> Config:
-    """Read the config file (if any) and check the framework's keys."""
+def load_config(explicit: str | Path | None = None, env_keys: EnvKeys | None = None) -> Config:
+    """Read the config file (if any) and check the framework's keys. `env_keys`
+    (from the backend registry) lets an inline secret's error name the right key."""
     path, named = resolve_config_path(explicit)
     if not named and not path.exists():
         return _build(None, {}, {})
@@ -242,7 +244,7 @@ def load_config(explicit: str | Path | None = None) -> Config:
             "the top level must be a mapping of keys (default_backend, output, styles, backends)",
             f"{path}:1",
         )
-    return _build(path, data, lines)
+    return _build(path, data, lines, env_keys)
 
 
 def locator(path: Path | None, lines: Mapping[KeyPath, int]) -> Locate:
@@ -309,9 +311,14 @@ def _expect(value: Any, kind: type, key: KeyPath, what: str, locate: Locate) -> 
         raise ConfigError(f"{'.'.join(key)}: expected {what}, got {value!r}", locate(key))
 
 
-def _build(path: Path | None, data: dict[str, Any], lines: dict[KeyPath, int]) -> Config:
+def _build(
+    path: Path | None,
+    data: dict[str, Any],
+    lines: dict[KeyPath, int],
+    env_keys: EnvKeys | None = None,
+) -> Config:
     locate = locator(path, lines)
-    scan_secrets(data, (), locate)
+    scan_secrets(data, (), locate, env_keys)
     _unknown_keys(data, TOP_LEVEL_KEYS, (), locate)
 
     output_block = data.get("output") or {}
