@@ -82,12 +82,12 @@ class Home:
 def halfcell_pictures() -> Iterator[None]:
     """The app draws pictures in half cells (deterministic, no escape sequences),
     as a terminal without a graphics protocol does; then as before."""
-    from imagen_tui.tui import images
+    from imagen_tui.tui.pictures import protocol
 
-    before = images.protocol()
-    images.use_protocol("halfcell")
+    before = protocol.protocol()
+    protocol.use_protocol("halfcell")
     yield
-    images.use_protocol(before)
+    protocol.use_protocol(before)
 
 
 @pytest.fixture

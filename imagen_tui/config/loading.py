@@ -34,7 +34,7 @@ from imagen_tui.config.secrets import (
     scan_secrets,
 )
 from imagen_tui.errors import ConfigError, InputError
-from imagen_tui.limits import ENV_NAME
+from imagen_tui.limits import ENV_NAME, IMAGE_PROTOCOLS
 
 CONFIG_FILENAME = "imagen.yaml"
 BUILTIN = "built-in default"
@@ -48,7 +48,6 @@ OUTPUT_KEYS = ("directory", "naming", "series_naming", "write_metadata_json")
 DATABASE_KEYS = ("url", "url_env")
 TUI_KEYS = ("worker", "image_protocol", "theme")
 TUI_WORKER_MODES = ("auto", "never")
-IMAGE_PROTOCOLS = ("auto", "tgp", "sixel", "halfcell", "unicode")
 DEFAULT_THEME = "textual-dark"
 
 KeyPath = tuple[str, ...]

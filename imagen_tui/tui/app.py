@@ -40,9 +40,9 @@ from imagen_tui import services
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.errors import DatabaseError, ImagenError, InputError
 from imagen_tui.text import one_line
-from imagen_tui.tui import pictures
 from imagen_tui.tui.feed import JobFeed, Notice
 from imagen_tui.tui.messages import DatabaseFailed, DatabaseReady, JobsUpdate, SeriesSubmitted
+from imagen_tui.tui.pictures import decode
 from imagen_tui.tui.screens.compose import ComposeScreen
 from imagen_tui.tui.screens.gallery import GalleryScreen
 from imagen_tui.tui.screens.jobs import JobsScreen
@@ -136,7 +136,7 @@ class WorkbenchApp(App[None]):
         self._session_future: Future[services.Session] = _opener.submit(
             open_session or partial(services.open_session, workbench)
         )
-        _opener.submit(pictures.prepare_decoders)  # then, not on the first grid's clock
+        _opener.submit(decode.prepare_decoders)  # then, not on the first grid's clock
         self._start_worker = start_worker
         self._save_state = save_state
         self._notes = list(notes)  # warnings from before the app ran, shown once it does
@@ -357,10 +357,10 @@ def run_app(args: argparse.Namespace) -> int:
     when none is online and stopped on exit.
     """
     from imagen_tui.core.workbench import open_workbench
-    from imagen_tui.tui import images
+    from imagen_tui.tui.pictures import protocol
 
     workbench = open_workbench(args.config)
-    images.configure(workbench.config)  # before App.run: detection reads the terminal
+    protocol.configure(workbench.config)  # before App.run: detection reads the terminal
     notes: list[str] = []
     state = services.load_tui_state(warn=notes.append)
 
