@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.signal import Signal
 from textual.widget import AwaitMount
+from textual.worker import Worker, WorkerState
 
 from imagen_tui import services
 from imagen_tui.core.workbench import Workbench
@@ -50,6 +52,7 @@ from imagen_tui.tui.screens.series import SeriesScreen
 from imagen_tui.tui.screens.usage import UsageScreen
 from imagen_tui.tui.styles import stylesheet
 
+log = logging.getLogger("imagen.tui")
 _opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagen-open-db")
 
 # How long the event loop may hold the GIL while a thread worker waits for it.
@@ -144,6 +147,7 @@ class WorkbenchApp(App[None]):
         self._switch_interval = sys.getswitchinterval()  # restored on unmount
         self._status = {"database": "opening the database…", "link": "", "worker": ""}
         self.jobs_signal: Signal[JobsUpdate] = Signal(self, "jobs")
+        self.log_path: str | None = None  # where `imagen.tui` logs (run_app sets it)
         self._apply_theme()
 
     def _apply_theme(self) -> None:
@@ -217,6 +221,28 @@ class WorkbenchApp(App[None]):
         file name): shown on one line, literally. Safe from thread workers."""
         self.notify(
             one_line(text, limit), title=title, severity=severity, timeout=timeout, markup=False
+        )
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every worker's end (screens forward theirs, see WorkbenchScreen): one
+        that raised what it did not expect is told on one line, its traceback
+        goes to the log, and the header stops claiming what it no longer does."""
+        if event.state is not WorkerState.ERROR:
+            return
+        worker: Worker[Any] = event.worker
+        error = worker.error
+        what = worker.group if worker.group != "default" else worker.name
+        log.error("worker %s failed", what, exc_info=error)
+        if worker.group == "listener":
+            self._set_status("link", "updates stopped")
+        elif worker.group == "database":
+            self._set_status("database", "no database")
+        where = f"; details in {self.log_path}" if self.log_path else ""
+        self.tell(
+            f"{what} failed: {type(error).__name__}: {error}{where}",
+            title="Something went wrong",
+            severity="error",
+            timeout=30,
         )
 
     def require_session(self) -> services.Session:
@@ -361,6 +387,7 @@ def run_app(args: argparse.Namespace) -> int:
 
     workbench = open_workbench(args.config)
     protocol.configure(workbench.config)  # before App.run: detection reads the terminal
+    log_path = _log_to_file()
     notes: list[str] = []
     state = services.load_tui_state(warn=notes.append)
 
@@ -375,6 +402,7 @@ def run_app(args: argparse.Namespace) -> int:
         save_state=services.save_tui_state,
         notes=notes,
     )
+    app.log_path = log_path
     try:
         app.run()
     finally:
@@ -382,3 +410,21 @@ def run_app(args: argparse.Namespace) -> int:
         if app.session is not None:
             app.session.close()
     return 0
+
+
+def _log_to_file() -> str | None:
+    """Send the app's log (`imagen.tui`) to the file its worker logs to, never
+    to the terminal the app draws on; the file's name (None: it cannot be opened,
+    then the log goes nowhere)."""
+    path = services.worker_log_path()
+    log.propagate = False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        log.addHandler(logging.NullHandler())
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return str(path)

@@ -21,10 +21,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
+from textual.worker import Worker
 
 from imagen_tui.core.viewer import open_with_system_viewer
 from imagen_tui.text import one_line
 from imagen_tui.tui.pictures import decode, protocol
+from imagen_tui.tui.screens.base import forward_worker_state
 from imagen_tui.tui.widgets.footer import Footer
 
 if TYPE_CHECKING:
@@ -117,6 +119,9 @@ class ImageViewScreen(Screen[None]):
         self.index = max(0, min(index, len(self.items) - 1))
         self._full: dict[int, Picture] = {}  # image id -> the local file, scaled
         self._image: PictureWidget | None = None
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        forward_worker_state(self, event)
 
     @property
     def item(self) -> ViewItem:
