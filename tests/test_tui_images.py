@@ -11,6 +11,7 @@ from textual_image import renderable
 from textual_image.widget import SixelImage, TGPImage
 
 from imagen_tui.limits import IMAGE_PROTOCOLS
+from imagen_tui.tui import fastpaths
 from imagen_tui.tui.pictures import protocol as chooser
 from imagen_tui.tui.pictures.widget import CellPicture
 
@@ -84,16 +85,16 @@ def test_textual_images_private_cell_size_is_used_on_the_pinned_version(monkeypa
     here: a bump that breaks it fails this test (users still get pictures)."""
     from textual_image import _terminal
 
-    monkeypatch.setattr(chooser, "FALLBACKS", [])
+    monkeypatch.setattr(fastpaths, "FALLBACKS", [])
     # restored afterwards (removed if it was not there)
     monkeypatch.setattr(_terminal.get_cell_size, "_result", _terminal.CellSize(1, 1), raising=False)
     assert chooser._pin_cell_size(12, 24)
     assert chooser.cell_size() == (12, 24)
-    assert chooser.FALLBACKS == []
+    assert fastpaths.FALLBACKS == []
 
 
 def test_without_textual_images_private_cell_size_the_public_fallback_answers(monkeypatch):
-    monkeypatch.setattr(chooser, "FALLBACKS", [])
+    monkeypatch.setattr(fastpaths, "FALLBACKS", [])
     monkeypatch.setattr(chooser, "_private_cell_size", lambda: None)
     monkeypatch.setenv("TEXTUAL_CELL_WIDTH", "9")
     monkeypatch.setenv("TEXTUAL_CELL_HEIGHT", "21")
@@ -101,7 +102,7 @@ def test_without_textual_images_private_cell_size_the_public_fallback_answers(mo
     assert chooser.cell_size() == (9, 21)
     monkeypatch.delenv("TEXTUAL_CELL_WIDTH")
     assert chooser.cell_size() == chooser.DEFAULT_CELL_SIZE
-    assert chooser.FALLBACKS == ["cell size"]
+    assert fastpaths.FALLBACKS == ["cell size"]
 
 
 def test_a_picture_box_keeps_the_picture_shape_in_cells_twice_as_high_as_wide():

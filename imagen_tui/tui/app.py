@@ -42,6 +42,7 @@ from imagen_tui import services
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.errors import DatabaseError, ImagenError, InputError
 from imagen_tui.text import one_line
+from imagen_tui.tui.fastpaths import fell_back
 from imagen_tui.tui.feed import JobFeed, Notice
 from imagen_tui.tui.messages import DatabaseFailed, DatabaseReady, JobsUpdate, SeriesSubmitted
 from imagen_tui.tui.pictures import decode
@@ -63,7 +64,7 @@ _opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagen-open-db")
 SWITCH_INTERVAL_S = 0.001
 
 
-def _styled_at_registration(app: App[Any], screen: Screen[Any]) -> None:
+def _styled_at_registration(app: App[Any], screen: Screen[Any]) -> bool:
     """Spare a screen's first showing Textual's two full CSS refreshes.
 
     Textual restyles the whole app (reparse every stylesheet, re-apply it to
@@ -71,9 +72,15 @@ def _styled_at_registration(app: App[Any], screen: Screen[Any]) -> None:
     CSS count lags the app's, as a screen never shown does. A screen about to
     be registered gets the current stylesheet applied to each of its widgets
     as they mount, so it is up to date: mark it so. (Private in Textual 8.2:
-    without the attribute, nothing changes.)"""
-    if hasattr(app, "_css_update_count"):
-        screen._css_update_count = app._css_update_count
+    when the counts are not there as integers, Textual restyles as usual and
+    this says so in `fastpaths`.) True when the screen was marked."""
+    app_count = getattr(app, "_css_update_count", None)
+    screen_count = getattr(screen, "_css_update_count", None)
+    if not (isinstance(app_count, int) and isinstance(screen_count, int)):
+        fell_back("restyle on first visit")
+        return False
+    screen._css_update_count = app_count
+    return True
 
 
 class Stoppable(Protocol):

@@ -24,13 +24,10 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
 from imagen_tui.limits import IMAGE_PROTOCOLS
+from imagen_tui.tui.fastpaths import fell_back
 from imagen_tui.tui.pictures import cells
 from imagen_tui.tui.pictures.widget import CellPicture
 
-# The private parts of textual-image this module leans on, each behind a guard
-# with a public fallback; a guard that had to fall back names itself here
-# (tests fail on the pinned version if one does: see tests/test_tui_images.py).
-FALLBACKS: list[str] = []
 DEFAULT_CELL_SIZE = (10, 20)  # pixels: what textual-image assumes when it cannot ask
 
 
@@ -75,8 +72,7 @@ def cell_size() -> tuple[int, int]:
         width, height = getattr(measured, "width", None), getattr(measured, "height", None)
         if isinstance(width, int) and isinstance(height, int):
             return width, height
-    if "cell size" not in FALLBACKS:
-        FALLBACKS.append("cell size")
+    fell_back("cell size")
     try:
         return int(os.environ["TEXTUAL_CELL_WIDTH"]), int(os.environ["TEXTUAL_CELL_HEIGHT"])
     except (KeyError, ValueError):
@@ -93,7 +89,7 @@ def _import_widgets() -> ModuleType | None:
         # and a terminal that never set its window size (a bare pty, some serial
         # consoles) reports 0. Give it the cell size it falls back to anyway.
         if not _pin_cell_size(*DEFAULT_CELL_SIZE):
-            FALLBACKS.append("cell size on a terminal without a window size")
+            fell_back("cell size on a terminal without a window size")
             return None
         from textual_image import widget
     return widget
