@@ -149,3 +149,36 @@ def test_enter_on_the_table_opens_the_highlighted_jobs_series(home):
 
     screen = run(scenario())
     assert screen._wanted == 3  # the series it was asked for
+
+
+def test_the_cursor_moved_by_keys_stays_in_view():
+    async def scenario():
+        app = TableApp()
+        async with app.run_test(size=(140, 12)) as pilot:
+            table = app.query_one(JobTable)
+            table.show([job(n, "pending") for n in range(1, 41)])
+            table.focus()
+            await pilot.pause()
+            await pilot.press(*["down"] * 25)
+            await pilot.pause()
+            assert table.current_job is not None and table.current_job.id == 40 - 25
+            shown = [table.render_line(y).text for y in range(1, table.size.height)]
+            assert any(line.split()[:1] == ["15"] for line in shown)
+            await pilot.press("home")
+            await pilot.pause()
+            assert table.cursor_row == 0 and round(table.scroll_y) == 0
+
+    run(scenario())
+
+
+def test_a_click_puts_the_cursor_on_that_job():
+    async def scenario():
+        app = TableApp()
+        async with app.run_test(size=(140, 12)) as pilot:
+            table = app.query_one(JobTable)
+            table.show(JOBS)
+            await pilot.pause()
+            await pilot.click(JobTable, offset=(5, 3))  # the header, then jobs 12, 11, 10
+            assert table.current_job is not None and table.current_job.id == 10
+
+    run(scenario())
