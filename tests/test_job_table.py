@@ -182,3 +182,26 @@ def test_a_click_puts_the_cursor_on_that_job():
             assert table.current_job is not None and table.current_job.id == 10
 
     run(scenario())
+
+
+def test_a_change_to_a_job_below_the_top_is_painted_when_the_table_is_scrolled():
+    async def scenario():
+        app = TableApp()
+        async with app.run_test(size=(140, 12)) as pilot:
+            table = app.query_one(JobTable)
+            table.show([job(n, "pending") for n in range(1, 41)])
+            table.focus()
+            await pilot.press(*["down"] * 25)
+            await pilot.pause()
+            assert round(table.scroll_y) > 0
+            before = app.export_screenshot()
+            widths = table.render_line(0).text
+            table.upsert([job(16, "pending", seed=1099)])  # no wider: only its line
+            assert table.render_line(0).text == widths
+            await pilot.pause()
+            after = app.export_screenshot()
+            return before, after
+
+    before, after = run(scenario())
+    assert "1099" not in before
+    assert "1099" in after
