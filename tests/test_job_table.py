@@ -205,3 +205,28 @@ def test_a_change_to_a_job_below_the_top_is_painted_when_the_table_is_scrolled()
     before, after = run(scenario())
     assert "1099" not in before
     assert "1099" in after
+
+
+def test_a_cell_whose_style_alone_changes_is_drawn_anew(monkeypatch):
+    from rich.text import Text
+
+    from imagen_tui.tui.widgets import job_table
+
+    async def scenario():
+        app = TableApp()
+        async with app.run_test(size=(140, 12)) as pilot:
+            table = app.query_one(JobTable)
+            table.show(JOBS)
+            await pilot.pause()
+            before = list(line_of(table, 11))
+            # The same text in another colour (as a status might be shown).
+            original = job_table.cells.status
+            monkeypatch.setattr(
+                job_table.cells, "status", lambda value: Text(original(value).plain, "magenta")
+            )
+            table.upsert([JOBS[1]])
+            after = list(line_of(table, 11))
+            assert [s.text for s in after] == [s.text for s in before]
+            assert after != before
+
+    run(scenario())

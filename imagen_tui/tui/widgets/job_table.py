@@ -77,6 +77,15 @@ def job_cells(row: JobRow, now: datetime) -> tuple[Text, ...]:
     )
 
 
+def _looks(row_cells: tuple[Text, ...]) -> tuple[object, ...]:
+    """Everything that decides how cells are drawn (Text's `==` compares only
+    the text and its spans, not its own style or justification)."""
+    return tuple(
+        (cell.plain, tuple(cell.spans), str(cell.style), cell.justify, cell.overflow)
+        for cell in row_cells
+    )
+
+
 def _job_id(key: int | str) -> int | None:
     try:
         return int(key)
@@ -296,7 +305,7 @@ class JobTable(ScrollView, can_focus=True):
     def _update(self, row: JobRow, row_cells: tuple[Text, ...]) -> bool:
         """Store a re-read row; True when its cells changed (its version is bumped)."""
         self._rows[row.id] = row
-        if self._cells[row.id] == row_cells:
+        if _looks(self._cells[row.id]) == _looks(row_cells):
             return False
         self._cells[row.id] = row_cells
         self._versions[row.id] = next(self._next_version)
@@ -305,7 +314,7 @@ class JobTable(ScrollView, can_focus=True):
 
     def _set(self, job_id: int, column: int, cell: Text) -> None:
         row_cells = self._cells[job_id]
-        if row_cells[column] == cell:
+        if _looks((row_cells[column],)) == _looks((cell,)):
             return  # unchanged: no redraw
         self._cells[job_id] = (*row_cells[:column], cell, *row_cells[column + 1 :])
         self._versions[job_id] = next(self._next_version)
