@@ -193,6 +193,18 @@ def test_drains_a_backlog(db_url, workbench):
     assert sql(db_url, "SELECT status, count(*) FROM imagen.jobs GROUP BY status") == [("done", 25)]
 
 
+def test_the_highest_priority_is_claimed_first_then_the_oldest(db_url, workbench):
+    low = add_job(db_url, "low", priority=-3)
+    plain = add_job(db_url, "plain")
+    urgent = add_job(db_url, "urgent", priority=5)
+    urgent_too = add_job(db_url, "urgent too", priority=5)
+    worker = make_worker(db_url, workbench, once=True)  # one slot: one job at a time
+    asyncio.run(worker.run())
+    assert worker.stats["done"] == 4
+    started = sql(db_url, "SELECT id FROM imagen.jobs ORDER BY started_at")
+    assert [job_id for (job_id,) in started] == [urgent, urgent_too, plain, low]
+
+
 def test_series_tries_land_in_one_folder_and_solo_jobs_keep_their_naming(db_url, workbench):
     ((series_id,),) = sql(
         db_url, "INSERT INTO imagen.series (prompt, count) VALUES ('a fox', 3) RETURNING id"
@@ -230,6 +242,36 @@ def test_series_tries_land_in_one_folder_and_solo_jobs_keep_their_naming(db_url,
         db_url, "SELECT series_id FROM imagen.images WHERE job_id = %s", (solo,)
     )
     assert solo_series is None
+
+
+def test_a_series_created_before_midnight_keeps_its_date_folder_after_it(db_url, workbench):
+    """Tries rendered after midnight still join the folder dated by the series'
+    creation, not one dated by their own render time."""
+    yesterday = datetime.now().astimezone() - timedelta(days=1)
+    created = yesterday.replace(hour=23, minute=59, second=0, microsecond=0)
+    ((series_id,),) = sql(
+        db_url,
+        "INSERT INTO imagen.series (prompt, count, created_at) "
+        "VALUES ('a fox', 2, %s) RETURNING id",
+        (created,),
+    )
+    sql(
+        db_url,
+        "INSERT INTO imagen.jobs (series_id, series_idx, prompt, width, height, seed) "
+        "SELECT %s, i, 'a fox', 64, 64, 100 + i FROM generate_series(1, 2) i",
+        (series_id,),
+    )
+    asyncio.run(make_worker(db_url, workbench, once=True).run())
+    rows = sql(db_url, "SELECT storage_uri FROM imagen.images ORDER BY series_idx")
+    folders = {Path(uri.removeprefix("file://")).parent for (uri,) in rows}
+    assert len(rows) == 2 and len(folders) == 1
+    (folder,) = folders
+    # output.series_naming: {date}/series-{series}_{slug}/{idx:02d}_{seed}
+    assert folder == (
+        workbench.config.output.directory
+        / created.strftime("%Y-%m-%d")
+        / f"series-{series_id}_a-fox"
+    )
 
 
 def test_notify_wakes_an_idle_worker_long_before_the_safety_poll(db_url, workbench):
