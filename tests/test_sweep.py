@@ -19,6 +19,7 @@ from imagen_tui.core.output import Written, write_image
 from imagen_tui.core.workbench import open_workbench
 from imagen_tui.db.queue import PgQueue
 from imagen_tui.jobs.worker import Worker, WorkerOptions, new_worker_id
+from tests.helpers import running_worker
 
 
 def _png() -> bytes:
@@ -140,12 +141,12 @@ def test_a_sweep_with_the_database_away_removes_nothing(home, tmp_path, caplog):
 
     async def scenario() -> None:
         worker = Worker(workbench, PgQueue(dead_url, new_worker_id()), WorkerOptions(once=True))
-        running = asyncio.create_task(worker.run())
-        async with asyncio.timeout(20):
-            while not asked():  # the sweep found a journal and asked the database
-                await asyncio.sleep(0.02)
-        worker.stop()
-        await running
+        async with running_worker(worker) as running:
+            async with asyncio.timeout(20):
+                while not asked():  # the sweep found a journal and asked the database
+                    await asyncio.sleep(0.02)
+            worker.stop()
+            await running
 
     with caplog.at_level(logging.WARNING, logger="imagen.worker"):
         asyncio.run(scenario())
@@ -197,14 +198,14 @@ def test_a_rescue_sweeps_what_the_dead_worker_left_without_waiting_for_a_restart
         worker = Worker(
             workbench, PgQueue(db_url, new_worker_id()), WorkerOptions(poll_interval=0.2)
         )
-        running = asyncio.create_task(worker.run())
-        async with asyncio.timeout(30):
-            while orphan.image.exists() or execute(
-                db_url, "SELECT status FROM imagen.jobs WHERE id = %s", (job_id,)
-            ) != [("done",)]:
-                await asyncio.sleep(0.05)
-        worker.stop()
-        await running
+        async with running_worker(worker) as running:
+            async with asyncio.timeout(30):
+                while orphan.image.exists() or execute(
+                    db_url, "SELECT status FROM imagen.jobs WHERE id = %s", (job_id,)
+                ) != [("done",)]:
+                    await asyncio.sleep(0.05)
+            worker.stop()
+            await running
 
     asyncio.run(scenario())
     ((uri,),) = execute(
