@@ -1,13 +1,14 @@
-"""Helpers shared by the tests (no test module imports another): plain SQL on a
-test database, a job's row, polling with a deadline, and an in-process worker
-that a failing test always stops."""
+"""Helpers shared by the tests (no test module imports another): plain SQL on
+a test database, a job's row, a request as PostgREST runs it, polling with a
+deadline, and an in-process worker that a failing test always stops."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +47,20 @@ def job_row(url: str, job_id: int) -> dict[str, Any]:
         row = cursor.fetchone()
     assert row is not None, f"no job {job_id}"
     return dict(zip(names, row, strict=True))
+
+
+@contextlib.contextmanager
+def acting(
+    conn: psycopg.Connection, uid: str | None, role: str = "authenticated"
+) -> Iterator[psycopg.Connection]:
+    """One request transaction as PostgREST runs it: role and claims SET LOCAL
+    (on the `api` fixture's connection, as its login role)."""
+    with conn.transaction():
+        conn.execute("SELECT set_config('role', %s, true)", (role,))
+        if uid is not None:
+            claims = json.dumps({"sub": uid, "role": role})
+            conn.execute("SELECT set_config('request.jwt.claims', %s, true)", (claims,))
+        yield conn
 
 
 def status_of(url: str, job_id: int) -> str:

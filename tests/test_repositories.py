@@ -13,17 +13,12 @@ from imagen_tui.core.spec import RequestSpec
 from imagen_tui.core.thumbnails import make_thumbnail
 from imagen_tui.db import repositories as repo
 from imagen_tui.errors import InputError
-
-
-def execute(db_url: str, query: str, params: object = None) -> list[tuple]:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
+from tests.helpers import sql
 
 
 def finish(db_url: str, job_id: int, series_id: int, idx: int, thumbnail: bytes) -> int:
     """Record job `job_id` as done with an image, as a worker would."""
-    ((image_id,),) = execute(
+    ((image_id,),) = sql(
         db_url,
         """INSERT INTO imagen.images (job_id, series_id, series_idx, seed, width, height,
                                       backend, model, mime_type, sha256, bytes, storage_uri,
@@ -33,13 +28,13 @@ def finish(db_url: str, job_id: int, series_id: int, idx: int, thumbnail: bytes)
            RETURNING id""",
         (job_id, series_id, idx, f"file:///out/{idx}.png", thumbnail),
     )
-    execute(
+    sql(
         db_url,
         """UPDATE imagen.jobs SET status = 'running', worker_id = 'w',
                   lease_expires_at = now() + interval '1 minute' WHERE id = %s""",
         (job_id,),
     )
-    execute(
+    sql(
         db_url,
         "UPDATE imagen.jobs SET status = 'done', image_id = %s, seed = 7 WHERE id = %s",
         (image_id, job_id),
@@ -57,7 +52,7 @@ def series(db_url) -> dict[str, object]:
         submitted = repo.fetch(conn, repo.submit_series(RequestSpec("a fox").checked(), 3))
     first, second, _third = submitted.job_ids
     image = finish(db_url, first, submitted.series_id, 1, thumbnail)
-    execute(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (second,))
+    sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (second,))
     return {
         "id": submitted.series_id,
         "jobs": submitted.job_ids,
