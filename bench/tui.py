@@ -270,13 +270,13 @@ class Bench:
 
     async def _grid(self, big: int, small: int, other: int) -> dict[str, float]:
         from imagen_tui.core.workbench import open_workbench
-        from imagen_tui.tui import images
         from imagen_tui.tui.app import WorkbenchApp
+        from imagen_tui.tui.pictures import protocol
         from imagen_tui.tui.screens.series import SeriesScreen
         from imagen_tui.tui.widgets.image_tile import ImageTile
 
         workbench = open_workbench(None)
-        images.configure(workbench.config)
+        protocol.configure(workbench.config)
         fresh_heap()
         app = WorkbenchApp(workbench)
         rss_before = rss_mb()

@@ -34,6 +34,11 @@ JOB_STATUSES = ("pending", "running", "done", "failed", "canceled")
 CANCELABLE_STATUSES = ("pending", "running")
 RETRYABLE_STATUSES = ("failed", "canceled")
 
+# How the TUI draws pictures (`tui.image_protocol`): `auto` is what the
+# terminal supports. The config loader checks a value against these names;
+# the TUI (imagen_tui.tui.pictures.protocol) maps them to widgets.
+IMAGE_PROTOCOLS = ("auto", "tgp", "sixel", "halfcell", "unicode")
+
 # Scheduling columns of a job (higher priority runs first).
 MIN_PRIORITY = -100
 MAX_PRIORITY = 100

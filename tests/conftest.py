@@ -7,14 +7,21 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from tests.pg import PgServer
+
+if TYPE_CHECKING:
+    from tests.processes import Workers
 
 IMAGEN = Path(sys.executable).parent / "imagen"  # the installed console script
 
@@ -32,6 +39,10 @@ def running(pid: int) -> bool:
 # Variables that would make a test read the developer's own setup.
 _LEAKY_ENV = (
     "IMAGEN_CONFIG",
+    "IMAGEN_CALLER",  # the caller identity's sources (core/ledger.py)
+    "MAI_FROM_ID",
+    "TMUX",
+    "TMUX_PANE",
     "XDG_CONFIG_HOME",
     "XDG_PICTURES_DIR",
     "XDG_DATA_HOME",
@@ -78,12 +89,12 @@ class Home:
 def halfcell_pictures() -> Iterator[None]:
     """The app draws pictures in half cells (deterministic, no escape sequences),
     as a terminal without a graphics protocol does; then as before."""
-    from imagen_tui.tui import images
+    from imagen_tui.tui.pictures import protocol
 
-    before = images.protocol()
-    images.use_protocol("halfcell")
+    before = protocol.protocol()
+    protocol.use_protocol("halfcell")
     yield
-    images.use_protocol(before)
+    protocol.use_protocol(before)
 
 
 @pytest.fixture
@@ -137,3 +148,56 @@ def restartable(pg_server: PgServer) -> Iterator[PgServer]:
             return
     except psycopg.OperationalError:
         pg_server.start_again()
+
+
+@pytest.fixture(scope="module")
+def rls_login(pg_server: PgServer) -> Iterator[str]:
+    """A login role like PostgREST's `authenticator`: no superuser, owns nothing,
+    inherits nothing, may switch to anon / authenticated / service_role.
+    Roles are cluster-wide: a unique name, dropped after the module."""
+    name = f"rls_tester_{uuid.uuid4().hex[:8]}"
+    role = sql.Identifier(name)
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOINHERIT").format(role))
+        conn.execute(sql.SQL("GRANT anon, authenticated, service_role TO {}").format(role))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
+
+
+@pytest.fixture
+def api(db_url: str, rls_login: str) -> Iterator[psycopg.Connection]:
+    """A connection as the login role (trust auth on the server's unix socket)."""
+    with psycopg.connect(make_conninfo(db_url, user=rls_login), autocommit=True) as conn:
+        flags = conn.execute(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert flags == (False, False)  # else RLS would not apply and the tests prove nothing
+        owns = conn.execute(
+            """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'imagen' AND c.relowner = current_user::regrole"""
+        ).fetchone()
+        assert owns == (0,)
+        yield conn
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+@pytest.fixture
+def workers(home: Home, tmp_path: Path) -> Iterator[Workers]:
+    """Real `imagen worker` processes; any left running are killed after the test,
+    which fails if one of them logged a traceback."""
+    from tests.processes import Workers
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    pool = Workers(home, logs)
+    try:
+        yield pool
+    finally:
+        pool.kill_leftovers()
+    crashed = [w.log() for w in pool.started if "Traceback" in w.log()]
+    assert not crashed, "a worker logged a traceback:\n" + "\n".join(crashed)

@@ -43,9 +43,9 @@ def fake_cloud() -> Iterator[str]:
 def config(base: str) -> str:
     return (
         "backends:\n"
-        "  flux:\n    type: replicate\n    token_env: TEST_REPLICATE_TOKEN\n"
+        "  flux:\n    type: replicate\n    api_token_env: TEST_REPLICATE_TOKEN\n"
         f"    base_url: {base}/replicate/v1\n"
-        "  gpt:\n    type: openai\n    model: gpt-image-2\n    token_env: TEST_OPENAI_KEY\n"
+        "  gpt:\n    type: openai\n    model: gpt-image-2\n    api_key_env: TEST_OPENAI_KEY\n"
         f"    base_url: {base}/openai/v1\n"
     )
 

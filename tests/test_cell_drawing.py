@@ -7,9 +7,9 @@ from PIL import Image
 from rich.color import Color
 from textual.app import App, ComposeResult
 
-from imagen_tui.tui import cell_drawing
-from imagen_tui.tui.cell_drawing import draw, fit
-from imagen_tui.tui.widgets.cell_picture import CellPicture
+from imagen_tui.tui.pictures import cells
+from imagen_tui.tui.pictures.cells import draw, fit
+from imagen_tui.tui.pictures.widget import CellPicture
 from tests.tui import run
 
 
@@ -48,7 +48,7 @@ def test_unicode_draws_one_shade_a_pixel_bright_to_dark(grey, shade):
     assert [line.text for line in lines] == [shade * 4, shade * 4]
 
 
-@pytest.mark.parametrize("mode", cell_drawing.MODES)
+@pytest.mark.parametrize("mode", cells.MODES)
 def test_a_picture_keeps_its_shape_within_the_box(mode):
     wide = Image.new("RGB", (256, 128), "green")
     lines = draw(wide, 20, 10, mode)
@@ -84,7 +84,7 @@ def test_the_picture_is_centred_in_its_box_and_redrawn_only_when_it_changes(monk
         drawn.append((width, height))
         return draw(picture, width, height, mode)
 
-    monkeypatch.setattr("imagen_tui.tui.widgets.cell_picture.draw", counting)
+    monkeypatch.setattr("imagen_tui.tui.pictures.widget.draw", counting)
     wide = Image.new("RGB", (40, 20), "red")  # 10 x 5 cells in a 20 x 9 box
     app = PictureApp(wide)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+import os
 import queue
 import re
 import signal
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -244,12 +247,58 @@ def test_a_date_folder_taken_by_a_file_is_named_in_the_error(home):
     for blocker in blockers:
         blocker.write_text("a file, not a folder")
     done = home.imagen("generate", "x", "--size", "64x64", "--out", str(out))
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stdout == ""
     (line,) = done.stderr.splitlines()
-    assert line in {f"imagen: output: cannot write {b}: Not a directory" for b in blockers}
+    assert line in {
+        f"imagen: --out: cannot write in {b} (Not a directory); make it writable or choose "
+        "another directory"
+        for b in blockers
+    }
     assert home.files() == blockers  # untouched, and nothing else written
     assert all(b.read_text() == "a file, not a folder" for b in blockers)
+
+
+@contextlib.contextmanager
+def unwritable(folders: list[Path]) -> Iterator[None]:
+    """`folders` refuse new files: read-only modes, or as root (who ignores modes)
+    the immutable attribute."""
+    as_root = os.geteuid() == 0
+    for folder in folders:
+        if as_root:
+            subprocess.run(["chattr", "+i", str(folder)], check=True)
+        else:
+            folder.chmod(0o555)
+    try:
+        yield
+    finally:
+        for folder in folders:
+            if as_root:
+                subprocess.run(["chattr", "-i", str(folder)], check=True)
+            else:
+                folder.chmod(0o755)
+
+
+def test_a_date_folder_that_cannot_be_written_is_named_with_exit_2(home):
+    out = home.root / "out"
+    today = datetime.date.today()
+    folders = [out / str(day) for day in (today, today + datetime.timedelta(days=1))]
+    for folder in folders:
+        folder.mkdir(parents=True)
+    with unwritable(folders):
+        done = home.imagen("generate", "x", "--size", "64x64", "--out", str(out))
+        listed = sorted(out.rglob("*"))
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    reasons = ("Permission denied", "Operation not permitted")
+    assert line in {
+        f"imagen: --out: cannot write in {folder} ({reason}); make it writable or choose "
+        "another directory"
+        for folder in folders
+        for reason in reasons
+    }
+    assert ".part" not in line
+    assert listed == folders  # nothing written, no hidden temp file left
 
 
 def imported_modules(home, *args: str) -> set[str]:
@@ -289,8 +338,7 @@ def test_bad_config_exits_2_and_names_the_file(home):
     assert done.returncode == 2
     assert done.stderr.strip() == (
         f"imagen: {home.config_path}:4: backends.r.api_token: secrets must not be written in "
-        "the config file; put the value in an environment variable and set "
-        "api_token_env: VARIABLE_NAME"
+        "the config file; remove it: a mock backend takes no secret"
     )
     assert home.files() == []
 
@@ -443,7 +491,7 @@ def test_png_carries_parameters_other_tools_read_and_full_json(home):
         "Steps: 20, Seed: 42, Size: 512x512, Model: mock-v1, Backend: mock, Style: watercolor"
     )
     sidecar = json.loads(path.with_suffix(".json").read_text())
-    assert sidecar == {**embedded, "file": path.name}
+    assert sidecar == embedded  # exactly the PNG's `imagen` JSON (README says so)
     for key in (
         "prompt", "prompt_styled", "negative_prompt", "style", "seed", "size", "steps",
         "backend", "backend_type", "model", "latency_ms", "cost_usd", "created_at",

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from tests.conftest import Home
+from tests.helpers import job_row, sql
 from tests.terminal import HOSTILE, SHOWN, raw_controls
 
 MAX_SEED = 2**63 - 1
@@ -25,23 +26,6 @@ QUEUED_ANYWAY = (
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def sql(url: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    """One statement on its own autocommit connection (as the database's owner)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def job(url: str, job_id: int) -> dict[str, Any]:
-    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cursor:
-        cursor.execute("SELECT * FROM imagen.jobs WHERE id = %s", (job_id,))
-        assert cursor.description is not None
-        names = [column.name for column in cursor.description]
-        row = cursor.fetchone()
-    assert row is not None, f"no job {job_id}"
-    return dict(zip(names, row, strict=True))
 
 
 def statuses(url: str) -> dict[int, str]:
@@ -107,7 +91,7 @@ def test_cancel_pending_jobs_prints_each_change_and_cancels_them(queue, db_url):
     ]
     assert done.stderr == ""
     assert statuses(db_url) == {first: "canceled", second: "canceled", third: "pending"}
-    assert job(db_url, first)["finished_at"] is not None
+    assert job_row(db_url, first)["finished_at"] is not None
 
 
 def test_cancel_json_prints_one_object_per_job(queue, db_url):
@@ -155,7 +139,7 @@ def test_retry_queues_failed_and_canceled_jobs_again_with_their_seed(queue, db_u
     _, [dropped] = submit(queue, "a calm sea", "--seed", "5")
     assert queue.imagen("jobs", "cancel", str(dropped)).returncode == 0
     run_worker_once(queue)
-    failed = job(db_url, stormy)
+    failed = job_row(db_url, stormy)
     assert (failed["status"], failed["attempts"]) == ("failed", 1)
     assert "fail_if_prompt_contains" in failed["error"]
 
@@ -167,7 +151,7 @@ def test_retry_queues_failed_and_canceled_jobs_again_with_their_seed(queue, db_u
         f"{dropped} pending (was canceled)",
     ]
     for job_id, seed in ((stormy, 77), (dropped, 5)):
-        row = job(db_url, job_id)
+        row = job_row(db_url, job_id)
         assert (row["status"], row["attempts"], row["seed"]) == ("pending", 0, seed)
         assert (row["error"], row["finished_at"], row["image_id"]) == (None, None, None)
 
@@ -209,7 +193,7 @@ def test_retry_is_refused_whole_on_a_pending_or_done_job(queue, db_url):
         f"imagen: ID: job {waiting} is pending; only failed or canceled jobs can be retried"
     )
     assert statuses(db_url) == before
-    assert job(db_url, stormy)["attempts"] == 1
+    assert job_row(db_url, stormy)["attempts"] == 1
 
 
 # --------------------------------------------------------------------------- series pick
@@ -427,3 +411,15 @@ def test_submit_keeps_hostile_text_and_shows_it_literally(queue, db_url):
     [detail] = json_lines(queue.imagen("series", "show", str(submitted["series_id"]), "--json"))
     assert [t["job_id"] for t in detail["tries"]] == submitted["job_ids"]
     assert detail["prompt"] == HOSTILE
+
+
+def test_series_without_an_action_lists_series_as_jobs_does(queue, hostile_series):
+    series_id = hostile_series[0]
+    listed = queue.imagen("series", "list")
+    assert listed.returncode == 0, listed.stderr
+    bare = queue.imagen("series")
+    assert (bare.returncode, bare.stdout, bare.stderr) == (0, listed.stdout, listed.stderr)
+    assert any(line.startswith(f"{series_id} ") for line in bare.stdout.splitlines())
+    assert queue.imagen("series", "--limit", "1", "--json").stdout == (
+        queue.imagen("series", "list", "--limit", "1", "--json").stdout
+    )

@@ -218,8 +218,9 @@ def test_missing_model_files_name_the_file_the_folder_and_what_is_there(fake):
 def test_with_every_flux_file_installed_it_validates_and_the_probe_says_so(fake):
     fake.installed = FLUX_FILES
     assert run(once(backend(fake))).image == PNG
-    details = registry.details(block(fake.url))
-    assert "models: all 4 installed" in details and not any("missing" in d for d in details)
+    probed = registry.details(block(fake.url))
+    assert "models: all 4 installed" in probed.lines
+    assert not any("missing" in line for line in probed.lines) and probed.problem is None
 
 
 def test_the_recorded_400_for_a_flux_graph_without_models_reads_as_one_line():
@@ -620,6 +621,10 @@ def test_imagen_backends_shows_reachability_version_gpu_and_each_missing_file(fa
         line.split()[0]: line.split() for line in done.stdout.splitlines()[1:] if line[0] != " "
     }
     assert rows["flux"][2] == "flux-schnell" and rows["mine"][2] == "mine"
+    # the status column: what the probe found, not `ok`
+    assert rows["flux"][-2:] == ["missing", "models"]
+    assert rows["gone"][-1] == "unreachable"
+    assert rows["mock"][-1] == "ok"
     assert blocks["mine"][1] == "ignores: prompt, negative, seed, steps (no place in the workflow)"
     assert blocks["gone"][-1].startswith(f"unreachable: {down} (ConnectError")
     assert blocks["mock"] == []

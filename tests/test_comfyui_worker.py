@@ -13,7 +13,16 @@ import pytest
 
 from imagen_tui.core.workbench import Workbench, open_workbench
 from tests.comfyui_fake import FakeComfy
-from tests.test_worker import add_job, files_in, job_row, make_worker, sql, status_is, wait_for
+from tests.helpers import (
+    add_job,
+    files_in,
+    job_row,
+    make_worker,
+    running_worker,
+    sql,
+    status_is,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -80,16 +89,16 @@ def test_out_of_memory_is_retried_after_a_backoff_then_succeeds(db_url, workbenc
 
     async def scenario() -> None:
         worker = make_worker(db_url, workbench, poll_interval=600)
-        running = asyncio.create_task(worker.run())
+        async with running_worker(worker) as running:
 
-        def done() -> bool:
-            job = job_row(db_url, job_id)
-            errors.append(job["error"])
-            return job["status"] == "done"
+            def done() -> bool:
+                job = job_row(db_url, job_id)
+                errors.append(job["error"])
+                return job["status"] == "done"
 
-        await wait_for(done, what="the retried job")
-        worker.stop()
-        await running
+            await wait_for(done, what="the retried job")
+            worker.stop()
+            await running
 
     asyncio.run(scenario())
     assert job_row(db_url, job_id)["attempts"] == 2
@@ -110,27 +119,27 @@ def test_cancel_by_sql_removes_the_prompt_from_comfyui_within_a_second(
 
     async def scenario() -> float:
         worker = make_worker(db_url, workbench, lease_s=3600, poll_interval=0.2)
-        running = asyncio.create_task(worker.run())
-        await asyncio.to_thread(fake.wait_for, lambda: bool(fake.called("POST", "/prompt")))
-        prompt_id = fake.called("POST", "/prompt")[0]["prompt_id"]
-        if where == "running":
-            await asyncio.to_thread(fake.wait_for, lambda: fake.running_id == prompt_id)
-        else:
-            await asyncio.to_thread(fake.wait_for, lambda: prompt_id in fake.pending_ids)
-        started = time.monotonic()
-        sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (job_id,))
-        await asyncio.to_thread(
-            fake.wait_for,
-            lambda: prompt_id not in fake.pending_ids and fake.running_id != prompt_id,
-            5,
-            "the prompt to leave ComfyUI",
-        )
-        elapsed = time.monotonic() - started
-        await wait_for(lambda: worker.stats["dropped"] == 1, what="the worker to drop the job")
-        worker.stop()
-        await running
-        assert worker.stats == {"dropped": 1}
-        return elapsed
+        async with running_worker(worker) as running:
+            await asyncio.to_thread(fake.wait_for, lambda: bool(fake.called("POST", "/prompt")))
+            prompt_id = fake.called("POST", "/prompt")[0]["prompt_id"]
+            if where == "running":
+                await asyncio.to_thread(fake.wait_for, lambda: fake.running_id == prompt_id)
+            else:
+                await asyncio.to_thread(fake.wait_for, lambda: prompt_id in fake.pending_ids)
+            started = time.monotonic()
+            sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (job_id,))
+            await asyncio.to_thread(
+                fake.wait_for,
+                lambda: prompt_id not in fake.pending_ids and fake.running_id != prompt_id,
+                5,
+                "the prompt to leave ComfyUI",
+            )
+            elapsed = time.monotonic() - started
+            await wait_for(lambda: worker.stats["dropped"] == 1, what="the worker to drop the job")
+            worker.stop()
+            await running
+            assert worker.stats == {"dropped": 1}
+            return elapsed
 
     elapsed = asyncio.run(scenario())
     assert elapsed < 1.0

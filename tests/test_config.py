@@ -115,11 +115,25 @@ def test_default_backend_must_name_an_instance(home):
 
 
 @pytest.mark.parametrize("key", ["api_token", "api_key", "token", "password", "service_key"])
-def test_inline_secret_is_refused_without_echoing_it(home, key):
-    message = error_of(home, f"backends:\n  r:\n    type: mock\n    {key}: s3cr3t-value\n")
-    assert message.startswith(f"{home.config_path}:4: backends.r.{key}: secrets must not be")
-    assert f"set {key}_env: VARIABLE_NAME" in message
-    assert "s3cr3t-value" not in message
+@pytest.mark.parametrize(
+    ("kind", "fix"),
+    [
+        ("mock", "remove it: a mock backend takes no secret"),
+        ("comfyui", "put the value in an environment variable and set auth_env: VARIABLE_NAME"),
+        (
+            "replicate",
+            "put the value in an environment variable and set api_token_env: VARIABLE_NAME",
+        ),
+        ("openai", "put the value in an environment variable and set api_key_env: VARIABLE_NAME"),
+    ],
+)
+def test_inline_secret_is_refused_without_echoing_it(home, key, kind, fix):
+    """The fix names the key this backend's type takes, never one it would reject."""
+    message = error_of(home, f"backends:\n  r:\n    type: {kind}\n    {key}: s3cr3t-value\n")
+    assert message == (
+        f"{home.config_path}:4: backends.r.{key}: secrets must not be written in the "
+        f"config file; {fix}"
+    )
 
 
 def test_secret_anywhere_in_the_file_is_refused(home):
@@ -314,10 +328,10 @@ def test_url_env_that_is_no_variable_name_is_not_echoed(home, value):
 )
 @pytest.mark.parametrize("key", ["password", "api_token", "service_key"])
 def test_inline_secret_of_any_type_is_refused_without_echoing_it(home, key, value, shown):
-    message = error_of(home, f"backends:\n  r:\n    type: mock\n    {key}: {value}\n")
+    message = error_of(home, f"backends:\n  r:\n    type: replicate\n    {key}: {value}\n")
     assert message == (
         f"{home.config_path}:4: backends.r.{key}: secrets must not be written in the config "
-        f"file; put the value in an environment variable and set {key}_env: VARIABLE_NAME"
+        "file; put the value in an environment variable and set api_token_env: VARIABLE_NAME"
     )
     if shown:
         assert shown not in message
@@ -330,3 +344,86 @@ def test_inline_secret_inside_a_list_is_refused_without_echoing_it(home):
         f"{home.config_path}:4: styles.mine.token: secrets must not be written in the config "
         "file; remove it and keep the secret in an environment variable"
     )
+
+
+ORIGINAL_NAMES = {"replicate": "api_token_env", "openai": "api_key_env"}
+
+
+@pytest.mark.parametrize("kind", sorted(ORIGINAL_NAMES))
+def test_the_original_imagen_key_names_credentials_and_token_env_is_an_alias(home, kind):
+    """The original ImaGen's `api_token_env`/`api_key_env` work as written there;
+    `token_env` (this project's first name) is accepted too, never both at once."""
+    original = ORIGINAL_NAMES[kind]
+    block = f"backends:\n  c:\n    type: {kind}\n    model: some/model\n"
+    for key in (original, "token_env"):
+        home.write_config(block + f"    {key}: MY_CLOUD_KEY\n")
+        workbench = open_workbench(home.config_path)
+        assert registry.missing_env(workbench.backend_blocks["c"]) == ["MY_CLOUD_KEY"]
+        backend = workbench.backend("c")
+        assert backend.http.token_env == "MY_CLOUD_KEY"  # type: ignore[attr-defined]  # a cloud one
+    message = error_of(home, block + f"    {original}: A_KEY\n    token_env: B_KEY\n")
+    assert message == (
+        f"{home.config_path}:6: backends.c.token_env: the same setting as {original} "
+        "(another name for it); keep one of the two"
+    )
+    message = error_of(home, block + "    token_env: not a name\n")
+    assert message.startswith(f"{home.config_path}:5: backends.c.token_env: not an environment")
+
+
+@pytest.mark.parametrize("kind", sorted(ORIGINAL_NAMES))
+def test_the_default_credential_key_is_the_original_name(home, kind):
+    home.write_config(f"backends:\n  c:\n    type: {kind}\n    model: some/model\n")
+    block = open_workbench(home.config_path).backend_blocks["c"]
+    assert ORIGINAL_NAMES[kind] in block and "token_env" not in block
+    message = error_of(home, f"backends:\n  c:\n    type: {kind}\n    colour: red\n")
+    known = message.split("known keys: ")[1].split(", ")
+    assert ORIGINAL_NAMES[kind] in known and "token_env" not in known
+
+
+def test_config_show_names_the_credential_key_as_the_file_writes_it(home):
+    home.write_config(
+        "backends:\n  old:\n    type: replicate\n    token_env: OLD_TOKEN\n"
+        "  new:\n    type: openai\n    model: gpt-image-2\n"
+    )
+    done = home.imagen("config", "show")
+    assert done.returncode == 0, done.stderr
+    lines = [" ".join(line.split()) for line in done.stdout.splitlines()]
+    assert f"backends.old.token_env = OLD_TOKEN # {home.config_path}:4" in lines
+    assert not any(line.startswith("backends.old.api_token_env") for line in lines)
+    assert "backends.new.api_key_env = OPENAI_API_KEY # default of type openai" in lines
+
+
+def test_sample_config_names_credentials_as_the_original_imagen():
+    assert "#   api_token_env: REPLICATE_API_TOKEN" in SAMPLE_CONFIG
+    assert "#   api_key_env: OPENAI_API_KEY" in SAMPLE_CONFIG
+    assert "token_env" not in SAMPLE_CONFIG.replace("api_token_env", "")
+
+
+def test_a_config_path_naming_a_directory_is_one_line_and_exit_2(home, tmp_path):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    for args, origin in (
+        (["generate", "x"], "$IMAGEN_CONFIG"),
+        (["--config", str(folder), "generate", "x"], "--config"),
+    ):
+        home.env["IMAGEN_CONFIG"] = str(folder)
+        done = home.imagen(*args)
+        assert done.returncode == 2
+        assert done.stderr == (
+            f"imagen: {folder}: {origin} names a directory; name the config file, "
+            f"e.g. {folder / 'imagen.yaml'}\n"
+        )
+        assert home.files() == []
+    home.env.pop("IMAGEN_CONFIG")
+    home.config_path.mkdir(parents=True)  # the default path, a directory
+    done = home.imagen("generate", "x")
+    assert done.returncode == 2 and "Errno" not in done.stderr
+    assert done.stderr.startswith(f"imagen: {home.config_path}: the default path names a directory")
+
+
+def test_an_unreadable_config_file_says_why_without_errno(home, tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.symlink_to(path)  # a loop: reading fails with ELOOP, whoever runs the test
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: cannot read the file (Too many levels of symbolic links)"

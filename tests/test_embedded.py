@@ -24,7 +24,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,21 +36,13 @@ import pytest
 
 from imagen_tui.db import embedded
 from tests.conftest import IMAGEN, Home
+from tests.helpers import wait_until
 
 T = TypeVar("T")
 
 IS_ROOT = os.geteuid() == 0
 root_only = pytest.mark.skipif(not IS_ROOT, reason="what ImaGen does when run as root")
 MAX_SOCKET_PATH = 107  # Linux: sun_path is 108 bytes with its NUL
-
-
-def wait_until(predicate: Callable[[], T], what: str, timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
-    return value
 
 
 def mode(path: Path) -> int:

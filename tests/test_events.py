@@ -7,17 +7,11 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from imagen_tui.core.events import Connected, Disconnected, JobEvent
 from imagen_tui.db.events import job_events
-
-
-def execute(db_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
+from tests.helpers import sql
 
 
 async def next_item(stream: AsyncIterator[object], timeout: float = 30) -> object:
@@ -31,14 +25,14 @@ def test_events_arrive_typed_and_malformed_payloads_are_skipped(db_url):
         assert isinstance(stream, AsyncGenerator)  # it can be closed
         assert await next_item(stream) == Connected(first=True)
         ((job_id,),) = await asyncio.to_thread(
-            execute, db_url, "INSERT INTO imagen.jobs (prompt) VALUES ('x') RETURNING id"
+            sql, db_url, "INSERT INTO imagen.jobs (prompt) VALUES ('x') RETURNING id"
         )
         for forged in ("not json", "[1, 2]", '{"status": "done"}', '{"id": "7", "status": "x"}'):
             await asyncio.to_thread(
-                execute, db_url, "SELECT pg_notify('imagen_job_events', %s)", (forged,)
+                sql, db_url, "SELECT pg_notify('imagen_job_events', %s)", (forged,)
             )
         await asyncio.to_thread(
-            execute,
+            sql,
             db_url,
             "UPDATE imagen.jobs SET progress = 0.25 WHERE id = %s",
             (job_id,),
@@ -62,7 +56,7 @@ def test_a_dropped_connection_is_reported_then_reconnected_for_a_reload(db_url, 
         await asyncio.to_thread(restartable.start_again)
         seen.append(await next_item(stream, timeout=60))  # back: reload what you show
         ((job_id,),) = await asyncio.to_thread(
-            execute, db_url, "INSERT INTO imagen.jobs (prompt) VALUES ('after') RETURNING id"
+            sql, db_url, "INSERT INTO imagen.jobs (prompt) VALUES ('after') RETURNING id"
         )
         seen.append(await next_item(stream))
         await stream.aclose()

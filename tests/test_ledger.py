@@ -27,15 +27,10 @@ from imagen_tui.db.repositories import fetch, usage_totals
 from imagen_tui.jobs.worker import Worker, WorkerOptions, new_worker_id
 from imagen_tui.text import json_text
 from tests.conftest import Home
+from tests.helpers import sql
 
 PROMPT = "a secret lighthouse recipe"
 PROMPT_SHA = hashlib.sha256(PROMPT.encode()).hexdigest()
-
-
-def sql(db_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 def usage_dump(db_url: str) -> str:

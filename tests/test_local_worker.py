@@ -18,11 +18,9 @@ import pytest
 from imagen_tui import services
 from imagen_tui.core.workbench import open_workbench
 from imagen_tui.errors import DatabaseError
-from tests import test_worker_processes
 from tests.conftest import Home, running
-from tests.test_worker_processes import insert_jobs, query, scalar, status_of, wait_until
-
-workers = test_worker_processes.workers  # a fixture: external workers, killed after the test
+from tests.helpers import scalar, sql, status_of
+from tests.processes import insert_jobs, wait_until
 
 
 @pytest.fixture
@@ -77,7 +75,7 @@ def test_started_when_none_is_online_and_stopped_cleanly(home, queue, started):
 
     assert local.stop(timeout=30) == 0
     assert not local.alive()
-    assert query(queue, "SELECT id FROM imagen.workers") == []
+    assert sql(queue, "SELECT id FROM imagen.workers") == []
     assert "worker stopped: 1 done" in local.log_path.read_text()
     assert local.stop() == 0  # again: nothing to do
 
@@ -95,7 +93,7 @@ def test_not_started_with_no_worker_or_tui_worker_never(home, queue):
     assert services.ensure_worker(open_workbench(path), path, no_worker=True) is None
     never = config(home, "tui:\n  worker: never\n")
     assert services.ensure_worker(open_workbench(never), never) is None
-    assert query(queue, "SELECT id FROM imagen.workers") == []
+    assert sql(queue, "SELECT id FROM imagen.workers") == []
 
 
 def test_a_child_that_dies_is_a_one_line_error_quoting_its_log(home, queue):
@@ -121,7 +119,7 @@ def test_stop_kills_a_worker_that_does_not_finish_in_time(home, queue, started):
     assert local.stop(timeout=1) == -signal.SIGKILL
     assert not local.alive()
     # Killed, it could not withdraw: its row stays, and goes stale with its lease.
-    assert query(queue, "SELECT pid FROM imagen.workers") == [(local.pid,)]
+    assert sql(queue, "SELECT pid FROM imagen.workers") == [(local.pid,)]
 
 
 def test_abort_while_waiting_stops_the_child(home, queue):
@@ -197,7 +195,7 @@ def test_the_worker_stops_by_itself_when_the_app_is_killed(home, queue):
         app.wait(10)
         # The child saw its lifeline close and stopped as on SIGTERM: row withdrawn.
         wait_until(
-            lambda: not query(queue, "SELECT 1 FROM imagen.workers WHERE pid = %s", (child_pid,)),
+            lambda: not sql(queue, "SELECT 1 FROM imagen.workers WHERE pid = %s", (child_pid,)),
             "the orphaned worker to stop",
         )
         # Its row goes first, its last log line after: wait for the process to end.

@@ -11,7 +11,7 @@ from imagen_tui.core import pipeline
 from imagen_tui.core.pipeline import plan, run
 from imagen_tui.core.spec import RequestSpec
 from imagen_tui.core.workbench import open_workbench
-from imagen_tui.errors import GenerationError
+from imagen_tui.errors import GenerationError, InputError
 
 
 @pytest.fixture
@@ -64,3 +64,25 @@ def test_a_finished_run_keeps_image_and_sidecar(planned):
     assert outcome.path.is_file() and outcome.written.sidecar is not None
     assert outcome.written.sidecar.is_file()
     assert outcome.thumbnail and outcome.thumbnail[:2] == b"\xff\xd8"  # a JPEG
+
+
+def test_options_a_backend_does_not_understand_are_refused_when_planned(home):
+    """Mock and ComfyUI use no request options: a job asking for some is refused at
+    submit (generate and submit plan first), naming the keys, never silently ignored."""
+    workbench = open_workbench()
+    spec = RequestSpec("a red fox", width=64, height=64, options={"cfg": 3.5, "sampler": "x"})
+    with pytest.raises(InputError) as caught:
+        plan(workbench, spec)
+    assert (caught.value.field, caught.value.message) == (
+        "options",
+        "cfg, sampler: not an option a mock backend understands; it takes none",
+    )
+    assert plan(workbench, RequestSpec("a red fox", options={})).request.options == {}
+
+
+def test_cloud_backends_pass_their_options_through_to_the_api(home, monkeypatch):
+    home.write_config("backends:\n  flux:\n    type: replicate\n    api_token_env: SOME_TOKEN\n")
+    monkeypatch.setenv("SOME_TOKEN", "r8_x")
+    workbench = open_workbench(home.config_path)
+    spec = RequestSpec("a fox", backend="flux", options={"go_fast": False})
+    assert plan(workbench, spec).request.options == {"go_fast": False}

@@ -17,15 +17,9 @@ from psycopg import errors
 
 from imagen_tui import services
 from imagen_tui.core.workbench import open_workbench
-from tests import test_schema, test_worker_processes
 from tests.conftest import Home
-from tests.test_schema import acting
-from tests.test_worker_processes import insert_jobs, query, scalar, wait_until, write_config
-
-# Fixtures of other modules, used here under their own names.
-api = test_schema.api
-rls_login = test_schema.rls_login
-workers = test_worker_processes.workers
+from tests.helpers import acting, scalar, sql
+from tests.processes import insert_jobs, wait_until, write_config
 
 
 @pytest.fixture
@@ -101,7 +95,7 @@ def test_a_once_worker_leaves_no_row(queue, workers):
     insert_jobs(queue, 2)
     worker = workers.start(queue, "--once")
     assert worker.wait(120) == 0, worker.log()
-    assert query(queue, "SELECT id FROM imagen.workers") == []
+    assert sql(queue, "SELECT id FROM imagen.workers") == []
 
 
 def test_a_killed_worker_goes_stale_and_a_later_start_prunes_it(home, queue, workers):
@@ -121,7 +115,7 @@ def test_a_killed_worker_goes_stale_and_a_later_start_prunes_it(home, queue, wor
     assert "workers: none online, 1 stale (see `imagen workers`)" in status.stdout
 
     # An hour later, the next worker to start removes it.
-    query(queue, "UPDATE imagen.workers SET last_seen = last_seen - interval '2 hours'")
+    sql(queue, "UPDATE imagen.workers SET last_seen = last_seen - interval '2 hours'")
     fresh = workers.start(queue, "--lease", "1", "--poll-interval", "0.5")
     wait_until(lambda: presence(fresh.pid), "the new worker's row", workers=[fresh])
     wait_until(lambda: presence(killed.pid) is None, "the stale row to be pruned")

@@ -140,6 +140,28 @@ def test_pinned_version_uses_the_generic_endpoint():
     assert result.cost_usd is None  # not in the price table
 
 
+def test_a_pinned_version_of_a_known_model_keeps_its_price_steps_and_timeout():
+    """`owner/name:version` of a model in the table is still that model: only the
+    endpoint changes, never the step limits, the timeout or the price."""
+    server = happy(Server().on("POST /v1/predictions", reply(201, prediction("succeeded"))))
+    b = backend(server, model=f"{SCHNELL}:{VERSION}")
+    assert b.timeout_s == 60.0  # schnell's, not the unknown model's 120
+    result = generate(b, Request("a red fox", width=1920, height=1080, seed=7, steps=20))
+    [create] = server.calls("POST /v1/predictions")
+    assert create.json["version"] == VERSION
+    assert create.json["input"] == {  # a known model's full input
+        "prompt": "a red fox",
+        "aspect_ratio": "16:9",
+        "num_inference_steps": 4,  # schnell takes 1..4 steps
+        "seed": 7,
+        "output_format": "png",
+        "num_outputs": 1,
+    }
+    assert create.headers["cancel-after"] == "60s"
+    assert result.steps == 4
+    assert result.cost_usd == Decimal("0.003")  # schnell's price
+
+
 def test_unknown_model_may_take_width_and_height():
     server = happy(Server().on("POST /v1/predictions", reply(201, prediction("succeeded"))))
     b = backend(server, model=f"someone/sdxl-ish:{VERSION}", size_input="width_height")

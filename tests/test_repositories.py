@@ -3,9 +3,7 @@ does (sync): the same results either way, typed rows, and all-or-nothing writes.
 
 from __future__ import annotations
 
-import asyncio
 import io
-from typing import Any
 
 import psycopg
 import pytest
@@ -15,17 +13,12 @@ from imagen_tui.core.spec import RequestSpec
 from imagen_tui.core.thumbnails import make_thumbnail
 from imagen_tui.db import repositories as repo
 from imagen_tui.errors import InputError
-
-
-def execute(db_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
+from tests.helpers import sql
 
 
 def finish(db_url: str, job_id: int, series_id: int, idx: int, thumbnail: bytes) -> int:
     """Record job `job_id` as done with an image, as a worker would."""
-    ((image_id,),) = execute(
+    ((image_id,),) = sql(
         db_url,
         """INSERT INTO imagen.images (job_id, series_id, series_idx, seed, width, height,
                                       backend, model, mime_type, sha256, bytes, storage_uri,
@@ -35,13 +28,13 @@ def finish(db_url: str, job_id: int, series_id: int, idx: int, thumbnail: bytes)
            RETURNING id""",
         (job_id, series_id, idx, f"file:///out/{idx}.png", thumbnail),
     )
-    execute(
+    sql(
         db_url,
         """UPDATE imagen.jobs SET status = 'running', worker_id = 'w',
                   lease_expires_at = now() + interval '1 minute' WHERE id = %s""",
         (job_id,),
     )
-    execute(
+    sql(
         db_url,
         "UPDATE imagen.jobs SET status = 'done', image_id = %s, seed = 7 WHERE id = %s",
         (image_id, job_id),
@@ -59,7 +52,7 @@ def series(db_url) -> dict[str, object]:
         submitted = repo.fetch(conn, repo.submit_series(RequestSpec("a fox").checked(), 3))
     first, second, _third = submitted.job_ids
     image = finish(db_url, first, submitted.series_id, 1, thumbnail)
-    execute(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (second,))
+    sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (second,))
     return {
         "id": submitted.series_id,
         "jobs": submitted.job_ids,
@@ -68,20 +61,13 @@ def series(db_url) -> dict[str, object]:
     }
 
 
-def test_the_async_runner_reads_what_a_live_view_needs(db_url, series):
-    async def scenario() -> tuple:
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-            return (
-                await repo.afetch(conn, repo.jobs_page(limit=10)),
-                await repo.afetch(conn, repo.jobs_by_id([series["jobs"][0]])),
-                await repo.afetch(conn, repo.series_detail(series["id"])),
-                await repo.afetch(conn, repo.series_images(series["id"])),
-                await repo.afetch(conn, repo.pick_winner(series["id"], 1)),
-            )
-
-    page, one, detail, images, picked = asyncio.run(scenario())
+def test_the_queries_read_what_a_live_view_needs(db_url, series):
     with psycopg.connect(db_url, autocommit=True) as conn:
-        assert repo.fetch(conn, repo.jobs_page(limit=10)) == page  # same rows, sync or async
+        page = repo.fetch(conn, repo.jobs_page(limit=10))
+        one = repo.fetch(conn, repo.jobs_by_id([series["jobs"][0]]))
+        detail = repo.fetch(conn, repo.series_detail(series["id"]))
+        images = repo.fetch(conn, repo.series_images(series["id"]))
+        picked = repo.fetch(conn, repo.pick_winner(series["id"], 1))
     assert [job.id for job in page] == sorted(series["jobs"], reverse=True)  # newest first
     assert [(job.status, job.image_id) for job in one] == [("done", series["image"])]
     assert [(t.idx, t.status) for t in detail.tries] == [
@@ -91,6 +77,7 @@ def test_the_async_runner_reads_what_a_live_view_needs(db_url, series):
     ]
     (image,) = images
     assert image.thumbnail == series["thumb"]  # a grid needs nothing but the database
+    assert image.thumbnail is not None
     with Image.open(io.BytesIO(image.thumbnail)) as preview:
         assert preview.format == "JPEG"
     assert picked == series["image"]

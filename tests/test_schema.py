@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import errors, sql
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
+
+from tests.helpers import acting
 
 # --------------------------------------------------------------------------- helpers
 
@@ -353,52 +353,6 @@ def test_canceling_a_running_job_tells_its_worker_and_nothing_else_does(admin, l
 RLS_VIOLATION = "new row violates row-level security policy"
 ALICE = str(uuid.uuid4())
 BOB = str(uuid.uuid4())
-
-
-@pytest.fixture(scope="module")
-def rls_login(pg_server) -> Iterator[str]:
-    """A login role like PostgREST's `authenticator`: no superuser, owns nothing,
-    inherits nothing, may switch to anon / authenticated / service_role.
-    Roles are cluster-wide: a unique name, dropped after this module."""
-    name = f"rls_tester_{uuid.uuid4().hex[:8]}"
-    role = sql.Identifier(name)
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOINHERIT").format(role))
-        conn.execute(sql.SQL("GRANT anon, authenticated, service_role TO {}").format(role))
-    try:
-        yield name
-    finally:
-        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
-
-
-@pytest.fixture
-def api(db_url: str, rls_login: str) -> Iterator[psycopg.Connection]:
-    """A connection as the login role (trust auth on the server's unix socket)."""
-    with psycopg.connect(make_conninfo(db_url, user=rls_login), autocommit=True) as conn:
-        flags = conn.execute(
-            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
-        ).fetchone()
-        assert flags == (False, False)  # else RLS would not apply and the tests prove nothing
-        owns = conn.execute(
-            """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = 'imagen' AND c.relowner = current_user::regrole"""
-        ).fetchone()
-        assert owns == (0,)
-        yield conn
-
-
-@contextmanager
-def acting(
-    conn: psycopg.Connection, uid: str | None, role: str = "authenticated"
-) -> Iterator[psycopg.Connection]:
-    """One request transaction as PostgREST runs it: role and claims SET LOCAL."""
-    with conn.transaction():
-        conn.execute("SELECT set_config('role', %s, true)", (role,))
-        if uid is not None:
-            claims = json.dumps({"sub": uid, "role": role})
-            conn.execute("SELECT set_config('request.jwt.claims', %s, true)", (claims,))
-        yield conn
 
 
 def one(conn: psycopg.Connection, query: str | sql.Composed, params: Any = None) -> Any:

@@ -17,8 +17,8 @@ from imagen_tui import services
 from imagen_tui.core.spec import RequestSpec
 from imagen_tui.core.workbench import open_workbench
 from imagen_tui.errors import DatabaseError
+from tests.helpers import sql
 from tests.proxy import pg_proxy
-from tests.tui import sql
 
 READS: dict[str, Callable[[services.Session, int, list[int]], Any]] = {
     "jobs": lambda session, series, jobs: session.jobs(),

@@ -9,7 +9,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import httpx
 import psycopg
@@ -25,6 +25,7 @@ from imagen_tui.storage import LocalStorage, Upload, check_storage_block
 from imagen_tui.storage.supabase import SupabaseStorage
 from tests.cloudfakes import Clock, JsonHandler, Server, png, reply, serving
 from tests.conftest import Home
+from tests.helpers import sql
 
 KEY = "sb_secret_N3wStyleS3cretKeyValue"
 JWT_KEY = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJl"
@@ -196,12 +197,6 @@ def fake_supabase() -> Iterator[str]:
     FakeSupabase.objects, FakeSupabase.keys = {}, []
     with serving(FakeSupabase) as base:
         yield base
-
-
-def sql(db_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 def supabase_workbench(home: Home, url: str) -> Workbench:

@@ -10,9 +10,7 @@ import os
 import time
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import Any
 
-import psycopg
 import pytest
 from PIL import Image
 
@@ -20,6 +18,7 @@ from imagen_tui.core.output import Written, write_image
 from imagen_tui.core.workbench import open_workbench
 from imagen_tui.db.queue import PgQueue
 from imagen_tui.jobs.worker import Worker, WorkerOptions, new_worker_id
+from tests.helpers import running_worker, sql
 
 
 def _png() -> bytes:
@@ -31,22 +30,16 @@ def _png() -> bytes:
 PNG = _png()
 
 
-def execute(db_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
-
-
 def add_job(db_url: str, status: str, lease: str, *, live: bool = False) -> int:
     expires = "now() + interval '1 hour'" if live else "now() - interval '1 minute'"
-    ((job_id,),) = execute(
+    ((job_id,),) = sql(
         db_url,
         f"""INSERT INTO imagen.jobs (prompt, status, worker_id, lease_id, lease_expires_at)
             VALUES ('x', 'running', 'w', %s, {expires}) RETURNING id""",
         (lease,),
     )
     if status != "running":
-        execute(db_url, "UPDATE imagen.jobs SET status = %s WHERE id = %s", (status, job_id))
+        sql(db_url, "UPDATE imagen.jobs SET status = %s WHERE id = %s", (status, job_id))
     return int(job_id)
 
 
@@ -75,14 +68,14 @@ def test_the_sweep_removes_leftovers_of_killed_runs_and_keeps_recorded_images(db
     lease_b = str(uuid.uuid4())
     job_b = add_job(db_url, "running", lease_b)
     recorded = render(out, "recorded", f"{job_b}-{lease_b}")
-    ((image_b,),) = execute(
+    ((image_b,),) = sql(
         db_url,
         """INSERT INTO imagen.images (job_id, seed, width, height, backend, model, mime_type,
                                       sha256, bytes, storage_uri)
            VALUES (%s, 1, 1, 1, 'mock', 'm', 'image/png', 'x', 1, %s) RETURNING id""",
         (job_b, recorded.image.as_uri()),
     )
-    execute(
+    sql(
         db_url, "UPDATE imagen.jobs SET status = 'done', image_id = %s WHERE id = %s",
         (image_b, job_b),
     )  # fmt: skip
@@ -142,12 +135,12 @@ def test_a_sweep_with_the_database_away_removes_nothing(home, tmp_path, caplog):
 
     async def scenario() -> None:
         worker = Worker(workbench, PgQueue(dead_url, new_worker_id()), WorkerOptions(once=True))
-        running = asyncio.create_task(worker.run())
-        async with asyncio.timeout(20):
-            while not asked():  # the sweep found a journal and asked the database
-                await asyncio.sleep(0.02)
-        worker.stop()
-        await running
+        async with running_worker(worker) as running:
+            async with asyncio.timeout(20):
+                while not asked():  # the sweep found a journal and asked the database
+                    await asyncio.sleep(0.02)
+            worker.stop()
+            await running
 
     with caplog.at_level(logging.WARNING, logger="imagen.worker"):
         asyncio.run(scenario())
@@ -162,14 +155,14 @@ def test_a_journal_of_a_rescued_job_is_an_orphan_whatever_the_job_does_next(db_u
     job_id = add_job(db_url, "running", old_lease)
     orphan = render(out, "first-attempt", f"{job_id}-{old_lease}")
     # Rescued: a new lease, or no lease at all.
-    execute(
+    sql(
         db_url,
         "UPDATE imagen.jobs SET status = %s, lease_id = NULL, worker_id = NULL, "
         "lease_expires_at = NULL WHERE id = %s",
         (status, job_id),
     )
     if status == "pending":
-        execute(
+        sql(
             db_url,
             "UPDATE imagen.jobs SET run_at = now() + interval '1 hour' WHERE id = %s",
             (job_id,),
@@ -185,7 +178,7 @@ def test_a_rescue_sweeps_what_the_dead_worker_left_without_waiting_for_a_restart
     out = home.root / "out"
     workbench = open_workbench(home.write_config(f"output:\n  directory: {out}\n"))
     lease = str(uuid.uuid4())
-    ((job_id,),) = execute(
+    ((job_id,),) = sql(
         db_url,
         """INSERT INTO imagen.jobs (prompt, width, height, status, worker_id, lease_id,
                                     lease_expires_at, attempts)
@@ -199,18 +192,16 @@ def test_a_rescue_sweeps_what_the_dead_worker_left_without_waiting_for_a_restart
         worker = Worker(
             workbench, PgQueue(db_url, new_worker_id()), WorkerOptions(poll_interval=0.2)
         )
-        running = asyncio.create_task(worker.run())
-        async with asyncio.timeout(30):
-            while orphan.image.exists() or execute(
-                db_url, "SELECT status FROM imagen.jobs WHERE id = %s", (job_id,)
-            ) != [("done",)]:
-                await asyncio.sleep(0.05)
-        worker.stop()
-        await running
+        async with running_worker(worker) as running:
+            async with asyncio.timeout(30):
+                while orphan.image.exists() or sql(
+                    db_url, "SELECT status FROM imagen.jobs WHERE id = %s", (job_id,)
+                ) != [("done",)]:
+                    await asyncio.sleep(0.05)
+            worker.stop()
+            await running
 
     asyncio.run(scenario())
-    ((uri,),) = execute(
-        db_url, "SELECT storage_uri FROM imagen.images WHERE job_id = %s", (job_id,)
-    )
+    ((uri,),) = sql(db_url, "SELECT storage_uri FROM imagen.images WHERE job_id = %s", (job_id,))
     assert [p.as_uri() for p in out.rglob("*.png")] == [uri]
     assert not list(out.rglob("*.part"))

@@ -9,7 +9,8 @@ from imagen_tui.tui.app import WorkbenchApp
 from imagen_tui.tui.screens.compose import ComposeScreen
 from imagen_tui.tui.widgets.tries_slider import TriesSlider
 from tests.conftest import running
-from tests.tui import make_app, online_worker_pids, run, sql, until
+from tests.helpers import sql
+from tests.tui import make_app, online_worker_pids, run, until
 
 
 def test_the_app_starts_a_worker_when_none_is_online_and_stops_it_on_exit(

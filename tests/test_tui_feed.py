@@ -6,8 +6,7 @@ from __future__ import annotations
 import psycopg
 from textual.notifications import Notify
 
-from tests.test_tui_jobs import enqueue, open_jobs
-from tests.tui import make_app, render_queue, run, until
+from tests.tui import enqueue, make_app, open_jobs, render_queue, run, until
 
 
 def test_a_burst_of_events_for_one_job_is_read_a_few_times_and_ends_on_the_latest(

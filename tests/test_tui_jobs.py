@@ -9,41 +9,14 @@ from __future__ import annotations
 import pytest
 from textual.widgets._footer import FooterKey
 
-from imagen_tui.tui.screens.jobs import JobsScreen
 from imagen_tui.tui.widgets.job_table import JobTable
+from tests.helpers import sql, status_of
 from tests.proxy import PgProxy
-from tests.tui import make_app, render_queue, run, sql, until
-
-
-def enqueue(db_url: str, prompt: str = "a cat", count: int = 1) -> list[int]:
-    return [
-        row[0]
-        for row in sql(
-            db_url,
-            "INSERT INTO imagen.jobs (prompt, seed) SELECT %s, g FROM generate_series(1, %s) g "
-            "RETURNING id",
-            (prompt, count),
-        )
-    ]
-
-
-def status_of(db_url: str, job_id: int) -> str:
-    return str(sql(db_url, "SELECT status FROM imagen.jobs WHERE id = %s", (job_id,))[0][0])
+from tests.tui import enqueue, make_app, open_jobs, render_queue, run, until
 
 
 def cell(table: JobTable, job_id: int, column: str) -> str:
     return table.get_cell(str(job_id), column).plain
-
-
-async def open_jobs(app, pilot, showing: list[int] | None = None) -> JobTable:
-    """The Jobs screen's table (once it shows these jobs, if given)."""
-    await until(pilot, lambda: app.session is not None)
-    await pilot.press("f2")
-    await until(pilot, lambda: isinstance(app.screen, JobsScreen))
-    table = app.screen.query_one(JobTable)
-    if showing is not None:
-        await until(pilot, lambda: all(str(job) in table.rows for job in showing))
-    return table
 
 
 def shown_line(table: JobTable, job_id: int) -> str:

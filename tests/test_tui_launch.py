@@ -15,7 +15,7 @@ from imagen_tui import cli
 from imagen_tui.errors import InputError
 from imagen_tui.tui import launch
 from tests.conftest import Home
-from tests.test_worker_processes import (
+from tests.processes import (
     count_status,
     insert_jobs,
     listening_sessions,

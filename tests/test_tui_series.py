@@ -23,7 +23,8 @@ from imagen_tui.tui.screens.image_view import ImageViewScreen
 from imagen_tui.tui.screens.series import SeriesScreen
 from imagen_tui.tui.widgets.image_grid import ImageGrid
 from tests.conftest import IMAGEN, Home
-from tests.tui import make_app, render_queue, run, sql, until
+from tests.helpers import sql
+from tests.tui import make_app, render_queue, run, until
 
 SIZE = (100, 34)
 

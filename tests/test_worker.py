@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,17 @@ from imagen_tui.core.workbench import Workbench, open_workbench
 from imagen_tui.db.queue import PgQueue
 from imagen_tui.errors import GenerationError
 from imagen_tui.jobs.types import Job, Signal, Wake
-from imagen_tui.jobs.worker import Worker, WorkerCrashed, WorkerOptions, new_worker_id
+from imagen_tui.jobs.worker import Worker, WorkerCrashed, new_worker_id
+from tests.helpers import (
+    add_job,
+    files_in,
+    job_row,
+    make_worker,
+    running_worker,
+    sql,
+    status_is,
+    wait_for,
+)
 from tests.proxy import pg_proxy
 
 # --------------------------------------------------------------------------- helpers
@@ -42,6 +52,9 @@ class Gate:
         self.entered: list[Request] = []
         self.cancelled = 0
         self.fail_with: BaseException | None = None
+        # Set: a cancelled generation takes its time to stop (as a cloud backend
+        # cancelling its prediction on the server does) until cancelled again.
+        self.slow_to_stop = False
 
     async def wait_entered(self, n: int = 1, timeout: float = 20) -> None:
         await wait_for(lambda: len(self.entered) >= n, timeout, f"{n} generation(s) to start")
@@ -57,6 +70,8 @@ class GateBackend(MockBackend):
             await GATE.open.wait()
         except asyncio.CancelledError:
             GATE.cancelled += 1
+            if GATE.slow_to_stop:
+                await asyncio.Event().wait()
             raise
         if GATE.fail_with is not None:
             raise GATE.fail_with
@@ -79,58 +94,6 @@ def workbench(home) -> Iterator[Workbench]:
     )
     yield open_workbench(path)
     registry.unregister("gate")
-
-
-def make_worker(
-    db_url: str,
-    workbench: Workbench,
-    lease_s: float = 30,
-    queue: PgQueue | None = None,
-    **options: Any,
-) -> Worker:
-    queue = queue or PgQueue(db_url, new_worker_id(), lease_s=lease_s)
-    return Worker(workbench, queue, WorkerOptions(**options))
-
-
-def sql(db_url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def job_row(db_url: str, job_id: int) -> dict:
-    with psycopg.connect(db_url, row_factory=psycopg.rows.dict_row) as conn:
-        row = conn.execute("SELECT * FROM imagen.jobs WHERE id = %s", (job_id,)).fetchone()
-        assert row is not None
-        return row
-
-
-def add_job(db_url: str, prompt: str = "a red fox", **columns: object) -> int:
-    columns = {"prompt": prompt, "width": 64, "height": 64, **columns}
-    names = ", ".join(columns)
-    marks = ", ".join(["%s"] * len(columns))
-    ((job_id,),) = sql(
-        db_url, f"INSERT INTO imagen.jobs ({names}) VALUES ({marks}) RETURNING id",
-        list(columns.values()),
-    )  # fmt: skip
-    return job_id
-
-
-def files_in(directory: Path) -> list[Path]:
-    """Every file under `directory`, hidden ones included."""
-    return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(predicate):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or 'a condition'}")
-        await asyncio.sleep(0.02)
-
-
-def status_is(db_url: str, job_id: int, status: str) -> Callable[[], bool]:
-    return lambda: job_row(db_url, job_id)["status"] == status
 
 
 # --------------------------------------------------------------------------- the happy path
@@ -193,6 +156,18 @@ def test_drains_a_backlog(db_url, workbench):
     assert sql(db_url, "SELECT status, count(*) FROM imagen.jobs GROUP BY status") == [("done", 25)]
 
 
+def test_the_highest_priority_is_claimed_first_then_the_oldest(db_url, workbench):
+    low = add_job(db_url, "low", priority=-3)
+    plain = add_job(db_url, "plain")
+    urgent = add_job(db_url, "urgent", priority=5)
+    urgent_too = add_job(db_url, "urgent too", priority=5)
+    worker = make_worker(db_url, workbench, once=True)  # one slot: one job at a time
+    asyncio.run(worker.run())
+    assert worker.stats["done"] == 4
+    started = sql(db_url, "SELECT id FROM imagen.jobs ORDER BY started_at")
+    assert [job_id for (job_id,) in started] == [urgent, urgent_too, plain, low]
+
+
 def test_series_tries_land_in_one_folder_and_solo_jobs_keep_their_naming(db_url, workbench):
     ((series_id,),) = sql(
         db_url, "INSERT INTO imagen.series (prompt, count) VALUES ('a fox', 3) RETURNING id"
@@ -232,17 +207,49 @@ def test_series_tries_land_in_one_folder_and_solo_jobs_keep_their_naming(db_url,
     assert solo_series is None
 
 
+def test_a_series_created_before_midnight_keeps_its_date_folder_after_it(db_url, workbench):
+    """Tries rendered after midnight still join the folder dated by the series'
+    creation, not one dated by their own render time."""
+    yesterday = datetime.now().astimezone() - timedelta(days=1)
+    created = yesterday.replace(hour=23, minute=59, second=0, microsecond=0)
+    ((series_id,),) = sql(
+        db_url,
+        "INSERT INTO imagen.series (prompt, count, created_at) "
+        "VALUES ('a fox', 2, %s) RETURNING id",
+        (created,),
+    )
+    sql(
+        db_url,
+        "INSERT INTO imagen.jobs (series_id, series_idx, prompt, width, height, seed) "
+        "SELECT %s, i, 'a fox', 64, 64, 100 + i FROM generate_series(1, 2) i",
+        (series_id,),
+    )
+    asyncio.run(make_worker(db_url, workbench, once=True).run())
+    rows = sql(db_url, "SELECT storage_uri FROM imagen.images ORDER BY series_idx")
+    folders = {Path(uri.removeprefix("file://")).parent for (uri,) in rows}
+    assert len(rows) == 2 and len(folders) == 1
+    (folder,) = folders
+    # output.series_naming: {date}/series-{series}_{slug}/{idx:02d}_{seed}
+    assert folder == (
+        workbench.config.output.directory
+        / created.strftime("%Y-%m-%d")
+        / f"series-{series_id}_a-fox"
+    )
+
+
 def test_notify_wakes_an_idle_worker_long_before_the_safety_poll(db_url, workbench):
     async def scenario() -> None:
         worker = make_worker(db_url, workbench, poll_interval=120)
-        running = asyncio.create_task(worker.run())
-        # The worker found the queue empty and now waits (up to 120 s) for a wake-up.
-        async with asyncio.timeout(20):
-            await worker.idle.wait()
-        job_id = add_job(db_url)
-        await wait_for(status_is(db_url, job_id, "done"), 15, "the job, without the safety poll")
-        worker.stop()
-        await running
+        async with running_worker(worker) as running:
+            # The worker found the queue empty and now waits (up to 120 s) for a wake-up.
+            async with asyncio.timeout(20):
+                await worker.idle.wait()
+            job_id = add_job(db_url)
+            await wait_for(
+                status_is(db_url, job_id, "done"), 15, "the job, without the safety poll"
+            )
+            worker.stop()
+            await running
 
     asyncio.run(scenario())
 
@@ -378,17 +385,17 @@ def test_transient_error_is_retried_with_backoff_then_succeeds(db_url, flaky_wor
         # A poll far longer than the test: the retry must run when its backoff
         # ends, not at the next safety poll.
         worker = make_worker(db_url, flaky_workbench, poll_interval=600)
-        running = asyncio.create_task(worker.run())
+        async with running_worker(worker) as running:
 
-        def settled() -> bool:
-            job = job_row(db_url, job_id)
-            events.append((job["status"], job["error"]))
-            return job["status"] == "done"
+            def settled() -> bool:
+                job = job_row(db_url, job_id)
+                events.append((job["status"], job["error"]))
+                return job["status"] == "done"
 
-        await wait_for(settled, what="the retried job to succeed")
-        worker.stop()
-        await running
-        assert worker.stats["retried"] == 1
+            await wait_for(settled, what="the retried job to succeed")
+            worker.stop()
+            await running
+            assert worker.stats["retried"] == 1
 
     asyncio.run(scenario())
     job = job_row(db_url, job_id)
@@ -403,11 +410,11 @@ def test_transient_retries_run_out_at_max_attempts(db_url, flaky_workbench):
 
     async def scenario() -> Worker:
         worker = make_worker(db_url, flaky_workbench, poll_interval=600)
-        running = asyncio.create_task(worker.run())
-        await wait_for(status_is(db_url, job_id, "failed"), what="the job to fail for good")
-        worker.stop()
-        await running
-        return worker
+        async with running_worker(worker) as running:
+            await wait_for(status_is(db_url, job_id, "failed"), what="the job to fail for good")
+            worker.stop()
+            await running
+            return worker
 
     worker = asyncio.run(scenario())
     job = job_row(db_url, job_id)
@@ -422,10 +429,10 @@ def test_a_retry_waits_as_long_as_the_backend_asked(db_url, flaky_workbench):
 
     async def scenario() -> None:
         worker = make_worker(db_url, flaky_workbench, poll_interval=600)
-        running = asyncio.create_task(worker.run())
-        await wait_for(status_is(db_url, job_id, "pending"), what="the job to be requeued")
-        worker.stop()
-        await running
+        async with running_worker(worker) as running:
+            await wait_for(status_is(db_url, job_id, "pending"), what="the job to be requeued")
+            worker.stop()
+            await running
 
     asyncio.run(scenario())
     ((wait_s,),) = sql(
@@ -444,18 +451,18 @@ def test_lost_lease_cancels_the_generation_and_drops_the_result(db_url, workbenc
 
     async def scenario() -> Worker:
         worker = make_worker(db_url, workbench, lease_s=0.6, poll_interval=0.2)
-        running = asyncio.create_task(worker.run())
-        await GATE.wait_entered()
-        # Another claim took it over (as after a rescue): our lease token is gone.
-        takeover = (
-            "UPDATE imagen.jobs SET worker_id = 'elsewhere', lease_id = gen_random_uuid(), "
-            "lease_expires_at = now() + interval '1 hour' WHERE id = %s"
-        )
-        sql(db_url, takeover, (job_id,))
-        await wait_for(lambda: worker.stats["dropped"] == 1, what="the result to be dropped")
-        worker.stop()
-        await running
-        return worker
+        async with running_worker(worker) as running:
+            await GATE.wait_entered()
+            # Another claim took it over (as after a rescue): our lease token is gone.
+            takeover = (
+                "UPDATE imagen.jobs SET worker_id = 'elsewhere', lease_id = gen_random_uuid(), "
+                "lease_expires_at = now() + interval '1 hour' WHERE id = %s"
+            )
+            sql(db_url, takeover, (job_id,))
+            await wait_for(lambda: worker.stats["dropped"] == 1, what="the result to be dropped")
+            worker.stop()
+            await running
+            return worker
 
     asyncio.run(scenario())
     assert GATE.cancelled == 1  # the heartbeat stopped the generation; it never finished
@@ -463,6 +470,50 @@ def test_lost_lease_cancels_the_generation_and_drops_the_result(db_url, workbenc
     assert job["status"] == "running" and job["worker_id"] == "elsewhere"  # untouched
     assert sql(db_url, "SELECT count(*) FROM imagen.images") == [(0,)]
     assert not files_in(workbench.config.output.directory)
+
+
+def test_cancelling_the_worker_cancels_its_slots_and_hands_the_job_back(db_url, workbench):
+    job_id = add_job(db_url, backend="gate")
+
+    async def scenario() -> None:
+        worker = make_worker(db_url, workbench, poll_interval=0.2)
+        async with running_worker(worker) as running:
+            await GATE.wait_entered()
+            running.cancel()  # not a stop request: the task itself
+            done, _ = await asyncio.wait({running}, timeout=20)
+            assert running in done, "the worker did not end when cancelled"
+            # Its slot ended with it (not later, when the event loop closes).
+            assert GATE.cancelled == 1
+            assert worker.stats == {"released": 1}
+            job = job_row(db_url, job_id)
+            assert (job["status"], job["attempts"], job["worker_id"]) == ("pending", 0, None)
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_slot_ends_even_when_its_job_was_already_lost(db_url, workbench):
+    """The job is lost and its generation is still stopping when the worker is
+    cancelled: the slot must end, not take that cancellation for the lost job's
+    own and go on claiming."""
+    GATE.slow_to_stop = True
+    job_id = add_job(db_url, backend="gate")
+    later = add_job(db_url)
+
+    async def scenario() -> Worker:
+        worker = make_worker(db_url, workbench, lease_s=0.6, poll_interval=0.2)
+        async with running_worker(worker) as running:
+            await GATE.wait_entered()
+            sql(db_url, "UPDATE imagen.jobs SET lease_id = gen_random_uuid() WHERE id = %s",
+                (job_id,))  # fmt: skip
+            await wait_for(lambda: GATE.cancelled == 1, what="the lost job's generation to stop")
+            running.cancel()
+            done, _ = await asyncio.wait({running}, timeout=20)
+            assert running in done, "a slot went on after the worker was cancelled"
+            return worker
+
+    worker = asyncio.run(scenario())
+    assert worker.stats == {"dropped": 1}
+    assert job_row(db_url, later)["status"] == "pending"  # nothing claimed after the cancel
 
 
 class TakeoverQueue(PgQueue):
@@ -498,24 +549,24 @@ def test_a_job_claimed_again_under_a_new_lease_is_recorded_once(db_url, workbenc
 
     async def scenario() -> Worker:
         worker = make_worker(db_url, workbench, concurrency=2, poll_interval=0.2)
-        running = asyncio.create_task(worker.run())
-        await GATE.wait_entered(1)
-        first_lease = job_row(db_url, job_id)["lease_id"]
-        # The claim is "lost": the job is pending again, as after the crash.
-        sql(
-            db_url,
-            "UPDATE imagen.jobs SET status = 'pending', worker_id = NULL, lease_id = NULL, "
-            "lease_expires_at = NULL, attempts = 0 WHERE id = %s",
-            (job_id,),
-        )
-        await GATE.wait_entered(2)  # the second slot claimed it again
-        assert job_row(db_url, job_id)["lease_id"] not in (None, first_lease)
-        GATE.open.set()
-        await wait_for(status_is(db_url, job_id, "done"), what="the job to be done")
-        await wait_for(lambda: worker.stats["dropped"] + worker.stats["done"] == 2)
-        worker.stop()
-        await running
-        return worker
+        async with running_worker(worker) as running:
+            await GATE.wait_entered(1)
+            first_lease = job_row(db_url, job_id)["lease_id"]
+            # The claim is "lost": the job is pending again, as after the crash.
+            sql(
+                db_url,
+                "UPDATE imagen.jobs SET status = 'pending', worker_id = NULL, lease_id = NULL, "
+                "lease_expires_at = NULL, attempts = 0 WHERE id = %s",
+                (job_id,),
+            )
+            await GATE.wait_entered(2)  # the second slot claimed it again
+            assert job_row(db_url, job_id)["lease_id"] not in (None, first_lease)
+            GATE.open.set()
+            await wait_for(status_is(db_url, job_id, "done"), what="the job to be done")
+            await wait_for(lambda: worker.stats["dropped"] + worker.stats["done"] == 2)
+            worker.stop()
+            await running
+            return worker
 
     worker = asyncio.run(scenario())
     assert worker.stats == {"done": 1, "dropped": 1}
@@ -560,20 +611,20 @@ def test_a_database_refusing_the_result_fails_the_job_and_removes_its_files(db_u
 
     async def scenario() -> Worker:
         worker = make_worker(db_url, workbench, poll_interval=0.2)
-        running = asyncio.create_task(worker.run())
-        await GATE.wait_entered()
-        sql(
-            db_url,
-            "INSERT INTO imagen.images (job_id, seed, width, height, backend, model, mime_type, "
-            "sha256, bytes, storage_uri) VALUES (%s, 1, 64, 64, 'x', 'x', 'image/png', 'x', 1, "
-            "'file:///elsewhere.png')",
-            (job_id,),
-        )
-        GATE.open.set()
-        await wait_for(status_is(db_url, next_job, "done"), what="the next job")
-        worker.stop()
-        await running
-        return worker
+        async with running_worker(worker) as running:
+            await GATE.wait_entered()
+            sql(
+                db_url,
+                "INSERT INTO imagen.images (job_id, seed, width, height, backend, model, "
+                "mime_type, sha256, bytes, storage_uri) VALUES (%s, 1, 64, 64, 'x', 'x', "
+                "'image/png', 'x', 1, 'file:///elsewhere.png')",
+                (job_id,),
+            )
+            GATE.open.set()
+            await wait_for(status_is(db_url, next_job, "done"), what="the next job")
+            worker.stop()
+            await running
+            return worker
 
     worker = asyncio.run(scenario())
     job = job_row(db_url, job_id)
@@ -597,13 +648,13 @@ def test_canceling_a_running_job_stops_its_generation_at_once(db_url, workbench)
 
     async def scenario() -> Worker:
         worker = make_worker(db_url, workbench, lease_s=3600, poll_interval=0.2)
-        running = asyncio.create_task(worker.run())
-        await GATE.wait_entered()
-        sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (job_id,))
-        await wait_for(lambda: GATE.cancelled == 1, what="the generation to be cancelled")
-        worker.stop()
-        await running
-        return worker
+        async with running_worker(worker) as running:
+            await GATE.wait_entered()
+            sql(db_url, "UPDATE imagen.jobs SET status = 'canceled' WHERE id = %s", (job_id,))
+            await wait_for(lambda: GATE.cancelled == 1, what="the generation to be cancelled")
+            worker.stop()
+            await running
+            return worker
 
     worker = asyncio.run(scenario())
     assert worker.stats == {"dropped": 1}
@@ -619,15 +670,15 @@ def test_a_forged_cancel_event_does_not_stop_a_job(db_url, workbench):
 
     async def scenario() -> Worker:
         worker = make_worker(db_url, workbench, lease_s=3600, poll_interval=0.2)
-        running = asyncio.create_task(worker.run())
-        await GATE.wait_entered()
-        sql(db_url, "SELECT pg_notify('imagen_job_cancels', %s)", (str(job_id),))
-        await wait_for(lambda: worker.cancel_checks == 1, what="the hint to be checked")
-        GATE.open.set()
-        await wait_for(status_is(db_url, job_id, "done"), what="the job to finish")
-        worker.stop()
-        await running
-        return worker
+        async with running_worker(worker) as running:
+            await GATE.wait_entered()
+            sql(db_url, "SELECT pg_notify('imagen_job_cancels', %s)", (str(job_id),))
+            await wait_for(lambda: worker.cancel_checks == 1, what="the hint to be checked")
+            GATE.open.set()
+            await wait_for(status_is(db_url, job_id, "done"), what="the job to finish")
+            worker.stop()
+            await running
+            return worker
 
     worker = asyncio.run(scenario())
     assert GATE.cancelled == 0
@@ -643,11 +694,11 @@ def test_graceful_stop_finishes_the_running_job_and_claims_nothing_more(db_url, 
 
     async def scenario() -> None:
         worker = make_worker(db_url, workbench, poll_interval=0.2)
-        running = asyncio.create_task(worker.run())
-        await GATE.wait_entered()
-        worker.stop()
-        GATE.open.set()
-        await running
+        async with running_worker(worker) as running:
+            await GATE.wait_entered()
+            worker.stop()
+            GATE.open.set()
+            await running
 
     asyncio.run(scenario())
     assert job_row(db_url, first)["status"] == "done"
@@ -659,13 +710,13 @@ def test_a_second_stop_cancels_the_job_and_hands_it_back_with_its_attempt(db_url
 
     async def scenario() -> Worker:
         worker = make_worker(db_url, workbench, poll_interval=0.2)
-        running = asyncio.create_task(worker.run())
-        await GATE.wait_entered()
-        assert job_row(db_url, job_id)["attempts"] == 1
-        worker.stop()
-        worker.stop()
-        await running
-        return worker
+        async with running_worker(worker) as running:
+            await GATE.wait_entered()
+            assert job_row(db_url, job_id)["attempts"] == 1
+            worker.stop()
+            worker.stop()
+            await running
+            return worker
 
     worker = asyncio.run(scenario())
     assert worker.forced
@@ -702,15 +753,15 @@ def test_a_crashing_slot_is_logged_at_once_and_stops_the_worker(db_url, workbenc
 
     async def scenario() -> None:
         worker = make_worker(db_url, workbench, queue=queue, concurrency=2, poll_interval=0.2)
-        running = asyncio.create_task(worker.run())
-        await wait_for(
-            lambda: any("worker slot crashed" in r.message for r in caplog.records),
-            what="the crash to be logged",
-        )
-        assert job_row(db_url, job_id)["status"] == "running"  # logged before the job ended
-        GATE.open.set()
-        with pytest.raises(WorkerCrashed, match="RuntimeError: bug in claim"):
-            await running
+        async with running_worker(worker) as running:
+            await wait_for(
+                lambda: any("worker slot crashed" in r.message for r in caplog.records),
+                what="the crash to be logged",
+            )
+            assert job_row(db_url, job_id)["status"] == "running"  # logged before the job ended
+            GATE.open.set()
+            with pytest.raises(WorkerCrashed, match="RuntimeError: bug in claim"):
+                await running
 
     with caplog.at_level(logging.INFO, logger="imagen.worker"):
         asyncio.run(scenario())
@@ -744,18 +795,18 @@ def test_an_outage_while_recording_is_logged_once_and_ridden_out(db_url, workben
 
     async def scenario(proxy: Any) -> Worker:
         worker = make_worker(proxy.url, workbench, lease_s=60, poll_interval=0.2)
-        running = asyncio.create_task(worker.run())
-        await GATE.wait_entered()
-        proxy.down()
-        GATE.open.set()
-        before = proxy.connections
-        # The completion keeps trying: at least three refused connections.
-        await wait_for(lambda: proxy.connections >= before + 3, what="retries")
-        proxy.up()
-        await wait_for(status_is(db_url, job_id, "done"), what="the job to be recorded")
-        worker.stop()
-        await running
-        return worker
+        async with running_worker(worker) as running:
+            await GATE.wait_entered()
+            proxy.down()
+            GATE.open.set()
+            before = proxy.connections
+            # The completion keeps trying: at least three refused connections.
+            await wait_for(lambda: proxy.connections >= before + 3, what="retries")
+            proxy.up()
+            await wait_for(status_is(db_url, job_id, "done"), what="the job to be recorded")
+            worker.stop()
+            await running
+            return worker
 
     with caplog.at_level(logging.INFO), pg_proxy(db_url) as proxy:
         worker = asyncio.run(scenario(proxy))
@@ -782,20 +833,24 @@ def test_an_outage_is_logged_once_by_the_listener_and_once_by_the_heartbeat(
 
     async def scenario(proxy: Any) -> None:
         worker = make_worker(proxy.url, workbench, lease_s=3, poll_interval=0.2)
-        running = asyncio.create_task(worker.run())
-        await GATE.wait_entered()
-        proxy.down()
-        await wait_for(lambda: bool(lines("heartbeat: database unavailable")), what="a beat")
-        await wait_for(lambda: bool(lines("listener: database unavailable")), what="the listener")
-        before = proxy.connections
-        await wait_for(lambda: proxy.connections >= before + 2, what="more refused retries")
-        proxy.up()
-        await wait_for(lambda: bool(lines("heartbeat: database back")), what="a beat again")
-        await wait_for(lambda: bool(lines("listener: database back")), what="the listener again")
-        GATE.open.set()
-        await wait_for(status_is(db_url, job_id, "done"), what="the job")
-        worker.stop()
-        await running
+        async with running_worker(worker) as running:
+            await GATE.wait_entered()
+            proxy.down()
+            await wait_for(lambda: bool(lines("heartbeat: database unavailable")), what="a beat")
+            await wait_for(
+                lambda: bool(lines("listener: database unavailable")), what="the listener"
+            )
+            before = proxy.connections
+            await wait_for(lambda: proxy.connections >= before + 2, what="more refused retries")
+            proxy.up()
+            await wait_for(lambda: bool(lines("heartbeat: database back")), what="a beat again")
+            await wait_for(
+                lambda: bool(lines("listener: database back")), what="the listener again"
+            )
+            GATE.open.set()
+            await wait_for(status_is(db_url, job_id, "done"), what="the job")
+            worker.stop()
+            await running
 
     with caplog.at_level(logging.INFO), pg_proxy(db_url) as proxy:
         asyncio.run(scenario(proxy))

@@ -19,11 +19,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
@@ -31,92 +29,22 @@ import pytest
 from imagen_tui.db import embedded
 from imagen_tui.db.repositories import uri_to_path
 from tests.conftest import IMAGEN, Home
+from tests.helpers import job_row, scalar, sql, status_of
+from tests.processes import (
+    DONE,
+    count_status,
+    insert_jobs,
+    listening_sessions,
+    wait_until,
+    write_config,
+)
 
-T = TypeVar("T")
-
-# The worker's line for a finished job: "job 5, ...: done: image 5 /path/x.png in 53 ms".
-DONE = ": done: image "
 OUTAGE = "database unavailable, retrying"
 
 FAST = ("--poll-interval", "0.5")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def wait_until(
-    predicate: Callable[[], T | None],
-    what: str,
-    timeout: float = 30.0,
-    workers: Sequence[WorkerProcess] = (),
-) -> T:
-    """Poll `predicate` until it is truthy; fail clearly on timeout or if a worker dies."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        for worker in workers:
-            if worker.process.poll() is not None:
-                pytest.fail(
-                    f"worker exited with {worker.process.returncode} while waiting for {what}:\n"
-                    f"{worker.log()}"
-                )
-        if time.monotonic() > deadline:
-            logs = "\n".join(f"--- worker log:\n{w.log()}" for w in workers)
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}\n{logs}")
-        time.sleep(0.05)
-
-
-def query(url: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-    """One statement on a fresh autocommit connection (survives server restarts)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def scalar(url: str, sql: str, params: Any = None) -> Any:
-    return query(url, sql, params)[0][0]
-
-
-def insert_jobs(url: str, count: int, prompt: str = "job", size: int = 64) -> list[int]:
-    """`count` jobs in one INSERT statement (one wake-up), like a bulk submit."""
-    rows = query(
-        url,
-        """INSERT INTO imagen.jobs (prompt, width, height)
-           SELECT %s || ' ' || i, %s, %s FROM generate_series(1, %s) AS i ORDER BY i
-           RETURNING id""",
-        (prompt, size, size, count),
-    )
-    return sorted(row[0] for row in rows)
-
-
-def job_row(url: str, job_id: int) -> dict[str, Any]:
-    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute("SELECT * FROM imagen.jobs WHERE id = %s", (job_id,))
-        assert cur.description is not None
-        names = [column.name for column in cur.description]
-        row = cur.fetchone()
-    assert row is not None, f"no job {job_id}"
-    return dict(zip(names, row, strict=True))
-
-
-def status_of(url: str, job_id: int) -> str:
-    return scalar(url, "SELECT status FROM imagen.jobs WHERE id = %s", (job_id,))
-
-
-def count_status(url: str, status: str) -> int:
-    return scalar(url, "SELECT count(*) FROM imagen.jobs WHERE status = %s", (status,))
-
-
-def listening_sessions(url: str) -> set[int]:
-    """Server pids of the sessions LISTENing on this database (workers waiting for jobs)."""
-    rows = query(
-        url,
-        "SELECT pid FROM pg_stat_activity"
-        " WHERE query LIKE 'LISTEN %' AND datname = current_database()",
-    )
-    return {pid for (pid,) in rows}
 
 
 def pid_of(worker_id: str) -> int:
@@ -157,25 +85,13 @@ def install_history(url: str) -> None:
 
 
 def history(url: str, job_id: int) -> list[tuple[str, str | None, int, str | None]]:
-    rows = query(
+    rows = sql(
         url,
         "SELECT status, worker_id, attempts, error FROM public.job_history"
         " WHERE job_id = %s ORDER BY n",
         (job_id,),
     )
     return [(status, worker, attempts, error) for status, worker, attempts, error in rows]
-
-
-def write_config(home: Home, delay_ms: int = 0, *, delay_blocks: bool = False) -> Path:
-    """Mock backend (optionally slow, optionally stuck in a thread like a GPU
-    library call) writing under the temp HOME; the output dir."""
-    out = home.root / "out"
-    home.write_config(
-        f"output:\n  directory: {out}\n"
-        f"backends:\n  mock:\n    type: mock\n    delay_ms: {delay_ms}\n"
-        f"    delay_blocks: {'true' if delay_blocks else 'false'}\n"
-    )
-    return out
 
 
 def pngs(out: Path) -> list[Path]:
@@ -211,89 +127,6 @@ def series_show(env: dict[str, str], series_id: int | str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- worker processes
 
 
-@dataclass
-class WorkerProcess:
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def done_count(self) -> int:
-        """How many `done` lines it logged (one per job it finished)."""
-        return self.log().count(DONE)
-
-    def wait(self, timeout: float = 30) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"worker still running after {timeout:g} s:\n{self.log()}")
-
-    def terminate(self, timeout: float = 30) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.wait(timeout)
-
-
-@dataclass
-class Workers:
-    home: Home
-    logs: Path
-    started: list[WorkerProcess] = field(default_factory=list)
-
-    def start(self, db_url: str | None, *args: str) -> WorkerProcess:
-        env = {k: v for k, v in self.home.env.items() if k != "IMAGEN_DATABASE_URL"}
-        if db_url is not None:
-            env["IMAGEN_DATABASE_URL"] = db_url
-        log_path = self.logs / f"worker-{len(self.started) + 1}.log"
-        # Logs go to files, not pipes: 500 jobs' lines would fill a pipe buffer.
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [str(IMAGEN), "worker", *args],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        worker = WorkerProcess(process, log_path)
-        self.started.append(worker)
-        return worker
-
-    def start_and_wait(self, db_url: str, *args: str) -> WorkerProcess:
-        """Start a waiting (not --once) worker and wait until it LISTENs for jobs."""
-        before = listening_sessions(db_url)
-        worker = self.start(db_url, *args)
-        wait_until(
-            lambda: listening_sessions(db_url) - before, "the worker to LISTEN", workers=[worker]
-        )
-        return worker
-
-    def kill_leftovers(self) -> None:
-        for worker in self.started:
-            if worker.process.poll() is None:
-                worker.process.kill()
-                worker.process.wait(10)
-
-
-@pytest.fixture
-def workers(home: Home, tmp_path: Path) -> Iterator[Workers]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    pool = Workers(home, logs)
-    try:
-        yield pool
-    finally:
-        pool.kill_leftovers()
-    crashed = [w.log() for w in pool.started if "Traceback" in w.log()]
-    assert not crashed, "a worker logged a traceback:\n" + "\n".join(crashed)
-
-
 # --------------------------------------------------------------------------- 1. draining
 
 
@@ -308,9 +141,9 @@ def test_workers_drain_500_jobs_each_done_exactly_once(home, db_url, workers, n_
         assert proc.wait(timeout=120) == 0, proc.log()
 
     # Every job done once, first attempt, with its image recorded.
-    rows = query(db_url, "SELECT status, attempts, count(*) FROM imagen.jobs GROUP BY 1, 2")
+    rows = sql(db_url, "SELECT status, attempts, count(*) FROM imagen.jobs GROUP BY 1, 2")
     assert rows == [("done", 1, 500)]
-    images = query(db_url, "SELECT id, job_id, storage_uri FROM imagen.images")
+    images = sql(db_url, "SELECT id, job_id, storage_uri FROM imagen.images")
     assert len(images) == 500
     assert {job_id for _, job_id, _ in images} == set(job_ids)
     linked = scalar(
@@ -319,7 +152,7 @@ def test_workers_drain_500_jobs_each_done_exactly_once(home, db_url, workers, n_
              ON i.id = j.image_id AND i.job_id = j.id""",
     )
     assert linked == 500  # every job's image_id set, pointing at its own image
-    usage = query(db_url, "SELECT job_id, worker_id FROM imagen.usage")
+    usage = sql(db_url, "SELECT job_id, worker_id FROM imagen.usage")
     assert len(usage) == 500
     assert {job_id for job_id, _ in usage} == set(job_ids)
 
@@ -331,7 +164,7 @@ def test_workers_drain_500_jobs_each_done_exactly_once(home, db_url, workers, n_
 
     # Each job's usage row names the worker that claimed it (its worker_id, as the job's),
     # and every such worker is one of ours, told apart by the pid in its id.
-    claimed_by = dict(query(db_url, "SELECT id, worker_id FROM imagen.jobs"))
+    claimed_by = dict(sql(db_url, "SELECT id, worker_id FROM imagen.jobs"))
     assert {job_id: caller for job_id, caller in usage} == claimed_by
     callers = {caller for _, caller in usage}
     assert {pid_of(caller) for caller in callers} <= {proc.pid for proc in procs}
@@ -395,13 +228,13 @@ def test_sigkilled_worker_job_is_rescued_after_lease_and_done_once(home, db_url,
 
     row = job_row(db_url, job_id)
     assert (row["status"], row["attempts"], row["error"]) == ("done", 2, None)
-    images = query(db_url, "SELECT id, storage_uri FROM imagen.images WHERE job_id = %s", (job_id,))
+    images = sql(db_url, "SELECT id, storage_uri FROM imagen.images WHERE job_id = %s", (job_id,))
     assert len(images) == 1
     assert scalar(db_url, "SELECT count(*) FROM imagen.images") == 1
     assert row["image_id"] == images[0][0]
     assert pngs(out) == [uri_to_path(images[0][1])]
     assert part_files(out) == []
-    assert query(db_url, "SELECT worker_id FROM imagen.usage") == [(rescuer_id,)]
+    assert sql(db_url, "SELECT worker_id FROM imagen.usage") == [(rescuer_id,)]
     assert rescuer.done_count() == 1
     assert done_line(*images[0]) in rescuer.log()
     assert doomed.done_count() == 0
@@ -439,7 +272,7 @@ def test_a_worker_killed_before_recording_its_image_leaves_no_orphan(home, db_ur
     wait_until(lambda: not any(p.exists() for p in orphan), "the orphan to go", workers=[rescuer])
     assert rescuer.terminate() == 0, rescuer.log()
 
-    ((uri,),) = query(db_url, "SELECT storage_uri FROM imagen.images WHERE job_id = %s", (job_id,))
+    ((uri,),) = sql(db_url, "SELECT storage_uri FROM imagen.images WHERE job_id = %s", (job_id,))
     assert pngs(out) == [uri_to_path(uri)]  # only the recorded image, not the orphan
     assert not set(orphan) & set(pngs(out))
     assert journal_links(out) == [] and part_files(out) == []
@@ -465,14 +298,14 @@ def test_worker_idle_through_database_restart_reconnects(home, db_url, restartab
 
     assert worker.alive()
     assert "database back after" in worker.log()
-    ran = query(
+    ran = sql(
         db_url,
         "SELECT j.id, j.worker_id, u.worker_id"
         "  FROM imagen.jobs j JOIN imagen.usage u ON u.job_id = j.id",
     )
     assert {job_id for job_id, _, _ in ran} == set(job_ids)
     assert all(pid_of(claimer) == worker.pid == pid_of(caller) for _, claimer, caller in ran)
-    images = query(db_url, "SELECT id, storage_uri FROM imagen.images")
+    images = sql(db_url, "SELECT id, storage_uri FROM imagen.images")
     assert len(images) == 3
     assert worker.done_count() == 3
     assert all(done_line(*image) in worker.log() for image in images)
@@ -506,11 +339,11 @@ def test_job_in_flight_survives_database_restart(home, db_url, restartable, work
     ]
     row = job_row(db_url, job_id)
     assert (row["status"], row["attempts"]) == ("done", 1)
-    images = query(db_url, "SELECT id, storage_uri FROM imagen.images")
+    images = sql(db_url, "SELECT id, storage_uri FROM imagen.images")
     assert len(images) == 1 and images[0][0] == row["image_id"]
     assert pngs(out) == [uri_to_path(images[0][1])]
     assert part_files(out) == []
-    assert query(db_url, "SELECT worker_id FROM imagen.usage") == [(worker_id,)]
+    assert sql(db_url, "SELECT worker_id FROM imagen.usage") == [(worker_id,)]
     assert worker.done_count() == 1
     assert done_line(*images[0]) in worker.log()
     recovered = "database back after"
@@ -537,7 +370,7 @@ def test_sigterm_finishes_the_running_job_and_claims_no_more(home, db_url, worke
         row = job_row(db_url, job_id)
         assert (row["status"], row["attempts"], row["worker_id"]) == ("pending", 0, None)
     assert worker.done_count() == 1
-    [(image_id, uri)] = query(db_url, "SELECT id, storage_uri FROM imagen.images")
+    [(image_id, uri)] = sql(db_url, "SELECT id, storage_uri FROM imagen.images")
     assert done_line(image_id, uri) in worker.log()
     assert len(pngs(out)) == 1
     assert part_files(out) == []
@@ -547,7 +380,7 @@ def test_two_sigterms_stop_a_worker_whose_backend_is_stuck(home, db_url, workers
     """The backend blocks in a thread (like a GPU library call) for a minute: the
     second SIGTERM still ends the worker at once, handing the job back."""
     out = write_config(home, delay_ms=60_000, delay_blocks=True)
-    ((job_id,),) = query(
+    ((job_id,),) = sql(
         db_url, "INSERT INTO imagen.jobs (prompt, width, height, steps) "
         "VALUES ('stuck', 64, 64, 50) RETURNING id",
     )  # fmt: skip
@@ -592,7 +425,7 @@ def test_series_inserted_with_plain_sql_is_rendered_and_picked(home, db_url, wor
         )
 
     wait_until(lambda: count_status(db_url, "done") == 3, "3 tries done", workers=[worker])
-    images = query(
+    images = sql(
         db_url,
         "SELECT series_idx, id FROM imagen.images WHERE series_id = %s ORDER BY series_idx",
         (series_id,),

@@ -1,5 +1,5 @@
 """Helpers for the TUI's tests: an app on a test database, waiting on a condition,
-plain SQL, the workers online, and a real `imagen worker --once`."""
+the workers online, a real `imagen worker --once`, jobs queued and the Jobs screen."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 from textual.pilot import Pilot
 
 from imagen_tui.core.workbench import open_workbench
 from imagen_tui.tui.app import WorkbenchApp
+from imagen_tui.tui.screens.jobs import JobsScreen
+from imagen_tui.tui.widgets.job_table import JobTable
 from tests.conftest import IMAGEN
+from tests.helpers import sql
 
 
 def make_app(
@@ -42,13 +44,6 @@ def run(scenario: Any) -> Any:
     return asyncio.run(scenario)
 
 
-def sql(db_url: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    """Run one statement in autocommit (as another client would); its rows."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        cursor = conn.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
-
-
 def online_worker_pids(db_url: str) -> list[int]:
     """The pids of the workers whose presence row is fresh."""
     query = "SELECT pid FROM imagen.workers WHERE last_seen >= now() - lease_s * interval '1 s'"
@@ -66,3 +61,29 @@ def render_queue(home: Any, db_url: str) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+
+
+def enqueue(db_url: str, prompt: str = "a cat", count: int = 1) -> list[int]:
+    """`count` jobs for this prompt, inserted with plain SQL; their ids."""
+    return [
+        row[0]
+        for row in sql(
+            db_url,
+            "INSERT INTO imagen.jobs (prompt, seed) SELECT %s, g FROM generate_series(1, %s) g "
+            "RETURNING id",
+            (prompt, count),
+        )
+    ]
+
+
+async def open_jobs(
+    app: WorkbenchApp, pilot: Pilot[Any], showing: list[int] | None = None
+) -> JobTable:
+    """The Jobs screen's table (once it shows these jobs, if given)."""
+    await until(pilot, lambda: app.session is not None)
+    await pilot.press("f2")
+    await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+    table = app.screen.query_one(JobTable)
+    if showing is not None:
+        await until(pilot, lambda: all(str(job) in table.rows for job in showing))
+    return table

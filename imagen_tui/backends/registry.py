@@ -21,7 +21,7 @@ from typing import Any
 
 from imagen_tui.backends.base import Backend, Request
 from imagen_tui.config import Locate
-from imagen_tui.errors import ConfigError
+from imagen_tui.errors import ConfigError, InputError
 from imagen_tui.limits import ENV_NAME
 from imagen_tui.text import one_line
 
@@ -49,6 +49,13 @@ class Option:
     maximum: float | None = None
     env: bool = False  # the value names an environment variable (secrets come this way only)
     choices: tuple[Any, ...] = ()  # when set, the value must be one of these
+    # Other names the key may be written as (kept in the validated block as written,
+    # so messages and `imagen config show` name the key the user's file uses).
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,16 @@ class Check:
     ok: bool
     summary: str
     details: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What an adapter's probe found (`imagen backends`): facts, one short line
+    each, and `problem`, a short status that replaces `ok` when the instance
+    cannot run as configured (`missing models`, `unreachable`)."""
+
+    lines: tuple[str, ...] = ()
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,11 +102,15 @@ class BackendType:
     # (validated block, request) -> None, or InputError
     check_request: Callable[[Mapping[str, Any], Request], None] | None = None
     # (validated block) -> extra facts for `imagen backends` (reachable, version,
-    # missing files, ...), one short line each; None: nothing to add.
-    probe: Callable[[Mapping[str, Any]], list[str]] | None = None
+    # missing files, ...) and any problem they show; None: nothing to add.
+    probe: Callable[[Mapping[str, Any]], Probe] | None = None
     # (validated block) -> the model it runs, when it depends on more than `model`
     # (ComfyUI: the workflow); None: `model` or `default_model`.
     model_for: Callable[[Mapping[str, Any]], str] | None = None
+    # The keys of a request's `options` the adapter uses; a request with any other is
+    # refused when planned (never silently ignored). None: every key goes to the
+    # service as it is (a cloud API judges its own inputs).
+    request_options: tuple[str, ...] | None = ()
 
 
 _TYPES: dict[str, BackendType] = {}  # registered or already imported
@@ -175,7 +196,7 @@ def validate_block(
             f"known types: {', '.join(known_types())}",
             locate((*prefix, "type")),
         )
-    options = {option.name: option for option in backend_type.options}
+    options = {name: option for option in backend_type.options for name in option.spellings}
     clean: dict[str, Any] = {"type": backend_type.name}
     for key, value in block.items():
         if key == "type":
@@ -183,14 +204,21 @@ def validate_block(
         dotted = f"backends.{instance}.{key}"
         option = options.get(key)
         if option is None:
+            known = sorted(option.name for option in backend_type.options)
             raise ConfigError(
                 f"{dotted}: unknown key for a {backend_type.name} backend; "
-                f"known keys: {', '.join(sorted(options)) or '(none)'}",
+                f"known keys: {', '.join(known) or '(none)'}",
+                locate((*prefix, key)),
+            )
+        twin = next((name for name in option.spellings if name in clean), None)
+        if twin is not None:
+            raise ConfigError(
+                f"{dotted}: the same setting as {twin} (another name for it); keep one of the two",
                 locate((*prefix, key)),
             )
         clean[key] = _check_value(option, value, dotted, locate((*prefix, key)))
     for option in backend_type.options:
-        if option.name not in clean:
+        if not any(name in clean for name in option.spellings):
             if option.required:
                 raise ConfigError(
                     f"backends.{instance}.{option.name}: required for a {backend_type.name} "
@@ -201,14 +229,27 @@ def validate_block(
     return clean
 
 
+def env_keys(type_name: str) -> tuple[str, ...] | None:
+    """The keys of a `type_name` block that name a secret's variable; None: no such type."""
+    backend_type = get_type(type_name)
+    if backend_type is None:
+        return None
+    return tuple(option.name for option in backend_type.options if option.env)
+
+
+def setting(block: Mapping[str, Any], option: Option) -> Any:
+    """The value of `option` in a validated block, under whichever name it was written."""
+    for name in option.spellings:
+        if name in block:
+            return block[name]
+    return None
+
+
 def missing_env(block: Mapping[str, Any]) -> list[str]:
     """The environment variables a validated block names that are not set."""
     backend_type = _type_of(block)
-    return [
-        block[option.name]
-        for option in backend_type.options
-        if option.env and block.get(option.name) and not os.environ.get(block[option.name])
-    ]
+    names = [setting(block, option) for option in backend_type.options if option.env]
+    return [name for name in names if name and not os.environ.get(name)]
 
 
 def status(block: Mapping[str, Any]) -> str:
@@ -234,22 +275,33 @@ async def check(instance: str, block: Mapping[str, Any]) -> Check | None:
 
 
 def check_request(block: Mapping[str, Any], request: Request) -> None:
-    """Raise InputError if the instance can never serve `request` (see BackendType)."""
-    hook = _type_of(block).check_request
+    """Raise InputError if the instance can never serve `request` (see BackendType):
+    options its adapter does not use, or whatever its own hook refuses."""
+    backend_type = _type_of(block)
+    allowed = backend_type.request_options
+    unknown = [str(key) for key in request.options if allowed is not None and key not in allowed]
+    if unknown:
+        takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
+        names = ", ".join(one_line(key, 60) for key in unknown[:5])
+        raise InputError(
+            "options",
+            f"{names}: not an option a {backend_type.name} backend understands; {takes}",
+        )
+    hook = backend_type.check_request
     if hook is not None:
         hook(block, request)
 
 
-def details(block: Mapping[str, Any]) -> list[str]:
+def details(block: Mapping[str, Any]) -> Probe:
     """What the adapter's probe says about this instance (it may ask the server).
     A probe that fails says so in one line instead of failing the listing."""
     probe = _type_of(block).probe
     if probe is None:
-        return []
+        return Probe()
     try:
         return probe(block)
     except Exception as error:  # a probe bug must not hide the other backends
-        return [one_line(f"probe failed: {type(error).__name__}: {error}", 200)]
+        return Probe((one_line(f"probe failed: {type(error).__name__}: {error}", 200),))
 
 
 def model_of(block: Mapping[str, Any]) -> str:

@@ -205,11 +205,16 @@ def add_commands(commands: Any, config_flag: argparse.ArgumentParser) -> None:
         action.add_argument("--json", action="store_true", help="print one JSON object per job")
         action.set_defaults(handler=cmd_jobs_change)
 
-    series = commands.add_parser("series", help="list, show or pick the winner of a series")
+    series_flags = Parser(add_help=False, parents=[config_flag])
+    _listing_options(series_flags, 20)
+    series = commands.add_parser(
+        "series", parents=[series_flags], help="list, show or pick the winner of a series"
+    )
+    series.set_defaults(handler=cmd_series_list)  # no action: list, as `imagen jobs` does
     series_actions = series.add_subparsers(dest="series_command", metavar="ACTION")
-    series_actions.required = True
-    listing = series_actions.add_parser("list", parents=[config_flag], help="recent series")
-    _listing_options(listing, 20)
+    listing = series_actions.add_parser(
+        "list", parents=[series_flags], help="recent series (the default)"
+    )
     listing.set_defaults(handler=cmd_series_list)
     show = series_actions.add_parser(
         "show", parents=[config_flag], help="a series' tries: status, seed, image path"

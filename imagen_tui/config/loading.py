@@ -28,12 +28,13 @@ import yaml
 
 from imagen_tui.config.secrets import (
     DATABASE_URL_ENV,
+    EnvKeys,
     database_url_problem,
     has_password,
     scan_secrets,
 )
 from imagen_tui.errors import ConfigError, InputError
-from imagen_tui.limits import ENV_NAME
+from imagen_tui.limits import ENV_NAME, IMAGE_PROTOCOLS
 
 CONFIG_FILENAME = "imagen.yaml"
 BUILTIN = "built-in default"
@@ -47,7 +48,6 @@ OUTPUT_KEYS = ("directory", "naming", "series_naming", "write_metadata_json")
 DATABASE_KEYS = ("url", "url_env")
 TUI_KEYS = ("worker", "image_protocol", "theme")
 TUI_WORKER_MODES = ("auto", "never")
-IMAGE_PROTOCOLS = ("auto", "tgp", "sixel", "halfcell", "unicode")
 DEFAULT_THEME = "textual-dark"
 
 KeyPath = tuple[str, ...]
@@ -95,7 +95,9 @@ def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found; create it with `imagen config init`", source) from None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:  # the reason without "[Errno N]" and the path again
+        raise ConfigError(f"cannot read the file ({error.strerror or error})", source) from None
+    except UnicodeDecodeError as error:
         raise ConfigError(f"cannot read the file ({error})", source) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -221,11 +223,18 @@ def resolve_config_path(explicit: str | Path | None = None) -> tuple[Path, bool]
     return default_config_path(), False
 
 
-def load_config(explicit: str | Path | None = None) -> Config:
-    """Read the config file (if any) and check the framework's keys."""
+def load_config(explicit: str | Path | None = None, env_keys: EnvKeys | None = None) -> Config:
+    """Read the config file (if any) and check the framework's keys. `env_keys`
+    (from the backend registry) lets an inline secret's error name the right key."""
     path, named = resolve_config_path(explicit)
     if not named and not path.exists():
         return _build(None, {}, {})
+    if path.is_dir():
+        origin = "--config" if explicit else "$IMAGEN_CONFIG" if named else "the default path"
+        raise ConfigError(
+            f"{origin} names a directory; name the config file, e.g. {path / CONFIG_FILENAME}",
+            str(path),
+        )
     data, lines = load_yaml(path)
     if data is None:
         data = {}
@@ -234,7 +243,7 @@ def load_config(explicit: str | Path | None = None) -> Config:
             "the top level must be a mapping of keys (default_backend, output, styles, backends)",
             f"{path}:1",
         )
-    return _build(path, data, lines)
+    return _build(path, data, lines, env_keys)
 
 
 def locator(path: Path | None, lines: Mapping[KeyPath, int]) -> Locate:
@@ -301,9 +310,14 @@ def _expect(value: Any, kind: type, key: KeyPath, what: str, locate: Locate) -> 
         raise ConfigError(f"{'.'.join(key)}: expected {what}, got {value!r}", locate(key))
 
 
-def _build(path: Path | None, data: dict[str, Any], lines: dict[KeyPath, int]) -> Config:
+def _build(
+    path: Path | None,
+    data: dict[str, Any],
+    lines: dict[KeyPath, int],
+    env_keys: EnvKeys | None = None,
+) -> Config:
     locate = locator(path, lines)
-    scan_secrets(data, (), locate)
+    scan_secrets(data, (), locate, env_keys)
     _unknown_keys(data, TOP_LEVEL_KEYS, (), locate)
 
     output_block = data.get("output") or {}

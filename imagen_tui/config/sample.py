@@ -60,11 +60,11 @@ backends:
   # flux-cloud:
   #   type: replicate
   #   model: black-forest-labs/flux-schnell   # or owner/name:version
-  #   token_env: REPLICATE_API_TOKEN
+  #   api_token_env: REPLICATE_API_TOKEN
   # gpt:
   #   type: openai
   #   model: gpt-image-2                      # required: OpenAI retires models
-  #   token_env: OPENAI_API_KEY
+  #   api_key_env: OPENAI_API_KEY
 
 # Where workers keep images besides output.directory (default: nowhere else).
 # storage:

@@ -11,6 +11,7 @@ the value.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -31,12 +32,20 @@ _SECRET_KEY_RE = re.compile(
 )
 
 
-def scan_secrets(value: Any, prefix: KeyPath, locate: Locate) -> None:
+# A backend type -> the keys of its config block that name a secret's variable
+# (None: the type is not known); given by the backend registry.
+EnvKeys = Callable[[str], "tuple[str, ...] | None"]
+
+
+def scan_secrets(
+    value: Any, prefix: KeyPath, locate: Locate, env_keys: EnvKeys | None = None
+) -> None:
     """Refuse any key that holds a secret inline, anywhere in the file (inside lists
-    too), whatever the value's type: a number, true/false, a list or a mapping."""
+    too), whatever the value's type: a number, true/false, a list or a mapping.
+    `env_keys` lets the fix name the key the backend's type really takes."""
     if isinstance(value, list):
         for item in value:
-            scan_secrets(item, prefix, locate)
+            scan_secrets(item, prefix, locate, env_keys)
         return
     if not isinstance(value, dict):
         return
@@ -44,7 +53,9 @@ def scan_secrets(value: Any, prefix: KeyPath, locate: Locate) -> None:
         path = (*prefix, str(key))
         if _SECRET_KEY_RE.match(str(key)) and inner not in (None, ""):
             # Never echo the value: it is a secret.
-            if path[0] == "backends":
+            if path[0] == "backends" and len(path) == 3:  # a key of a backend's block
+                fix = _backend_fix(str(key), value.get("type"), env_keys)
+            elif path[0] == "backends":
                 fix = f"put the value in an environment variable and set {key}_env: VARIABLE_NAME"
             elif path[0] == "database":
                 fix = f"put the whole URL in ${DATABASE_URL_ENV} (or a variable named by url_env)"
@@ -54,7 +65,17 @@ def scan_secrets(value: Any, prefix: KeyPath, locate: Locate) -> None:
                 f"{'.'.join(path)}: secrets must not be written in the config file; {fix}",
                 locate(path),
             )
-        scan_secrets(inner, path, locate)
+        scan_secrets(inner, path, locate, env_keys)
+
+
+def _backend_fix(key: str, type_name: Any, env_keys: EnvKeys | None) -> str:
+    """How to give a backend the secret written inline under `key`."""
+    known = env_keys(type_name) if env_keys and isinstance(type_name, str) else None
+    if known is None:  # no registry at hand, or a type it does not know
+        return f"put the value in an environment variable and set {key}_env: VARIABLE_NAME"
+    if not known:
+        return f"remove it: a {type_name} backend takes no secret"
+    return f"put the value in an environment variable and set {known[0]}: VARIABLE_NAME"
 
 
 # --------------------------------------------------------------------------- database URLs

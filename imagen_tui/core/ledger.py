@@ -14,6 +14,7 @@ import getpass
 import hashlib
 import os
 import socket
+import subprocess
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -22,19 +23,61 @@ if TYPE_CHECKING:
     from imagen_tui.core.pipeline import Outcome
 
 CALLER_ENV = "IMAGEN_CALLER"
+MAI_ENV = "MAI_FROM_ID"  # set by the mai agent tools, as the original ImaGen reads it
+TMUX_NAME_OPTION = "@mai-name"  # the pane's name, set by the same tools
+TMUX_TIMEOUT_S = 1.0
 MAX_CALLER = 200
 
 
 def caller() -> str:
-    """Who is generating: $IMAGEN_CALLER, else user@host."""
-    named = os.environ.get(CALLER_ENV, "").strip()
-    if named:
-        return named[:MAX_CALLER]
+    """Who is generating, in the original ImaGen's order: $IMAGEN_CALLER, then
+    $MAI_FROM_ID, then the tmux pane's `@mai-name` option (only inside tmux),
+    then user@host. The first one set and not blank wins."""
+    for name in (CALLER_ENV, MAI_ENV):
+        named = _clean(os.environ.get(name, ""))
+        if named:
+            return named
+    pane_name = _tmux_pane_name()
+    if pane_name:
+        return pane_name
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a bare container)
         user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
     return f"{user}@{socket.gethostname()}"[:MAX_CALLER]
+
+
+def _clean(text: str) -> str:
+    """The first line of `text`, stripped, cut to MAX_CALLER characters."""
+    lines = text.strip().splitlines()
+    return lines[0].strip()[:MAX_CALLER] if lines else ""
+
+
+def _tmux_pane_name() -> str:
+    """The `@mai-name` option of this tmux pane; "" outside tmux, when unset, or on
+    any failure (no tmux binary, no server, too slow): the next source is used."""
+    if not os.environ.get("TMUX"):
+        return ""
+    command = ["tmux", "display-message", "-p"]
+    pane = os.environ.get("TMUX_PANE")
+    if pane:
+        command += ["-t", pane]
+    command.append(f"#{{{TMUX_NAME_OPTION}}}")
+    try:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=TMUX_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if done.returncode != 0:
+        return ""
+    return _clean(done.stdout)
 
 
 def prompt_sha256(prompt: str) -> str:

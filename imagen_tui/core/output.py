@@ -91,13 +91,15 @@ def write_image(
 
     `name` comes from `naming.render_name`. PNGs get `text_chunks` embedded;
     other types are written as they are. When `sidecar` is not None, it is saved
-    as JSON beside the image, with `"file"` set to the image's file name.
+    as JSON beside the image (`a.png` -> `a.json`), exactly as given: the pipeline
+    passes the record it embeds as the PNG's `imagen` chunk, so the two match.
     With a `journal` token (letters, digits and dashes), the image's hidden
     temp file stays as a second link, `Written.journal` (see the module doc).
 
     Raises ValueError for an unknown MIME type or a PNG that is not one,
     InputError when the name would land outside `directory`, and OSError when
-    the disk refuses; in every case nothing new is left behind.
+    the disk refuses (its `filename` the folder, when a folder refused a new
+    file or folder); in every case nothing new is left behind.
     """
     extension = EXTENSIONS.get(mime_type.split(";")[0].strip().lower())
     if extension is None:
@@ -115,7 +117,7 @@ def write_image(
         image_path, journal_path = _claim_free_name(folder, name.name, extension, data, journal)
         if sidecar is not None:
             sidecar_file = sidecar_path(image_path)
-            _write_sidecar(sidecar_file, {**sidecar, "file": image_path.name}, journal)
+            _write_sidecar(sidecar_file, dict(sidecar), journal)
         return Written(image=image_path, sidecar=sidecar_file, journal=journal_path)
     except BaseException:
         # Both names were free when the image claimed its own, so they are ours to remove.
@@ -165,6 +167,8 @@ def _make_folders(folder: Path, created: list[Path]) -> None:
             path.mkdir()
         except FileExistsError:  # another process made it just now: not ours to remove
             continue
+        except OSError as error:  # name the folder that refused, not the one asked for
+            raise OSError(error.errno, error.strerror, str(path.parent)) from error
         created.append(path)
 
 
@@ -236,7 +240,10 @@ def _write_temp_file(folder: Path, data: bytes, prefix: str = ".") -> Path:
     mkstemp makes the file 0o600; it gets ordinary permissions (0o666 minus
     the umask) so the final image is readable like any other file.
     """
-    descriptor, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=TEMP_SUFFIX)
+    try:
+        descriptor, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=TEMP_SUFFIX)
+    except OSError as error:  # name the folder, not the hidden temp file it refused
+        raise OSError(error.errno, error.strerror, str(folder)) from error
     temp = Path(name)
     try:
         with os.fdopen(descriptor, "wb") as file:

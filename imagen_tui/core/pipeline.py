@@ -12,6 +12,7 @@ The workbench (config, presets, backends) comes from `core.workbench`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -68,6 +69,9 @@ class Outcome:
     def path(self) -> Path:
         return self.written.image
 
+
+# A folder refusing a new file: the user's to fix, an input error (exit 2), not a fault.
+_FOLDER_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR})
 
 _WRITABLE: set[Path] = set()  # directories a probe file was created in by this process
 
@@ -260,7 +264,13 @@ def _write_files(
         raise GenerationError(f"{plan.backend}: returned a broken image: {error}") from error
     except OSError as error:  # disk full, permissions changed since planning, ...
         where = error.filename or plan.directory  # the folder or file that failed
-        raise ImagenError(f"output: cannot write {where}: {error.strerror or error}") from error
+        reason = error.strerror or str(error)
+        if error.errno in _FOLDER_REFUSED:  # a folder under the output directory (a date folder)
+            raise InputError(
+                "out",
+                f"cannot write in {where} ({reason}); make it writable or choose another directory",
+            ) from error
+        raise ImagenError(f"output: cannot write {where}: {reason}") from error
 
 
 def _thumbnail_of(plan: Plan, image: bytes) -> bytes:

@@ -73,7 +73,7 @@ class Workbench:
 
 def open_workbench(config_path: str | Path | None = None) -> Workbench:
     """Load the config and check every block of it; raise ConfigError on the first fault."""
-    config = load_config(config_path)
+    config = load_config(config_path, registry.env_keys)
     blocks = {
         name: registry.validate_block(name, block, config.where)
         for name, block in config.backends.items()

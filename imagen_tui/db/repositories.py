@@ -1,13 +1,12 @@
-"""The statements front ends need, as typed queries with a sync and an async runner.
+"""The statements front ends need, as typed queries and their runner.
 
 Each function here builds a `Query[T]`: one SQL statement (so one
 transaction, atomic by itself), its parameters, and how its rows become a
-typed result `T`. `fetch(conn, query)` runs it on a psycopg connection,
-`await afetch(aconn, query)` on an async one, so a CLI command and a live
-view share every statement without writing it twice:
+typed result `T`. `fetch(conn, query)` runs it on a psycopg connection, so
+a CLI command and the TUI (through the services' Session, in its thread
+workers) share every statement without writing it twice:
 
     jobs = fetch(conn, jobs_page(status="failed", limit=20))
-    series = await afetch(aconn, series_detail(12))
 
 A query whose rows say the input was wrong (no such series, a try without an
 image, a job that cannot be canceled) raises `InputError` naming the field.
@@ -62,14 +61,6 @@ def fetch(conn: psycopg.Connection[Any], query: Query[T]) -> T:
     with conn.cursor(row_factory=dict_row) as cursor:
         cursor.execute(query.sql, query.params)
         rows = cursor.fetchall() if cursor.description else []
-    return query.decode(rows)
-
-
-async def afetch(conn: psycopg.AsyncConnection[Any], query: Query[T]) -> T:
-    """Run `query` on an async connection."""
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(query.sql, query.params)
-        rows = await cursor.fetchall() if cursor.description else []
     return query.decode(rows)
 
 

@@ -20,6 +20,10 @@ Guarantees, each with a test:
   stops the worker with a non-zero exit, so its supervisor restarts it.
 - A heartbeat thread renews the leases of in-flight jobs; a lease found lost,
   or a cancel the database confirms, cancels the generation within a second.
+- A cancellation always ends what it reaches: cancelling `run()` cancels its
+  slots and waits for them (they hand their jobs back), and a cancelled slot
+  ends even if its job was already lost (only the generation's own cancel,
+  on a lost job, lets the slot go on to the next job).
 - The first stop request (SIGTERM/SIGINT) stops claiming and lets in-flight
   jobs finish; a second cancels them and hands them back to the queue; the
   process exits even if a backend never returns (see `install_stop_signals`).
@@ -82,6 +86,12 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+def _cancelling() -> bool:
+    """The running task itself was asked to cancel (not just something it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def new_worker_id() -> str:
@@ -153,7 +163,7 @@ class Worker:
         self._last_rescue = float("-inf")
         self._claims_outage = Outage(log, "claims")
         self._listener_crash: BaseException | None = None
-        self.caller = caller()  # the usage rows' caller: $IMAGEN_CALLER or user@host
+        self.caller = caller()  # the usage rows' caller (core/ledger.py: who is generating)
 
     # ----------------------------------------------------------- control
 
@@ -221,6 +231,13 @@ class Worker:
                 what = "the listener" if crash is self._listener_crash else "a worker slot"
                 raise WorkerCrashed(f"{what} crashed: {type(crash).__name__}: {crash}")
         finally:
+            # No slot outlives run(): when run() itself is cancelled, its slots are
+            # too, and they hand their jobs back while the queue is still open
+            # (a forced stop's grace period still bounds the wait).
+            if not all(slot.done() for slot in self._slots) and not self._gave_up.is_set():
+                for slot in self._slots:
+                    slot.cancel()
+                await self._wait_for_slots()
             for task in (listener, self._sweeper, *self._checks):
                 if task is not None:
                     task.cancel()
@@ -418,8 +435,9 @@ class Worker:
             if job.id in self._lost:
                 self.stats["dropped"] += 1
                 self._log(job, "dropped", f"{self._lost[job.id]}; generation stopped", planned)
-                return
-            raise
+                if not _cancelling():
+                    return  # only the generation was cancelled (`_lose`): the slot goes on
+            raise  # this slot itself was cancelled: it ends, whether the job was lost or not
         except GenerationError as error:
             outcome_ = "retry" if error.transient else "failed"
             await self._settle(job, outcome_, str(error), planned, error.retry_after)

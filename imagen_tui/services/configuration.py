@@ -119,7 +119,7 @@ class BackendRow:
     type: str
     model: str
     default: bool
-    status: str  # `ok` or `not configured (set VAR)`: no call made
+    status: str  # `ok`, `not configured (set VAR)`, or the probe's problem (`missing models`)
     # With `check`: what one live call found (None: the adapter has no check)
     check: str | None = None
     check_ok: bool | None = None
@@ -146,19 +146,22 @@ def backend_rows(
             )
 
         checks = asyncio.run(check_all())
+    probes = [registry.details(block) if probe else registry.Probe() for _, block in blocks]
     return [
         BackendRow(
             name=name,
             type=str(block["type"]),
             model=registry.model_of(block),
             default=name == workbench.config.default_backend,
-            status=workbench.backend_status(name),
+            # a problem the probe found (missing models) replaces `ok`
+            status=_status(workbench.backend_status(name), probed.problem),
             check=found.summary if found else None,
             check_ok=found.ok if found else None,
-            details=(
-                *(registry.details(block) if probe else ()),
-                *(found.details if found else ()),
-            ),
+            details=(*probed.lines, *(found.details if found else ())),
         )
-        for (name, block), found in zip(blocks, checks, strict=True)
+        for (name, block), found, probed in zip(blocks, checks, probes, strict=True)
     ]
+
+
+def _status(configured: str, problem: str | None) -> str:
+    return problem if configured == "ok" and problem else configured

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -35,14 +36,16 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.signal import Signal
 from textual.widget import AwaitMount
+from textual.worker import Worker, WorkerState
 
 from imagen_tui import services
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.errors import DatabaseError, ImagenError, InputError
 from imagen_tui.services.feed import JobFeed, Notice
 from imagen_tui.text import one_line
-from imagen_tui.tui import pictures
+from imagen_tui.tui.fastpaths import fell_back
 from imagen_tui.tui.messages import DatabaseFailed, DatabaseReady, JobsUpdate, SeriesSubmitted
+from imagen_tui.tui.pictures import decode
 from imagen_tui.tui.screens.compose import ComposeScreen
 from imagen_tui.tui.screens.gallery import GalleryScreen
 from imagen_tui.tui.screens.jobs import JobsScreen
@@ -50,6 +53,7 @@ from imagen_tui.tui.screens.series import SeriesScreen
 from imagen_tui.tui.screens.usage import UsageScreen
 from imagen_tui.tui.styles import stylesheet
 
+log = logging.getLogger("imagen.tui")
 _opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagen-open-db")
 
 # How long the event loop may hold the GIL while a thread worker waits for it.
@@ -60,7 +64,7 @@ _opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagen-open-db")
 SWITCH_INTERVAL_S = 0.001
 
 
-def _styled_at_registration(app: App[Any], screen: Screen[Any]) -> None:
+def _styled_at_registration(app: App[Any], screen: Screen[Any]) -> bool:
     """Spare a screen's first showing Textual's two full CSS refreshes.
 
     Textual restyles the whole app (reparse every stylesheet, re-apply it to
@@ -68,9 +72,15 @@ def _styled_at_registration(app: App[Any], screen: Screen[Any]) -> None:
     CSS count lags the app's, as a screen never shown does. A screen about to
     be registered gets the current stylesheet applied to each of its widgets
     as they mount, so it is up to date: mark it so. (Private in Textual 8.2:
-    without the attribute, nothing changes.)"""
-    if hasattr(app, "_css_update_count"):
-        screen._css_update_count = app._css_update_count
+    when the counts are not there as integers, Textual restyles as usual and
+    this says so in `fastpaths`.) True when the screen was marked."""
+    app_count = getattr(app, "_css_update_count", None)
+    screen_count = getattr(screen, "_css_update_count", None)
+    if not (isinstance(app_count, int) and isinstance(screen_count, int)):
+        fell_back("restyle on first visit")
+        return False
+    screen._css_update_count = app_count
+    return True
 
 
 class Stoppable(Protocol):
@@ -142,7 +152,7 @@ class WorkbenchApp(App[None]):
         self._session_future: Future[services.Session] = _opener.submit(
             open_session or (lambda: services.open_session(workbench))
         )
-        _opener.submit(pictures.prepare_decoders)  # then, not on the first grid's clock
+        _opener.submit(decode.prepare_decoders)  # then, not on the first grid's clock
         self._start_worker = start_worker
         self._save_state = save_state
         self._notes = list(notes)  # warnings from before the app ran, shown once it does
@@ -150,6 +160,7 @@ class WorkbenchApp(App[None]):
         self._switch_interval = sys.getswitchinterval()  # restored on unmount
         self._status = {"database": "opening the database…", "link": "", "worker": ""}
         self.jobs_signal: Signal[JobsUpdate] = Signal(self, "jobs")
+        self.log_path: str | None = None  # where `imagen.tui` logs (run_app sets it)
         self._apply_theme()
 
     def _apply_theme(self) -> None:
@@ -223,6 +234,28 @@ class WorkbenchApp(App[None]):
         file name): shown on one line, literally. Safe from thread workers."""
         self.notify(
             one_line(text, limit), title=title, severity=severity, timeout=timeout, markup=False
+        )
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every worker's end (screens forward theirs, see WorkbenchScreen): one
+        that raised what it did not expect is told on one line, its traceback
+        goes to the log, and the header stops claiming what it no longer does."""
+        if event.state is not WorkerState.ERROR:
+            return
+        worker: Worker[Any] = event.worker
+        error = worker.error
+        what = worker.group if worker.group != "default" else worker.name
+        log.error("worker %s failed", what, exc_info=error)
+        if worker.group == "listener":
+            self._set_status("link", "updates stopped")
+        elif worker.group == "database":
+            self._set_status("database", "no database")
+        where = f"; details in {self.log_path}" if self.log_path else ""
+        self.tell(
+            f"{what} failed: {type(error).__name__}: {error}{where}",
+            title="Something went wrong",
+            severity="error",
+            timeout=30,
         )
 
     def require_session(self) -> services.Session:
@@ -366,10 +399,11 @@ def run_app(args: argparse.Namespace) -> int:
     when none is online and stopped on exit.
     """
     from imagen_tui.core.workbench import open_workbench
-    from imagen_tui.tui import images
+    from imagen_tui.tui.pictures import protocol
 
     workbench = open_workbench(args.config)
-    images.configure(workbench.config)  # before App.run: detection reads the terminal
+    protocol.configure(workbench.config)  # before App.run: detection reads the terminal
+    log_path = _log_to_file()
     notes: list[str] = []
     state = services.load_tui_state(warn=notes.append)
 
@@ -384,6 +418,7 @@ def run_app(args: argparse.Namespace) -> int:
         save_state=services.save_tui_state,
         notes=notes,
     )
+    app.log_path = log_path
     try:
         app.run()
     finally:
@@ -391,3 +426,21 @@ def run_app(args: argparse.Namespace) -> int:
         if app.session is not None:
             app.session.close()
     return 0
+
+
+def _log_to_file() -> str | None:
+    """Send the app's log (`imagen.tui`) to the file its worker logs to, never
+    to the terminal the app draws on; the file's name (None: it cannot be opened,
+    then the log goes nowhere)."""
+    path = services.worker_log_path()
+    log.propagate = False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        log.addHandler(logging.NullHandler())
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return str(path)

@@ -38,7 +38,7 @@ from imagen_tui.backends.comfyui.workflow import (
     load_user,
 )
 from imagen_tui.backends.http import MaybeStarted
-from imagen_tui.backends.registry import BackendType, Option
+from imagen_tui.backends.registry import BackendType, Option, Probe
 from imagen_tui.errors import ConfigError, GenerationError
 
 __all__ = ["COMFYUI_TYPE", "ComfyBackend"]
@@ -318,7 +318,7 @@ def load_workflow(block: Mapping[str, Any]) -> Workflow:
     return load_user(workflow, declared, block.get("output_node"), steps)
 
 
-def _probe(block: Mapping[str, Any]) -> list[str]:
+def _probe(block: Mapping[str, Any]) -> Probe:
     from imagen_tui.backends.comfyui.status import probe
 
     return probe(block)

@@ -16,6 +16,7 @@ import httpx
 
 from imagen_tui import __version__
 from imagen_tui.backends.comfyui.workflow import ModelFile, Workflow
+from imagen_tui.backends.registry import Probe
 from imagen_tui.errors import ImagenError
 from imagen_tui.text import one_line
 
@@ -23,10 +24,16 @@ PROBE_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 GIB = 2**30
 
 
-def probe(block: Mapping[str, Any]) -> list[str]:
+MISSING_MODEL = "missing model: "
+
+
+def probe(block: Mapping[str, Any]) -> Probe:
+    """Facts about the instance; its problem is `missing models` when a model file
+    the workflow names is not installed, `unreachable` when the server does not answer."""
     from imagen_tui.backends.comfyui import DEFAULT_URL, load_workflow
 
     lines: list[str] = []
+    problem: str | None = None
     workflow: Workflow | None = None
     try:
         workflow = load_workflow(block)
@@ -46,12 +53,16 @@ def probe(block: Mapping[str, Any]) -> list[str]:
             stats.raise_for_status()
             lines.extend(_stats_lines(url, stats.json()))
             if workflow is not None and workflow.model_files:
-                lines.extend(_model_lines(client, workflow.model_files))
+                found = _model_lines(client, workflow.model_files)
+                lines.extend(found)
+                if any(line.startswith(MISSING_MODEL) for line in found):
+                    problem = "missing models"
     except (httpx.HTTPError, ValueError) as error:
         lines.append(
             f"unreachable: {url} ({one_line(type(error).__name__ + ': ' + str(error), 160)})"
         )
-    return lines
+        problem = "unreachable"
+    return Probe(tuple(lines), problem)
 
 
 def _stats_lines(url: str, stats: Any) -> list[str]:
@@ -79,7 +90,7 @@ def _model_lines(client: httpx.Client, files: tuple[ModelFile, ...]) -> list[str
             missing.append(f"{model.filename} (models/{model.folder})")
     if not missing:
         return [f"models: all {len(files)} installed"]
-    return [f"missing model: {name}" for name in missing]
+    return [f"{MISSING_MODEL}{name}" for name in missing]
 
 
 def _choices(client: httpx.Client, class_type: str, input_name: str) -> list[str]:

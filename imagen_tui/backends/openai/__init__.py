@@ -4,7 +4,8 @@
 - `models.py`: sizes per model and the token price table, with its date.
 
 Config (`backends.<name>`): `model` (required: OpenAI retires image models
-often, so there is no default), `token_env` (default OPENAI_API_KEY),
+often, so there is no default), `api_key_env` (default OPENAI_API_KEY;
+`token_env` is accepted too),
 `base_url`, `quality`, `output_format`, `timeout_s`. See docs/backends.md.
 """
 
@@ -46,10 +47,11 @@ OPENAI_TYPE = BackendType(
             help="the model id, e.g. gpt-image-2 (no default: OpenAI retires image models)",
         ),
         Option(
-            "token_env",
+            "api_key_env",
             str,
             default="OPENAI_API_KEY",
             env=True,
+            aliases=("token_env",),
             help="the environment variable holding the API key",
         ),
         Option(
@@ -84,4 +86,5 @@ OPENAI_TYPE = BackendType(
     default_model="(set model)",
     check=_check,
     check_request=_check_request,
+    request_options=None,  # sent to the API as they are (docs/backends.md)
 )

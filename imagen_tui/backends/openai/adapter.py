@@ -104,7 +104,7 @@ class OpenAIBackend:
         self.http = HttpClient(
             name=name,
             base_url=options.get("base_url") or DEFAULT_BASE_URL,
-            token_env=options.get("token_env") or "OPENAI_API_KEY",
+            token_env=options.get("api_key_env") or options.get("token_env") or "OPENAI_API_KEY",
             timeout=httpx.Timeout(timeout_s, connect=5.0),
             classify=classify,
             sleep=sleep,

@@ -5,7 +5,8 @@
 - `sizes.py`: width x height -> the closest FLUX `aspect_ratio`.
 
 Config (`backends.<name>`): `model` (owner/name or owner/name:version),
-`token_env` (default REPLICATE_API_TOKEN), `base_url`, `timeout_s`,
+`api_token_env` (default REPLICATE_API_TOKEN;
+`token_env` is accepted too), `base_url`, `timeout_s`,
 `output_format`. See docs/backends.md.
 """
 
@@ -55,10 +56,11 @@ REPLICATE_TYPE = BackendType(
             help="owner/name (an official model) or owner/name:version (pinned)",
         ),
         Option(
-            "token_env",
+            "api_token_env",
             str,
             default="REPLICATE_API_TOKEN",
             env=True,
+            aliases=("token_env",),
             help="the environment variable holding the API token",
         ),
         Option(
@@ -95,4 +97,5 @@ REPLICATE_TYPE = BackendType(
     default_model=DEFAULT_MODEL,
     check=_check,
     check_request=_check_request,
+    request_options=None,  # sent to the API as they are (docs/backends.md)
 )

@@ -91,7 +91,9 @@ class ReplicateBackend:
         self.http = HttpClient(
             name=name,
             base_url=options.get("base_url") or DEFAULT_BASE_URL,
-            token_env=options.get("token_env") or "REPLICATE_API_TOKEN",
+            token_env=options.get("api_token_env")
+            or options.get("token_env")
+            or "REPLICATE_API_TOKEN",
             timeout=httpx.Timeout(30.0, connect=5.0),
             sleep=sleep,
             transport=transport,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.screen import Screen
+from textual.worker import Worker
 
 if TYPE_CHECKING:
     from imagen_tui.tui.app import WorkbenchApp
@@ -18,3 +19,12 @@ class WorkbenchScreen(Screen[None]):
 
         assert isinstance(self.app, WorkbenchApp)
         return self.app
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        forward_worker_state(self, event)
+
+
+def forward_worker_state(screen: Screen[Any], event: Worker.StateChanged) -> None:
+    """Hand a screen worker's state to the app, which handles every worker's
+    failure in one place (Textual posts it to the screen only)."""
+    screen.app.post_message(Worker.StateChanged(event.worker, event.state))

@@ -21,8 +21,8 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Header, Static
 
 from imagen_tui.errors import DatabaseError
-from imagen_tui.tui import pictures
 from imagen_tui.tui.messages import JobsUpdate
+from imagen_tui.tui.pictures import decode
 from imagen_tui.tui.screens.base import WorkbenchScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen, ViewItem, open_image_file
 from imagen_tui.tui.widgets.footer import Footer
@@ -109,7 +109,7 @@ class GalleryScreen(WorkbenchScreen):
         decoded: dict[int, Picture | None] = {}
         for card in cards:
             image = card.image
-            decoded[image.id] = known.get(image.id) or pictures.decode_thumbnail(image.thumbnail)
+            decoded[image.id] = known.get(image.id) or decode.decode_thumbnail(image.thumbnail)
         app.call_from_thread(self._show, asked, cards, decoded)
 
     def _show(

@@ -21,10 +21,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
+from textual.worker import Worker
 
 from imagen_tui.core.viewer import open_with_system_viewer
 from imagen_tui.text import one_line
-from imagen_tui.tui import images, pictures
+from imagen_tui.tui.pictures import decode, protocol
+from imagen_tui.tui.screens.base import forward_worker_state
 from imagen_tui.tui.widgets.footer import Footer
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from textual.events import Resize
 
     from imagen_tui.core.rows import ImageRow
-    from imagen_tui.tui.images import PictureWidget
+    from imagen_tui.tui.pictures.protocol import PictureWidget
 
 # Metadata keys shown first, with their labels; the rest follow as they are.
 LABELS: tuple[tuple[str, str], ...] = (
@@ -118,6 +120,9 @@ class ImageViewScreen(Screen[None]):
         self._full: dict[int, Picture] = {}  # image id -> the local file, scaled
         self._image: PictureWidget | None = None
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        forward_worker_state(self, event)
+
     @property
     def item(self) -> ViewItem:
         return self.items[self.index]
@@ -161,7 +166,7 @@ class ImageViewScreen(Screen[None]):
                 self._image = None
             return
         if self._image is None:
-            self._image = images.new_picture(picture, id="image-view-image")
+            self._image = protocol.new_picture(picture, id="image-view-image")
             self._size_picture()
             self.query_one("#image-view-picture", Vertical).mount(self._image)
         else:
@@ -174,7 +179,7 @@ class ImageViewScreen(Screen[None]):
             return
         region = self.query_one("#image-view-picture", Vertical).content_region
         image = self.item.image
-        box = images.cell_box(
+        box = protocol.cell_box(
             (image.width, image.height), max(4, region.width), max(2, region.height)
         )
         self._image.styles.width, self._image.styles.height = box
@@ -184,7 +189,7 @@ class ImageViewScreen(Screen[None]):
         path = image.path
         if path is None or not path.is_file():
             return
-        picture = pictures.load_file(path)
+        picture = decode.load_file(path)
         if picture is not None:
             self.app.call_from_thread(self._loaded, image.id, picture)
 

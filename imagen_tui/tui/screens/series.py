@@ -28,8 +28,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Static
 
 from imagen_tui.errors import DatabaseError, InputError
-from imagen_tui.tui import cells, pictures
+from imagen_tui.tui import cells
 from imagen_tui.tui.messages import JobsUpdate
+from imagen_tui.tui.pictures import decode
 from imagen_tui.tui.screens.base import WorkbenchScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen, ViewItem, open_image_file
 from imagen_tui.tui.widgets.footer import Footer
@@ -232,7 +233,7 @@ class SeriesScreen(WorkbenchScreen):
             return
         known = dict(self.pictures) if series_id == self.series_id else {}
         decoded = {
-            row.id: known[row.id] if row.id in known else pictures.decode_thumbnail(row.thumbnail)
+            row.id: known[row.id] if row.id in known else decode.decode_thumbnail(row.thumbnail)
             for row in rows
         }
         app.call_from_thread(self._show_series, detail, rows, decoded)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from textual.widgets import Footer as TextualFooter
 
+from imagen_tui.tui.fastpaths import fell_back
+
 if TYPE_CHECKING:
     from textual.app import ComposeResult
     from textual.screen import Screen
@@ -32,8 +34,21 @@ class Footer(TextualFooter):
         )
 
     def compose(self) -> ComposeResult:
-        self._shown = self._wanted() if self._bindings_ready else None
-        yield from super().compose()
+        # Textual's Footer composes no key until its `_bindings_ready` (private
+        # in Textual 8.2). Without that flag as a bool, nothing is taken as shown,
+        # so every change rebuilds, as Textual's own Footer does.
+        ready = getattr(self, "_bindings_ready", None)
+        if not isinstance(ready, bool):
+            fell_back("footer bindings ready")
+            ready = False
+        self._shown = self._wanted() if ready else None
+        composed = 0
+        for widget in super().compose():
+            composed += 1
+            yield widget
+        if not ready and composed:  # keys although the flag said not ready
+            fell_back("footer bindings ready")
+            self._shown = None
 
     def bindings_changed(self, screen: Screen[object]) -> None:
         if self.is_attached and screen is self.screen and screen.app.app_focus:

@@ -8,7 +8,7 @@ is shown literally (Rich `Text`, never markup).
 
 The picture widget is the one `tui.images` makes (halfcell in tests). The
 grid gives the tile a box in cells for it, and the picture gets the largest
-part of that box with its own shape (`images.cell_box`), so a wide picture
+part of that box with its own shape (`protocol.cell_box`), so a wide picture
 stays wide.
 """
 
@@ -22,12 +22,13 @@ from textual.app import ComposeResult
 from textual.containers import Container
 from textual.widgets import Static
 
-from imagen_tui.tui import cells, images
+from imagen_tui.tui import cells
+from imagen_tui.tui.pictures import protocol
 
 if TYPE_CHECKING:
     from PIL.Image import Image as Picture
 
-    from imagen_tui.tui.images import PictureWidget
+    from imagen_tui.tui.pictures.protocol import PictureWidget
 
 
 @dataclass(frozen=True)
@@ -89,14 +90,14 @@ class ImageTile(Container):
             yield self._new_image(self.picture)
 
     def _new_image(self, picture: Picture) -> PictureWidget:
-        self._image = images.new_picture(picture, classes="tile-picture")
+        self._image = protocol.new_picture(picture, classes="tile-picture")
         self._size_image()
         self._shown = picture
         return self._image
 
     def _size_image(self) -> None:
         if self._image is not None and self.picture is not None:
-            box = images.cell_box(self.picture.size, *self._picture_size)
+            box = protocol.cell_box(self.picture.size, *self._picture_size)
             self._image.styles.width, self._image.styles.height = box
 
     def on_mount(self) -> None:

@@ -2,7 +2,7 @@
 
 The widget for the `halfcell` and `unicode` image protocols (terminals
 without a graphics protocol, and every test). It draws its picture once
-for its size with `cell_drawing.draw` and hands Textual the lines (the
+for its size with `cells.draw` and hands Textual the lines (the
 Line API), so a repaint, a restyle of its tile or a scroll costs nothing
 more. Setting `image` (the same attribute textual-image's widgets have)
 draws the new picture on the next paint.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from textual.strip import Strip
 from textual.widget import Widget
 
-from imagen_tui.tui.cell_drawing import Mode, draw
+from imagen_tui.tui.pictures.cells import Mode, draw
 
 if TYPE_CHECKING:
     from PIL.Image import Image as Picture
