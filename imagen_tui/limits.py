@@ -65,3 +65,7 @@ MAX_LIST_LIMIT = 10_000
 # An environment variable's name (a `*_env` key, `$NAME` in a path, a
 # credentials line); use it with re.fullmatch.
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+
+# Untrusted bodies (docs/security.md). No backend makes an image above ~16 Mpx:
+# anything larger is refused before it is decoded (a decompression bomb).
+MAX_IMAGE_PIXELS = 40_000_000

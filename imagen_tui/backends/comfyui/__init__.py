@@ -38,6 +38,7 @@ from imagen_tui.backends.comfyui.workflow import (
     load_user,
 )
 from imagen_tui.backends.http import MaybeStarted
+from imagen_tui.backends.imageinfo import output_image_info
 from imagen_tui.backends.registry import BackendType, Option, Probe
 from imagen_tui.errors import ConfigError, GenerationError
 
@@ -115,7 +116,7 @@ class ComfyBackend:
             if response.status_code == 400:
                 raise errors.validation_error(f"{session.name}: invalid graph", json_body(response))
             entry = await self._follow(prompt_id, mailbox, progress)
-            image, mime = await session.view(self._image_of(entry, workflow))
+            image, _mime = await session.view(self._image_of(entry, workflow))
         except asyncio.CancelledError:
             if posted:
                 await session.cancel(prompt_id)
@@ -125,9 +126,13 @@ class ComfyBackend:
             raise
         finally:
             session.unwatch(prompt_id)
+        # The same check as every cloud output: type, size, no decompression bomb.
+        checked_mime, width, height = output_image_info(session.name, image)
         return Result(
             image=image,
-            mime_type=mime,
+            mime_type=checked_mime,
+            width=width,
+            height=height,
             model=self.model,
             seed=seed,
             steps=steps if workflow.places.get("steps") else None,
