@@ -69,3 +69,16 @@ ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 # Untrusted bodies (docs/security.md). No backend makes an image above ~16 Mpx:
 # anything larger is refused before it is decoded (a decompression bomb).
 MAX_IMAGE_PIXELS = 40_000_000
+# A response body (an output image, a JSON answer) is refused past this many
+# bytes, on its Content-Length first, else while it streams in. The backends
+# take `max_download_mb` to change it (MIN/MAX_DOWNLOAD_MB).
+MAX_BODY_BYTES = 64 * 2**20
+MIN_DOWNLOAD_MB = 1
+MAX_DOWNLOAD_MB = 1024
+# One HTTP call (its tries and waits included) ends after this long at most,
+# however slowly the server drips its answer; a download inside a generation
+# gets what is left of the generation's own timeout, at least MIN_TRANSFER_S.
+TRANSFER_DEADLINE_S = 300.0
+MIN_TRANSFER_S = 5.0
+# Keeping one image in remote storage (the image, its sidecar, every retry).
+UPLOAD_DEADLINE_S = 300.0

@@ -251,3 +251,15 @@ def test_worker_upload_failure_keeps_the_local_image(home: Home, db_url: str, ca
     assert Path(storage_uri.removeprefix("file://")).is_file()
     assert len(server.seen) == 6  # retried before giving up
     assert "upload to supabase storage failed, the image stays local" in caplog.text
+
+
+def test_an_upload_that_never_finishes_ends_at_its_deadline(files: Upload):
+    async def hang(_request: httpx.Request) -> httpx.Response:
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    server = Server().on(OBJECT, hang)
+    s = SupabaseStorage(URL, "images", KEY_ENV, deadline_s=0.3, transport=server.transport)
+    with pytest.raises(HttpError, match=r"took longer than 0\.3 s") as caught:
+        store(s, files)
+    assert caught.value.transient is True

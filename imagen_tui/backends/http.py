@@ -33,6 +33,14 @@ Each retry is logged on one line (INFO for a 429, WARNING otherwise) with
 the method, the path (never the query), what went wrong and the wait.
 Waits go through the `sleep` the client is given, so tests never wait.
 
+Every body is untrusted: a response is streamed in and refused past
+`max_bytes` (on its Content-Length first, else as soon as it grows past
+it), and each call, its tries and waits included, ends after `deadline_s`
+however slowly the server drips its answer (`limits.MAX_BODY_BYTES` and
+`limits.TRANSFER_DEADLINE_S` unless the caller says otherwise). Only a 2xx
+is success: a redirect is returned (the client never follows one) and the
+caller decides, so nothing is taken for stored or fetched on a 301.
+
 Secrets come only by environment-variable name (`token_env`): the token is
 read when a call is made, sent only to the `base_url`'s origin unless the
 call asks otherwise, and kept out of every message, log line and `repr`; the
@@ -57,6 +65,7 @@ import httpx
 
 from imagen_tui import __version__
 from imagen_tui.errors import GenerationError
+from imagen_tui.limits import MAX_BODY_BYTES, TRANSFER_DEADLINE_S
 from imagen_tui.retry import backoff_delay
 from imagen_tui.text import one_line
 
@@ -92,6 +101,10 @@ class HttpError(GenerationError):
         super().__init__(message, transient=transient, retry_after=retry_after)
         self.status = status
         self.kind = kind
+
+
+class TooLarge(HttpError):
+    """A response body larger than the caller's cap: refused unread (permanent)."""
 
 
 class MaybeStarted(HttpError):
@@ -222,6 +235,8 @@ class HttpClient:
         auth_scheme: str | None = "Bearer",
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         max_wait: float = MAX_WAIT_S,
+        max_bytes: int = MAX_BODY_BYTES,
+        deadline_s: float = TRANSFER_DEADLINE_S,
         classify: Classify | None = None,
         extra_auth: ExtraAuth | None = None,
         sleep: Sleep = asyncio.sleep,
@@ -233,6 +248,8 @@ class HttpClient:
         self._auth_header = auth_header
         self._auth_scheme = auth_scheme
         self._max_wait = max_wait
+        self.max_bytes = max_bytes
+        self.deadline_s = deadline_s
         self._classify = classify
         self._extra_auth = extra_auth
         self._sleep = sleep
@@ -276,6 +293,8 @@ class HttpClient:
         timeout: httpx.Timeout | None = None,
         authenticate: bool | None = None,
         expect: Collection[int] = (),
+        max_bytes: int | None = None,
+        deadline_s: float | None = None,
     ) -> httpx.Response:
         """Send one call, trying again as the policy allows; return a response below 400.
 
@@ -283,9 +302,57 @@ class HttpClient:
         is relative to `base_url`, or a full URL. `timeout` replaces the
         client's for this call. The token goes to the `base_url`'s origin
         only, unless `authenticate` says otherwise. A status in `expect` (a 400
-        whose body the adapter reads, say) is returned, not raised. Raises `HttpError`
-        (`MaybeStarted` for a billable call that may have gone through).
+        whose body the adapter reads, say) is returned, not raised; so is a 3xx
+        (never followed). `max_bytes` and `deadline_s` replace the client's cap
+        on the body and on the whole call (tries and waits included). Raises
+        `HttpError` (`MaybeStarted` for a billable call that may have gone
+        through, `TooLarge` for a body past the cap).
         """
+        deadline = self.deadline_s if deadline_s is None else deadline_s
+        cap = self.max_bytes if max_bytes is None else max_bytes
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._request(
+                    method,
+                    path,
+                    billable=billable,
+                    json=json,
+                    content=content,
+                    params=params,
+                    headers=headers,
+                    timeout=timeout,
+                    authenticate=authenticate,
+                    expect=expect,
+                    max_bytes=cap,
+                )
+        except TimeoutError:
+            where = f"{method} {one_line(self._client.build_request(method, path).url.path, 120)}"
+            what = f"no complete answer within {deadline:g} s"
+            if billable:
+                raise MaybeStarted(
+                    f"{self.name}: {where} failed ({what}) after it may have reached the "
+                    "server; it may have started a generation, so it was not sent again",
+                    transient=True,
+                ) from None
+            raise HttpError(
+                f"{self.name}: {where} failed ({what}); gave up", transient=True
+            ) from None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        billable: bool,
+        json: Any,
+        content: bytes | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        timeout: httpx.Timeout | None,
+        authenticate: bool | None,
+        expect: Collection[int],
+        max_bytes: int,
+    ) -> httpx.Response:
         url = self._client.build_request(method, path).url  # `path` joined to base_url
         if authenticate is None:
             authenticate = _same_origin(url, self.base_url)
@@ -311,7 +378,12 @@ class HttpClient:
                         request.headers[name] = value
                         secret_headers.append(name)
             outcome = await self._try(
-                request, billable=billable, token=token, secret=secret_headers, expect=expect
+                request,
+                billable=billable,
+                token=token,
+                secret=secret_headers,
+                expect=expect,
+                max_bytes=max_bytes,
             )
             if isinstance(outcome, httpx.Response):
                 return outcome
@@ -354,10 +426,15 @@ class HttpClient:
         token: str | None,
         secret: list[str] | None = None,
         expect: Collection[int] = (),
+        max_bytes: int = MAX_BODY_BYTES,
     ) -> httpx.Response | _Retryable:
         """One try: the response, or a failure worth trying again; raises when it is not."""
         try:
-            response = await self._client.send(request)
+            response = await self._client.send(request, stream=True)
+            try:
+                await self._read(response, max_bytes)
+            finally:
+                await response.aclose()
         except _NEVER_SENT as error:
             return _Retryable("failure", _transport_error(error, token))
         except httpx.UnsupportedProtocol as error:
@@ -401,6 +478,28 @@ class HttpClient:
             )
         raise HttpError(
             f"{self.name}: {request.method} {_path(request)} failed ({what})", status=status
+        )
+
+    async def _read(self, response: httpx.Response, max_bytes: int) -> None:
+        """Read the body, refusing it past `max_bytes` (Content-Length first);
+        decoded bytes count, so a compressed body cannot inflate past the cap."""
+        request = response.request
+        declared = response.headers.get("content-length", "")
+        if declared.strip().isdigit() and int(declared) > max_bytes:
+            raise self._too_large(request, f"it announces {int(declared):,} bytes", max_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise self._too_large(request, "it kept coming", max_bytes)
+            chunks.append(chunk)
+        response._content = b"".join(chunks)  # what `response.read()` would have set
+
+    def _too_large(self, request: httpx.Request, why: str, max_bytes: int) -> TooLarge:
+        return TooLarge(
+            f"{self.name}: {request.method} {_path(request)}: the answer is larger than the "
+            f"{max_bytes:,}-byte limit ({why}); refused"
         )
 
     def _maybe_started(self, request: httpx.Request, what: str, status: int | None) -> MaybeStarted:

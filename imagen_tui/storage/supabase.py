@@ -34,6 +34,7 @@ from imagen_tui.backends.http import (
     HttpError,
     server_message,
 )
+from imagen_tui.limits import UPLOAD_DEADLINE_S
 from imagen_tui.retry import backoff_delay
 from imagen_tui.storage import Upload
 
@@ -95,10 +96,12 @@ class SupabaseStorage:
         key_env: str,
         *,
         prefix: str = "",
+        deadline_s: float = UPLOAD_DEADLINE_S,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.url = url.rstrip("/")
+        self.deadline_s = deadline_s
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self._sleep = sleep
@@ -126,6 +129,19 @@ class SupabaseStorage:
         return f"{self.prefix}/{key}" if self.prefix else str(key)
 
     async def store(self, upload: Upload) -> str:
+        """Upload the image and its sidecar; the image's object URI. One deadline
+        (`deadline_s`) covers both files and every retry, however slow the server."""
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                return await self._store(upload)
+        except TimeoutError:
+            raise HttpError(
+                f"supabase storage: keeping {upload.key} took longer than {self.deadline_s:g} s; "
+                "gave up",
+                transient=True,
+            ) from None
+
+    async def _store(self, upload: Upload) -> str:
         image = await asyncio.to_thread(upload.image.read_bytes)
         path = self._path(upload.key)
         try:

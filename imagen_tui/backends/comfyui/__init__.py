@@ -41,6 +41,7 @@ from imagen_tui.backends.http import MaybeStarted
 from imagen_tui.backends.imageinfo import output_image_info
 from imagen_tui.backends.registry import BackendType, Option, Probe
 from imagen_tui.errors import ConfigError, GenerationError
+from imagen_tui.limits import MAX_BODY_BYTES, MAX_DOWNLOAD_MB, MIN_DOWNLOAD_MB
 
 __all__ = ["COMFYUI_TYPE", "ComfyBackend"]
 
@@ -76,6 +77,7 @@ class ComfyBackend:
             connect_timeout=_options(options, "connect_timeout", 5.0),
             auth_header=options.get("auth_header"),
             auth_env=options.get("auth_env"),
+            max_bytes=_options(options, "max_download_mb", MAX_BODY_BYTES // 2**20) * 2**20,
         )
         self._workflow: Workflow | None = None
         self.model: str = options.get("model") or model_name(options)
@@ -365,6 +367,14 @@ COMFYUI_TYPE = BackendType(
             "queue_timeout", float, default=600.0, minimum=0.1, help="seconds to wait in the queue"
         ),
         Option("run_timeout", float, default=600.0, minimum=0.1, help="seconds for one run"),
+        Option(
+            "max_download_mb",
+            int,
+            default=MAX_BODY_BYTES // 2**20,
+            minimum=MIN_DOWNLOAD_MB,
+            maximum=MAX_DOWNLOAD_MB,
+            help="refuse an output image (or any answer) larger than this many MiB",
+        ),
         Option("auth_header", str, help="header sent with every call (e.g. Authorization)"),
         Option("auth_env", str, env=True, help="environment variable holding the header value"),
         Option("output_node", str, help="user workflow: the output node id (default: found)"),

@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection
 
 from imagen_tui.backends.http import HttpClient, HttpError
 from imagen_tui.errors import GenerationError
+from imagen_tui.limits import MAX_BODY_BYTES
 from imagen_tui.text import one_line
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Session:
         connect_timeout: float,
         auth_header: str | None = None,
         auth_env: str | None = None,
+        max_bytes: int = MAX_BODY_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
@@ -67,6 +69,7 @@ class Session:
             auth_header=self._auth_header,
             auth_scheme=None,  # the variable holds the whole header value
             timeout=httpx.Timeout(60.0, connect=connect_timeout),
+            max_bytes=max_bytes,
             transport=transport,
         )
         self._ws: ClientConnection | None = None

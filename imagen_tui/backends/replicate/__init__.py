@@ -21,6 +21,7 @@ from imagen_tui.backends.registry import BackendType, Check, Option
 from imagen_tui.backends.replicate.adapter import DEFAULT_BASE_URL, ReplicateBackend
 from imagen_tui.backends.replicate.models import parse_ref
 from imagen_tui.errors import ConfigError, InputError
+from imagen_tui.limits import MAX_BODY_BYTES, MAX_DOWNLOAD_MB, MIN_DOWNLOAD_MB
 
 __all__ = ["DEFAULT_MODEL", "REPLICATE_TYPE", "ReplicateBackend"]
 
@@ -84,6 +85,14 @@ REPLICATE_TYPE = BackendType(
             default="png",
             choices=("png", "jpg", "webp"),
             help="the image format the model returns",
+        ),
+        Option(
+            "max_download_mb",
+            int,
+            default=MAX_BODY_BYTES // 2**20,
+            minimum=MIN_DOWNLOAD_MB,
+            maximum=MAX_DOWNLOAD_MB,
+            help="refuse an output image (or any answer) larger than this many MiB",
         ),
         Option(
             "size_input",

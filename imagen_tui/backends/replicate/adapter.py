@@ -36,6 +36,7 @@ from imagen_tui.backends.imageinfo import output_image_info
 from imagen_tui.backends.replicate import models
 from imagen_tui.backends.replicate.sizes import closest_aspect_ratio
 from imagen_tui.errors import GenerationError
+from imagen_tui.limits import MAX_BODY_BYTES, MIN_TRANSFER_S
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class ReplicateBackend:
             or options.get("token_env")
             or "REPLICATE_API_TOKEN",
             timeout=httpx.Timeout(30.0, connect=5.0),
+            max_bytes=int(options.get("max_download_mb") or MAX_BODY_BYTES // 2**20) * 2**20,
             sleep=sleep,
             transport=transport,
         )
@@ -156,7 +158,9 @@ class ReplicateBackend:
             # We lost sight of it: stop it, or the job's retry would pay for a second one.
             await self._cancel_quietly(prediction_id, "polling it failed")
             raise
-        image = await self._output(prediction)
+        # The download is part of the run: it gets what is left of timeout_s (a
+        # server dripping its bytes cannot hold the job for ever), at least MIN_TRANSFER_S.
+        image = await self._output(prediction, max(deadline - self._clock(), MIN_TRANSFER_S))
         mime, width, height = output_image_info(self.name, image)
         metrics = prediction.get("metrics")
         extra: dict[str, Any] = {
@@ -293,7 +297,7 @@ class ReplicateBackend:
             )
         raise GenerationError(f"{self.name}: the prediction was canceled on the server")
 
-    async def _output(self, prediction: Mapping[str, Any]) -> bytes:
+    async def _output(self, prediction: Mapping[str, Any], deadline_s: float) -> bytes:
         output = prediction.get("output")
         urls = [output] if isinstance(output, str) else output if isinstance(output, list) else []
         urls = [url for url in urls if isinstance(url, str) and url]
@@ -309,7 +313,11 @@ class ReplicateBackend:
             self.http.base_url.port,
         )
         response = await self.http.request(
-            "GET", str(url), billable=False, authenticate=same_origin or _owned_by_replicate(url)
+            "GET",
+            str(url),
+            billable=False,
+            authenticate=same_origin or _owned_by_replicate(url),
+            deadline_s=deadline_s,
         )
         return response.content
 
