@@ -61,8 +61,18 @@ def backend(server: Server, clock: Clock | None = None, **options: Any) -> Repli
     )
     clock = clock or Clock()
     return ReplicateBackend(
-        "flux", block, transport=server.transport, sleep=clock.sleep, clock=clock
+        "flux",
+        block,
+        transport=server.transport,
+        sleep=clock.sleep,
+        clock=clock,
+        resolve=public_dns,
     )
+
+
+async def public_dns(host: str, _port: int) -> list[str]:
+    """Every test host resolves to a public address, except *.internal.test."""
+    return ["10.0.0.7"] if host.endswith("internal.test") else ["93.184.215.14"]
 
 
 def generate(b: ReplicateBackend, request: Request | None = None, **kwargs: Any) -> Any:
@@ -105,7 +115,7 @@ def test_official_model_sync_wait_completed():
     }
     assert server.calls(POLL) == []  # the sync wait finished it
     [download] = server.calls(DOWNLOAD)
-    assert download.headers["authorization"] == f"Bearer {TOKEN}"  # a Replicate host
+    assert "authorization" not in download.headers  # the token goes to the API host only
     assert result.image == IMAGE
     assert (result.mime_type, result.model, result.seed, result.steps) == (
         "image/png",
@@ -221,6 +231,100 @@ def test_output_on_another_host_gets_no_token():
     generate(backend(server))
     [download] = server.calls("GET /o.png")
     assert "authorization" not in download.headers
+
+
+# --------------------------------------------------------------------------- output URL policy
+
+
+def output_at(server: Server, url: str) -> Server:
+    return server.on(CREATE, reply(201, prediction("succeeded", output=[url])))
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://replicate.delivery/xezq/out-0.png", "is not https"),
+        ("https://169.254.169.254/latest/meta-data", "is an IP address"),
+        ("https://[::1]/o.png", "is an IP address"),
+        ("https://10.0.0.1/o.png", "is an IP address"),
+        ("https://files.internal.test/o.png", r"resolves to a non-public address \(10\.0\.0\.7\)"),
+    ],
+)
+def test_an_output_url_the_operator_did_not_name_must_be_public_https(url: str, why: str):
+    server = output_at(Server(), url)
+    with pytest.raises(GenerationError, match=f"the output URL .*{why}.*; refused") as caught:
+        generate(backend(server))
+    assert caught.value.transient is False
+    assert [s.method for s in server.seen] == ["POST"]  # nothing was fetched
+    assert TOKEN not in str(caught.value)
+
+
+def test_an_output_on_the_api_origin_is_fetched_with_the_token():
+    url = f"{BASE}/files/abc/download"
+    server = output_at(Server(), url).on("GET /v1/files/abc/download", reply(200, IMAGE))
+    generate(backend(server))
+    [download] = server.calls("GET /v1/files/abc/download")
+    assert download.headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_loopback_base_url_may_serve_its_own_outputs():
+    server = output_at(Server(), "http://127.0.0.1:8765/files/o.png").on(
+        "GET /files/o.png", reply(200, IMAGE)
+    )
+    server.on(
+        "POST /v1/models/black-forest-labs/flux-schnell/predictions", server.routes[CREATE][0]
+    )
+    b = backend(server, base_url="http://127.0.0.1:8765/v1")
+    assert generate(b).image == IMAGE
+    [download] = server.calls("GET /files/o.png")
+    assert download.headers["authorization"] == f"Bearer {TOKEN}"  # the operator's own origin
+
+
+def test_one_redirect_to_public_https_is_followed_without_the_token():
+    moved = reply(302, b"", location="https://cdn.example.test/real.png")
+    server = output_at(Server(), OUT_URL).on(DOWNLOAD, moved).on("GET /real.png", reply(200, IMAGE))
+    assert generate(backend(server)).image == IMAGE
+    [final] = server.calls("GET /real.png")
+    assert "authorization" not in final.headers
+
+
+def test_a_redirect_from_the_api_origin_drops_the_token():
+    url = f"{BASE}/files/abc/download"
+    moved = reply(307, b"", location="https://cdn.example.test/real.png")
+    server = (
+        output_at(Server(), url)
+        .on("GET /v1/files/abc/download", moved)
+        .on("GET /real.png", reply(200, IMAGE))
+    )
+    generate(backend(server))
+    [final] = server.calls("GET /real.png")
+    assert "authorization" not in final.headers
+
+
+@pytest.mark.parametrize(
+    ("location", "why"),
+    [
+        ("http://cdn.example.test/real.png", "is not https"),
+        ("https://169.254.169.254/x", "is an IP address"),
+        ("https://files.internal.test/x", "non-public address"),
+    ],
+)
+def test_a_redirect_must_pass_the_same_policy(location: str, why: str):
+    server = output_at(Server(), OUT_URL).on(DOWNLOAD, reply(302, b"", location=location))
+    with pytest.raises(GenerationError, match=f"the output's redirect .*{why}"):
+        generate(backend(server))
+    assert len(server.seen) == 2  # the create and the first download only
+
+
+def test_a_second_redirect_is_refused():
+    server = (
+        output_at(Server(), OUT_URL)
+        .on(DOWNLOAD, reply(302, b"", location="https://cdn.example.test/a.png"))
+        .on("GET /a.png", reply(302, b"", location="https://cdn.example.test/b.png"))
+    )
+    with pytest.raises(GenerationError, match="redirects more than once"):
+        generate(backend(server))
+    assert server.calls("GET /b.png") == []
 
 
 # --------------------------------------------------------------------------- the HTTP policy

@@ -8,6 +8,13 @@
                                              canceled or aborted
     GET  <output URL>                        at once: Replicate deletes outputs after
                                              an hour; one retry (HttpClient's policy)
+
+An output URL is untrusted (it comes in the prediction's body): on the origin
+of the configured `base_url` (the API, a proxy or a loopback fake the
+operator named) it is fetched with the token; anywhere else it must be
+https, on a host name (no IP literal) whose every address is public (no
+private, loopback, link-local or reserved one), and it is fetched without
+the token, following at most one redirect, to a URL that passes the same test.
     POST predictions/{id}/cancel             on our timeout, or when the caller
                                              cancels (Ctrl-C, a worker's stop, a lost lease)
 
@@ -21,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import math
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -46,16 +55,28 @@ MAX_SYNC_WAIT_S = 60  # Prefer: wait=N accepts 1..60
 MIN_CANCEL_AFTER_S = 5  # Cancel-After's minimum
 CLEANUP_TIMEOUT_S = 5.0  # a cancel sent on the way out waits no longer than this
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
-# Hosts Replicate serves outputs from; the token is sent there, and nowhere else.
-_OUTPUT_HOSTS = ("replicate.delivery", "replicate.com")
 _PERCENT_RE = re.compile(r"(\d{1,3})%\|")
 
 Sleep = Callable[[float], Awaitable[None]]
+# A host name -> the IP addresses it resolves to (the event loop's getaddrinfo).
+Resolve = Callable[[str, int], Awaitable[list[str]]]
 
 
-def _owned_by_replicate(url: httpx.URL) -> bool:
-    host = url.host
-    return any(host == known or host.endswith("." + known) for known in _OUTPUT_HOSTS)
+async def resolve_host(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def _same_origin(url: httpx.URL, base: httpx.URL) -> bool:
+    return (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _progress_from_logs(logs: object) -> float | None:
@@ -79,8 +100,10 @@ class ReplicateBackend:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        resolve: Resolve = resolve_host,
     ) -> None:
         self.name = name
+        self._resolve = resolve
         self.ref = models.parse_ref(str(options["model"]), f"backends.{name}.model")
         self.model = str(self.ref)
         self.output_format: str = options.get("output_format") or "png"
@@ -306,20 +329,59 @@ class ReplicateBackend:
                 f"{self.name}: content policy: the safety checker removed the image (NSFW); "
                 "the prediction succeeded with no output"
             )
-        url = self.http.base_url.join(urls[0])
-        same_origin = (url.scheme, url.host, url.port) == (
-            self.http.base_url.scheme,
-            self.http.base_url.host,
-            self.http.base_url.port,
-        )
-        response = await self.http.request(
-            "GET",
-            str(url),
-            billable=False,
-            authenticate=same_origin or _owned_by_replicate(url),
-            deadline_s=deadline_s,
-        )
+        base = self.http.base_url
+        url = base.join(urls[0])
+        await self._check_output_url(url)
+        response = await self._download(url, deadline_s, authenticate=_same_origin(url, base))
+        if response.is_redirect:
+            location = response.headers.get("location", "")
+            target = url.join(location)
+            await self._check_output_url(target, redirected=True)
+            # Never with the token, wherever it points (at most this one redirect).
+            response = await self._download(target, deadline_s, authenticate=False)
+            if response.is_redirect:
+                raise GenerationError(
+                    f"{self.name}: the output URL redirects more than once; refused"
+                )
+        if not response.is_success:
+            raise GenerationError(
+                f"{self.name}: the output download answered {response.status_code} "
+                f"{excerpt(response.reason_phrase)}; no image"
+            )
         return response.content
+
+    async def _download(
+        self, url: httpx.URL, deadline_s: float, *, authenticate: bool
+    ) -> httpx.Response:
+        return await self.http.request(
+            "GET", str(url), billable=False, authenticate=authenticate, deadline_s=deadline_s
+        )
+
+    async def _check_output_url(self, url: httpx.URL, *, redirected: bool = False) -> None:
+        """Refuse an output URL the operator did not name (see the module doc)."""
+        if _same_origin(url, self.http.base_url):
+            return
+        what = "the output's redirect" if redirected else "the output URL"
+        where = f"{url.scheme}://{excerpt(url.host)}"
+
+        def refuse(why: str) -> GenerationError:
+            return GenerationError(f"{self.name}: {what} ({where}) {why}; refused")
+
+        if url.scheme != "https":
+            raise refuse("is not https")
+        if not url.host or _is_ip_literal(url.host):
+            raise refuse("is an IP address, not a host name")
+        try:
+            addresses = await self._resolve(url.host, url.port or 443)
+        except OSError as error:
+            raise GenerationError(
+                f"{self.name}: {what} ({where}): cannot resolve its host ({excerpt(str(error))})",
+                transient=True,
+            ) from None
+        for address in addresses:
+            ip = ipaddress.ip_address(address.split("%")[0])
+            if not ip.is_global:
+                raise refuse(f"resolves to a non-public address ({ip})")
 
     async def _cancel(self, prediction_id: str) -> None:
         await self.http.request("POST", f"predictions/{prediction_id}/cancel", billable=False)
