@@ -387,14 +387,21 @@ def test_5xx_on_a_poll_twice_gives_up_transient_and_cancels():
     assert len(server.calls(CANCEL)) == 1  # the job's retry must not pay for two
 
 
+def echo_of_the_create(server: Server, status: str, **fields: Any) -> Any:
+    """The account's listing: the prediction our create started, its input echoed."""
+
+    def listing(_request: httpx.Request) -> httpx.Response:
+        sent = server.calls(CREATE)[0].json["input"]
+        return reply(200, {"results": [{**prediction(status, **fields), "input": sent}]})
+
+    return listing
+
+
 def test_5xx_on_create_is_looked_up_never_resent():
-    listing = {
-        "results": [{**prediction("processing"), "input": {"prompt": "a red fox", "seed": 7}}]
-    }
+    server = Server()
     server = happy(
-        Server()
-        .on(CREATE, reply(500, {"detail": "internal"}))
-        .on("GET /v1/predictions", reply(200, listing))
+        server.on(CREATE, reply(500, {"detail": "internal"}))
+        .on("GET /v1/predictions", echo_of_the_create(server, "processing"))
         .on(POLL, reply(200, prediction("succeeded")))
     )
     result = generate(backend(server))
@@ -416,16 +423,94 @@ def test_5xx_on_create_not_found_is_reported_not_resent():
 
 
 def test_read_timeout_on_create_is_looked_up_never_resent():
-    listing = {
-        "results": [{**prediction("succeeded"), "input": {"prompt": "a red fox", "seed": 7}}]
-    }
+    server = Server()
     server = happy(
-        Server()
-        .on(CREATE, httpx.ReadTimeout("timed out"))
-        .on("GET /v1/predictions", reply(200, listing))
+        server.on(CREATE, httpx.ReadTimeout("timed out")).on(
+            "GET /v1/predictions", echo_of_the_create(server, "succeeded")
+        )
     )
     assert generate(backend(server)).image == IMAGE
     assert len(server.calls(CREATE)) == 1
+
+
+def lost_create(server: Server, listing: Any) -> Server:
+    return server.on(CREATE, reply(500, {"detail": "internal"})).on("GET /v1/predictions", listing)
+
+
+def test_the_lookup_never_adopts_a_prediction_with_other_inputs():
+    server = Server()
+
+    def listing(_request: httpx.Request) -> httpx.Response:
+        sent = server.calls(CREATE)[0].json["input"]
+        # Another job's: the same prompt and seed, another size and count.
+        other = {**sent, "aspect_ratio": "1:1", "num_outputs": 4}
+        return reply(200, {"results": [{**prediction("processing"), "input": other}]})
+
+    with pytest.raises(MaybeStarted):
+        generate(backend(lost_create(server, listing)))
+    assert server.calls(POLL) == [] and server.calls(CANCEL) == []
+
+
+def test_an_unseeded_job_tags_its_prediction_with_a_seed_of_its_own():
+    server = Server()
+
+    def listing(_request: httpx.Request) -> httpx.Response:
+        sent = server.calls(CREATE)[0].json["input"]
+        # Another unseeded job with the same prompt drew another seed.
+        other = {**sent, "seed": sent["seed"] + 1}
+        return reply(200, {"results": [{**prediction("processing"), "input": other}]})
+
+    with pytest.raises(MaybeStarted):
+        generate(backend(lost_create(server, listing)), Request("a red fox", seed=None))
+    assert isinstance(server.calls(CREATE)[0].json["input"]["seed"], int)
+    assert server.calls(POLL) == []
+
+
+def test_an_unseeded_job_records_the_seed_it_sent():
+    server = happy(Server().on(CREATE, reply(201, prediction("succeeded"))))
+    result = generate(backend(server), Request("a red fox", seed=None))
+    assert result.seed == server.calls(CREATE)[0].json["input"]["seed"]
+
+
+def test_two_predictions_that_fit_are_both_left_alone():
+    server = Server()
+
+    def listing(_request: httpx.Request) -> httpx.Response:
+        sent = server.calls(CREATE)[0].json["input"]
+        twins = [
+            {**prediction("processing", id=f"p{n}"), "input": sent} for n in (1, 2)
+        ]  # two jobs with the same fixed seed and settings
+        return reply(200, {"results": twins})
+
+    with pytest.raises(MaybeStarted):
+        generate(backend(lost_create(server, listing)))
+    assert server.calls(POLL) == [] and server.calls("POST /v1/predictions/*") == []
+
+
+def test_a_prediction_created_before_our_call_is_not_ours():
+    server = Server()
+
+    def listing(_request: httpx.Request) -> httpx.Response:
+        sent = server.calls(CREATE)[0].json["input"]
+        old = {**prediction("succeeded"), "input": sent, "created_at": "2020-01-01T00:00:00Z"}
+        return reply(200, {"results": [old]})
+
+    with pytest.raises(MaybeStarted):
+        generate(backend(lost_create(server, listing)))
+
+
+def test_a_prediction_followed_by_another_job_here_is_not_adopted():
+    from imagen_tui.backends.replicate import adapter
+
+    server = Server()
+    server = lost_create(server, echo_of_the_create(server, "processing"))
+    adapter._FOLLOWED.add("p1")
+    try:
+        with pytest.raises(MaybeStarted):
+            generate(backend(server))
+    finally:
+        adapter._FOLLOWED.discard("p1")
+    assert server.calls(POLL) == []
 
 
 # --------------------------------------------------------------------------- terminal statuses
@@ -541,11 +626,10 @@ def test_caller_cancel_during_the_create_finds_and_cancels_the_prediction():
         await asyncio.Event().wait()
         raise AssertionError
 
-    listing = {"results": [{**prediction("processing"), "input": {"prompt": "a fox", "seed": 1}}]}
+    server = Server()
     server = (
-        Server()
-        .on(CREATE, hang)
-        .on("GET /v1/predictions", reply(200, listing))
+        server.on(CREATE, hang)
+        .on("GET /v1/predictions", echo_of_the_create(server, "processing"))
         .on(CANCEL, reply(200, prediction("canceled")))
     )
 

@@ -22,6 +22,18 @@ Every call goes through `backends.http.HttpClient`: a create call that may
 have reached the server is never sent again (`MaybeStarted`); the adapter
 looks for the prediction it may have started among the account's newest
 predictions instead, and follows it if found.
+
+That lookup must not adopt (or cancel) another job's prediction on the same
+account. The only caller data Replicate documents as echoed on a prediction
+is its `input` (reference/apis.md §1.3), and an extra input key is refused
+or ignored depending on the model, so the claim's tag is an input every
+model we know takes: the seed. A job without a seed gets one drawn for this
+claim (and recorded), which makes the prediction's input unique to it. A
+prediction is adopted only if the echo holds every input we sent with the
+same value, it was created after our create call (by the server's clock,
+with a margin), it is not followed by another generation of this process,
+and it is the only one that fits: two that fit (two jobs with the same
+fixed seed and settings) are both left alone.
 """
 
 from __future__ import annotations
@@ -35,11 +47,12 @@ import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from imagen_tui.backends.base import Progress, Request, Result
+from imagen_tui.backends.base import Progress, Request, Result, random_seed
 from imagen_tui.backends.http import HttpClient, HttpError, MaybeStarted, excerpt
 from imagen_tui.backends.imageinfo import output_image_info
 from imagen_tui.backends.replicate import models
@@ -53,6 +66,7 @@ DEFAULT_BASE_URL = "https://api.replicate.com/v1"
 POLL_INTERVAL_S = 0.5
 MAX_SYNC_WAIT_S = 60  # Prefer: wait=N accepts 1..60
 MIN_CANCEL_AFTER_S = 5  # Cancel-After's minimum
+CLOCK_SKEW_S = 300.0  # a looked-up prediction created this long before our create call is not ours
 CLEANUP_TIMEOUT_S = 5.0  # a cancel sent on the way out waits no longer than this
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 _PERCENT_RE = re.compile(r"(\d{1,3})%\|")
@@ -65,6 +79,21 @@ Resolve = Callable[[str, int], Awaitable[list[str]]]
 async def resolve_host(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
+
+
+# Predictions followed by a generation of this process: never another's to adopt.
+_FOLLOWED: set[str] = set()
+
+
+def _timestamp(value: object) -> float | None:
+    """An ISO-8601 time (Replicate's `created_at`) as epoch seconds; None if unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _same_origin(url: httpx.URL, base: httpx.URL) -> bool:
@@ -101,9 +130,11 @@ class ReplicateBackend:
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         resolve: Resolve = resolve_host,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
         self._resolve = resolve
+        self._wall = wall
         self.ref = models.parse_ref(str(options["model"]), f"backends.{name}.model")
         self.model = str(self.ref)
         self.output_format: str = options.get("output_format") or "png"
@@ -152,8 +183,11 @@ class ReplicateBackend:
         steps = models.clamp_steps(self.ref, request.steps)
         if steps is not None:
             inputs["num_inference_steps"] = steps
-        if request.seed is not None:
-            inputs["seed"] = request.seed
+        seed = request.seed
+        if seed is None and known is not None:
+            seed = random_seed()  # the claim's own: it tags the prediction (see the module doc)
+        if seed is not None:
+            inputs["seed"] = seed
         if known is not None:
             inputs["output_format"] = self.output_format
             inputs["num_outputs"] = 1
@@ -172,6 +206,23 @@ class ReplicateBackend:
         prediction_id = str(prediction.get("id") or "")
         if not prediction_id:
             raise GenerationError(f"{self.name}: the server returned no prediction id")
+        _FOLLOWED.add(prediction_id)
+        seed = inputs.get("seed", request.seed)
+        try:
+            return await self._finish(prediction, deadline, progress, aspect_ratio, steps, seed)
+        finally:
+            _FOLLOWED.discard(prediction_id)
+
+    async def _finish(
+        self,
+        prediction: dict[str, Any],
+        deadline: float,
+        progress: Progress | None,
+        aspect_ratio: str | None,
+        steps: int | None,
+        seed: int | None,
+    ) -> Result:
+        prediction_id = str(prediction["id"])
         try:
             prediction = await self._until_done(prediction, deadline, progress)
         except asyncio.CancelledError:
@@ -200,7 +251,7 @@ class ReplicateBackend:
             image=image,
             mime_type=mime,
             model=self.model,
-            seed=request.seed,
+            seed=seed,
             steps=steps,
             cost_usd=models.price(self.ref),
             extra=extra,
@@ -217,6 +268,7 @@ class ReplicateBackend:
             "Prefer": f"wait={wait}",
             "Cancel-After": f"{max(MIN_CANCEL_AFTER_S, math.ceil(self.timeout_s))}s",
         }
+        since = self._wall()
         creating = asyncio.ensure_future(
             self.http.request(
                 "POST",
@@ -230,7 +282,7 @@ class ReplicateBackend:
         try:
             response = await creating
         except MaybeStarted:
-            found = await self._find(inputs)
+            found = await self._find(inputs, since)
             if found is None:
                 raise
             log.warning(
@@ -244,7 +296,7 @@ class ReplicateBackend:
             # The server may hold a prediction we never heard of: find it and cancel it.
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLEANUP_TIMEOUT_S):
-                    found = await asyncio.shield(self._find(inputs))
+                    found = await asyncio.shield(self._find(inputs, since))
                     if found is not None and found.get("id"):
                         await asyncio.shield(self._cancel(str(found["id"])))
             raise
@@ -259,24 +311,41 @@ class ReplicateBackend:
             raise GenerationError(f"{self.name}: the server's answer is not a prediction")
         return body
 
-    async def _find(self, inputs: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The newest prediction of this model with these very inputs (prompt and
-        seed), among the account's latest; None if there is none (or no way to tell)."""
+    async def _find(self, inputs: Mapping[str, Any], since: float) -> dict[str, Any] | None:
+        """The one prediction among the account's latest that is ours (see the
+        module doc): this model, every input we sent echoed with the same value,
+        created after `since` (wall clock, less CLOCK_SKEW_S), not followed by
+        another generation here. None if there is none, or more than one."""
         try:
             response = await self.http.request("GET", "predictions", billable=False)
             listing = response.json()
         except (HttpError, ValueError):
             return None
         results = listing.get("results") if isinstance(listing, Mapping) else None
+        found: list[dict[str, Any]] = []
         for item in results if isinstance(results, list) else []:
             if not isinstance(item, dict) or item.get("model") not in (None, self.ref.model):
                 continue
+            if str(item.get("id")) in _FOLLOWED:
+                continue  # another job's, in this very process
             echoed = item.get("input")
             if not isinstance(echoed, Mapping):
                 continue
-            if all(echoed.get(key) == inputs.get(key) for key in ("prompt", "seed")):
-                return item
-        return None
+            if any(key not in echoed or echoed[key] != value for key, value in inputs.items()):
+                continue
+            created = _timestamp(item.get("created_at"))
+            if created is not None and created < since - CLOCK_SKEW_S:
+                continue  # older than our call: an earlier job's
+            found.append(item)
+        if len(found) > 1:
+            log.warning(
+                "%s: %d predictions fit the lost create call (the same inputs and seed); "
+                "adopting none of them",
+                self.name,
+                len(found),
+            )
+            return None
+        return found[0] if found else None
 
     async def _until_done(
         self, prediction: dict[str, Any], deadline: float, progress: Progress | None
