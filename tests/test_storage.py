@@ -149,6 +149,20 @@ def test_missing_key_names_the_variable(files: Upload, monkeypatch):
         store(storage(Server()), files)
 
 
+@pytest.mark.parametrize("status", [301, 302, 202, 204])
+def test_only_200_or_201_counts_as_stored(files: Upload, status: int):
+    server = Server().on(OBJECT, reply(status, b"", location="https://elsewhere.test/"))
+    with pytest.raises(HttpError, match=f"answered {status} .*nothing was stored") as caught:
+        store(storage(server), files)
+    assert caught.value.transient is False
+    assert server.calls(SIDECAR) == []  # and no object URI was returned
+
+
+def test_a_201_is_stored(files: Upload):
+    server = Server().on(OBJECT, reply(201, {"Key": "images/x"})).on(SIDECAR, ok("y"))
+    assert store(storage(server), files).endswith("/0941_fox_42.png")
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -263,3 +277,22 @@ def test_an_upload_that_never_finishes_ends_at_its_deadline(files: Upload):
     with pytest.raises(HttpError, match=r"took longer than 0\.3 s") as caught:
         store(s, files)
     assert caught.value.transient is True
+
+
+def supabase_block(**keys: str) -> dict[str, str]:
+    return {"type": "supabase", "url": URL, "bucket": "images", "key_env": KEY_ENV, **keys}
+
+
+@pytest.mark.parametrize(
+    "url", ["http://proj.supabase.co", "http://127.evil.test", "http://10.0.0.5:8000"]
+)
+def test_an_http_storage_url_is_refused_off_loopback(url: str):
+    with pytest.raises(ConfigError, match=r"^storage\.url: http:// is allowed only on this"):
+        check_storage_block(supabase_block(url=url))
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:54321", "http://localhost:54321", "http://[::1]:8"]
+)
+def test_an_http_storage_url_on_loopback_is_allowed(url: str):
+    assert check_storage_block(supabase_block(url=url)).url == url

@@ -17,6 +17,7 @@ backend blocks are by `backends.registry`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -129,8 +130,12 @@ def check_storage_block(block: Mapping[str, Any], locate: Locate = _no_location)
             "storage.url: expected the project URL, e.g. https://PROJECT.supabase.co",
             locate(("storage", "url")),
         )
-    import re
-
+    if url.startswith("http://") and not _loopback(url):
+        raise ConfigError(
+            "storage.url: http:// is allowed only on this machine (127.0.0.1, localhost); "
+            "use the project's https:// URL",
+            locate(("storage", "url")),
+        )
     key_env = block["key_env"]
     if not re.fullmatch(ENV_NAME, key_env) or key_env.startswith(_KEY_PREFIXES):
         raise ConfigError(
@@ -146,6 +151,22 @@ def check_storage_block(block: Mapping[str, Any], locate: Locate = _no_location)
         key_env=block["key_env"],
         prefix=block.get("prefix", "").strip("/"),
     )
+
+
+def _loopback(url: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def open_storage(settings: StorageSettings) -> Storage:

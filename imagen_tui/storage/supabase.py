@@ -9,11 +9,13 @@ Bearer`, as those need. The key is never logged or stored.
 
 Supabase answers most errors with HTTP 400 and the real status as a string
 in the body (`{"statusCode": "409", "error": "Duplicate", ...}`), so errors
-are classified on the body. An upload never overwrites another object: if
-the name is taken, the image goes under the name plus the first 12 digits of
-its SHA-256 (upserted, so a retry lands on the same object). Transient
-failures (429, 5xx, a lost connection) are retried with backoff; the local
-file is never touched.
+are classified on the body; success is 200 (or 201) and nothing else: a
+redirect (an `http://` URL, a proxy) stored nothing. An upload never
+overwrites another object: if the name is taken, the image goes under the
+name plus the first 12 digits of its SHA-256
+(upserted, so a retry lands on the same object). Transient failures (429,
+5xx, a lost connection) are retried with backoff; the local file is never
+touched.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ def classify(response: httpx.Response) -> Classification | None:
 def _jwt_bearer(token: str) -> Mapping[str, str]:
     """A legacy JWT key also goes as a Bearer token; the new secret keys never do."""
     return {"Authorization": f"Bearer {token}"} if token.startswith("eyJ") else {}
+
+
+_SUCCESS = (200, 201)  # Storage's documented success statuses for an upload
 
 
 def object_uri(url: str, bucket: str, path: str) -> str:
@@ -166,9 +171,16 @@ class SupabaseStorage:
         headers = {"Content-Type": mime_type, "x-upsert": "true" if upsert else "false"}
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                await self.http.request(
+                response = await self.http.request(
                     "POST", target, billable=False, content=data, headers=headers
                 )
+                if response.status_code not in _SUCCESS:
+                    raise HttpError(
+                        f"supabase storage: upload of {path} answered {response.status_code} "
+                        f"{response.reason_phrase}, not 200: nothing was stored (check "
+                        "storage.url: the project's https:// URL, no proxy that redirects)",
+                        status=response.status_code,
+                    )
                 return
             except HttpError as error:
                 if not error.transient or attempt == ATTEMPTS:
