@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
@@ -161,6 +162,37 @@ def test_only_200_or_201_counts_as_stored(files: Upload, status: int):
 def test_a_201_is_stored(files: Upload):
     server = Server().on(OBJECT, reply(201, {"Key": "images/x"})).on(SIDECAR, ok("y"))
     assert store(storage(server), files).endswith("/0941_fox_42.png")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("0941_café_42.png", r"0941_cafe_42-[0-9a-f]{8}\.png"),
+        ("0941_東京_42.png", r"0941__42-[0-9a-f]{8}\.png"),
+        ("東京.png", r"[0-9a-f]{8}\.png"),
+    ],
+)
+def test_object_keys_are_ascii_and_the_local_name_is_kept(tmp_path: Path, name: str, expected):
+    image = tmp_path / name
+    image.write_bytes(IMAGE)
+    sidecar = image.with_suffix(".json")
+    sidecar.write_text("{}")
+    upload = Upload(image, sidecar, PurePosixPath("2026-12-02") / name, "image/png")
+    server = Server().on("POST /storage/v1/object/images/2026-12-02/*", ok("x"))
+    uri = store(storage(server), upload)
+    first, side = server.seen
+    key = str(first.url.raw_path.decode()).removeprefix("/storage/v1/object/images/2026-12-02/")
+    assert key.isascii() and re.fullmatch(expected, key), key
+    assert side.url.raw_path.decode().isascii()
+    assert uri.endswith(f"/2026-12-02/{key}")
+    assert image.is_file() and image.name == name  # the local file keeps its name
+
+
+def test_similar_names_get_different_keys():
+    from imagen_tui.storage.supabase import object_key
+
+    assert object_key(PurePosixPath("a/café.png")) != object_key(PurePosixPath("a/cafe.png"))
+    assert object_key(PurePosixPath("a/cafe.png")) == "a/cafe.png"  # ASCII stays as it is
 
 
 # --------------------------------------------------------------------------- config

@@ -13,7 +13,8 @@ are classified on the body; success is 200 (or 201) and nothing else: a
 redirect (an `http://` URL, a proxy) stored nothing. An upload never
 overwrites another object: if the name is taken, the image goes under the
 name plus the first 12 digits of its SHA-256
-(upserted, so a retry lands on the same object). Transient failures (429,
+(upserted, so a retry lands on the same object). Object keys are ASCII
+(`object_key`): Storage refuses others. Transient failures (429,
 5xx, a lost connection) are retried with backoff; the local file is never
 touched.
 """
@@ -23,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -83,7 +86,32 @@ def _jwt_bearer(token: str) -> Mapping[str, str]:
     return {"Authorization": f"Bearer {token}"} if token.startswith("eyJ") else {}
 
 
+# What an object key segment may hold as it is; anything else is transliterated.
+_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
 _SUCCESS = (200, 201)  # Storage's documented success statuses for an upload
+
+
+def object_key(key: PurePosixPath) -> str:
+    """`key` as an ASCII object key Storage accepts: each segment made of
+    [A-Za-z0-9._-] stays as it is; any other is transliterated (accents
+    dropped, other characters become `-`) and gets the first 8 hex digits
+    of the SHA-256 of its original text, so `café` and `cafe` stay apart
+    and `東京` still has a name."""
+    parts = []
+    for segment in key.parts:
+        if _SAFE_SEGMENT.fullmatch(segment) and segment not in (".", ".."):
+            parts.append(segment)
+            continue
+        stem, dot, suffix = segment.rpartition(".")
+        if not dot or not _SAFE_SEGMENT.fullmatch(suffix):
+            stem, suffix = segment, ""
+        plain = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+        plain = _UNSAFE_RUN.sub("-", plain).strip("-.")
+        digest = hashlib.sha256(segment.encode()).hexdigest()[:8]
+        name = f"{plain}-{digest}" if plain else digest
+        parts.append(f"{name}.{suffix}" if suffix else name)
+    return "/".join(parts)
 
 
 def object_uri(url: str, bucket: str, path: str) -> str:
@@ -131,7 +159,8 @@ class SupabaseStorage:
         )
 
     def _path(self, key: PurePosixPath) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else str(key)
+        name = object_key(key)
+        return f"{self.prefix}/{name}" if self.prefix else name
 
     async def store(self, upload: Upload) -> str:
         """Upload the image and its sidecar; the image's object URI. One deadline
