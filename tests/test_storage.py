@@ -34,7 +34,7 @@ KEY_ENV = "IMAGEN_TEST_SUPABASE_KEY"
 URL = "https://proj.supabase.test"
 IMAGE = png(32, 32)
 OBJECT = "POST /storage/v1/object/images/2026-12-02/0941_fox_42.png"
-SIDECAR = "POST /storage/v1/object/images/2026-12-02/0941_fox_42.json"
+SIDECAR = "POST /storage/v1/object/images/2026-12-02/0941_fox_42.png.json"
 
 
 @pytest.fixture(autouse=True)
@@ -128,7 +128,7 @@ def test_a_taken_name_gets_the_images_own_name_and_never_overwrites(files: Uploa
     assert first.headers["x-upsert"] == "false"
     image, sidecar = server.calls(renamed)
     assert image.path.endswith(".png") and image.headers["x-upsert"] == "true"
-    assert sidecar.path == image.path.removesuffix(".png") + ".json"
+    assert sidecar.path == image.path + ".json"
     assert uri.endswith(image.path.removeprefix("/storage/v1/object/images/"))
 
 
@@ -183,7 +183,7 @@ def test_object_keys_are_ascii_and_the_local_name_is_kept(tmp_path: Path, name: 
     first, side = server.seen
     key = str(first.url.raw_path.decode()).removeprefix("/storage/v1/object/images/2026-12-02/")
     assert key.isascii() and re.fullmatch(expected, key), key
-    assert side.url.raw_path.decode().isascii()
+    assert side.url.raw_path.decode().endswith(f"/{key}.json")
     assert uri.endswith(f"/2026-12-02/{key}")
     assert image.is_file() and image.name == name  # the local file keeps its name
 
@@ -193,6 +193,28 @@ def test_similar_names_get_different_keys():
 
     assert object_key(PurePosixPath("a/café.png")) != object_key(PurePosixPath("a/cafe.png"))
     assert object_key(PurePosixPath("a/cafe.png")) == "a/cafe.png"  # ASCII stays as it is
+
+
+def test_a_sidecar_never_replaces_another_images(files: Upload):
+    # x.jpg's sidecar x.json belongs to another image: ours goes beside our own image name.
+    server = Server().on(OBJECT, ok("x")).on(SIDECAR, ok("y"))
+    store(storage(server), files)
+    assert [s.path for s in server.seen] == [
+        "/storage/v1/object/images/2026-12-02/0941_fox_42.png",
+        "/storage/v1/object/images/2026-12-02/0941_fox_42.png.json",
+    ]
+
+
+def test_a_taken_name_is_shared_only_by_identical_image_and_metadata(files: Upload):
+    taken = supabase_error("409", "Duplicate", "The resource already exists")
+    renamed = "POST /storage/v1/object/images/2026-12-02/0941_fox_42-*"
+    names = []
+    for metadata in ('{"owner": "a"}', '{"owner": "b"}'):
+        files.sidecar.write_text(metadata)  # type: ignore[union-attr]
+        server = Server().on(OBJECT, taken).on(renamed, ok("x"))
+        store(storage(server), files)
+        names.append(server.calls(renamed)[0].path)
+    assert names[0] != names[1]  # same image bytes, other metadata: never the same object
 
 
 # --------------------------------------------------------------------------- config
@@ -271,9 +293,7 @@ def test_worker_uploads_and_records_the_object_uri(home: Home, db_url: str, fake
     assert object_uri == f"{fake_supabase}/storage/v1/object/images/renders/{key}"
     uploaded = FakeSupabase.objects[f"/storage/v1/object/images/renders/{key}"]
     assert uploaded == local.read_bytes()  # the full image, and the local file kept
-    sidecar = FakeSupabase.objects[
-        f"/storage/v1/object/images/renders/{key.removesuffix('.png')}.json"
-    ]
+    sidecar = FakeSupabase.objects[f"/storage/v1/object/images/renders/{key}.json"]
     assert json.loads(sidecar)["seed"] == 7
     assert FakeSupabase.keys == [KEY, KEY]
     # Front ends read it with the rest of the job.

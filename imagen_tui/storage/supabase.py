@@ -12,9 +12,11 @@ in the body (`{"statusCode": "409", "error": "Duplicate", ...}`), so errors
 are classified on the body; success is 200 (or 201) and nothing else: a
 redirect (an `http://` URL, a proxy) stored nothing. An upload never
 overwrites another object: if the name is taken, the image goes under the
-name plus the first 12 digits of its SHA-256
-(upserted, so a retry lands on the same object). Object keys are ASCII
-(`object_key`): Storage refuses others. Transient failures (429,
+name plus the first 12 digits of the SHA-256 of the image and its sidecar
+(upserted, so a retry lands on the same object, and only identical files
+can meet there). The sidecar is named after the image's final object name
+(`x.png` -> `x.png.json`), so it belongs to that image alone. Object keys
+are ASCII (`object_key`): Storage refuses others. Transient failures (429,
 5xx, a lost connection) are retried with backoff; the local file is never
 touched.
 """
@@ -177,21 +179,24 @@ class SupabaseStorage:
 
     async def _store(self, upload: Upload) -> str:
         image = await asyncio.to_thread(upload.image.read_bytes)
+        sidecar = None
+        if upload.sidecar is not None:
+            sidecar = await asyncio.to_thread(upload.sidecar.read_bytes)
         path = self._path(upload.key)
         try:
             await self._upload(path, image, upload.mime_type, upsert=False)
         except HttpError as error:
             if error.kind != "duplicate":
                 raise
-            # Taken (another worker's image, or our own earlier try): a name of its own.
-            digest = hashlib.sha256(image).hexdigest()[:12]
+            # Taken (another worker's image, or our own earlier try): a name of its own,
+            # from both files, so only the very same image and metadata share it.
+            digest = hashlib.sha256(image + (sidecar or b"")).hexdigest()[:12]
             key = upload.key.with_name(f"{upload.key.stem}-{digest}{upload.key.suffix}")
             path = self._path(key)
             await self._upload(path, image, upload.mime_type, upsert=True)
-        if upload.sidecar is not None:
-            sidecar = await asyncio.to_thread(upload.sidecar.read_bytes)
-            side_path = str(PurePosixPath(path).with_suffix(".json"))
-            await self._upload(side_path, sidecar, "application/json", upsert=True)
+        if sidecar is not None:
+            # Named after the image's final name: no other image's sidecar can be replaced.
+            await self._upload(f"{path}.json", sidecar, "application/json", upsert=True)
         return object_uri(self.url, self.bucket, path)
 
     async def _upload(self, path: str, data: bytes, mime_type: str, *, upsert: bool) -> None:
