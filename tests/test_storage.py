@@ -348,3 +348,32 @@ def test_an_http_storage_url_is_refused_off_loopback(url: str):
 )
 def test_an_http_storage_url_on_loopback_is_allowed(url: str):
     assert check_storage_block(supabase_block(url=url)).url == url
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("bucket", ".."),
+        ("bucket", "."),
+        ("bucket", "images/../admin"),
+        ("bucket", "im ages"),
+        ("bucket", "imáges"),
+        ("prefix", ".."),
+        ("prefix", "renders/../../bucket"),
+        ("prefix", "renders/./x"),
+        ("prefix", "a//b"),
+        ("prefix", "renders?x=1"),
+        ("prefix", "r\x1b[31m"),
+    ],
+)
+def test_bucket_and_prefix_take_only_safe_names(key: str, value: str):
+    with pytest.raises(ConfigError) as caught:
+        check_storage_block(supabase_block(**{key: value}))
+    message = str(caught.value)
+    assert message.startswith(f"storage.{key}: ") and "\n" not in message
+    assert "\x1b" not in message
+
+
+def test_safe_bucket_and_prefix_are_kept():
+    settings = check_storage_block(supabase_block(bucket="my-images_2", prefix="/renders/v1.2/"))
+    assert (settings.bucket, settings.prefix) == ("my-images_2", "renders/v1.2")

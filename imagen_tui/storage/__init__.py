@@ -36,6 +36,10 @@ __all__ = [
     "open_storage",
 ]
 
+# A bucket name, and each folder of a prefix: no '/', and never '.' or '..' (httpx
+# removes dot segments, which would send an upload to another Storage API path).
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
 # How Supabase keys begin: a key_env holding one is the key itself, pasted in by mistake.
 _KEY_PREFIXES = ("sb_secret_", "sb_publishable_", "eyJ")
 
@@ -136,6 +140,23 @@ def check_storage_block(block: Mapping[str, Any], locate: Locate = _no_location)
             "use the project's https:// URL",
             locate(("storage", "url")),
         )
+    bucket = block["bucket"].strip()
+    if not _SAFE_NAME.fullmatch(bucket):
+        raise ConfigError(
+            f"storage.bucket: {_shown(bucket)} is not a bucket name; use letters, digits, "
+            "'.', '_' and '-' (not starting with '.', no '/')",
+            locate(("storage", "bucket")),
+        )
+    prefix = block.get("prefix", "").strip().strip("/")
+    if prefix and not all(
+        _SAFE_NAME.fullmatch(folder) and folder not in (".", "..") for folder in prefix.split("/")
+    ):
+        raise ConfigError(
+            f"storage.prefix: {_shown(prefix)} is not a folder path; use folder names of "
+            "letters, digits, '.', '_' and '-' separated by '/' (no '.' or '..' folders)",
+            locate(("storage", "prefix")),
+        )
+
     key_env = block["key_env"]
     if not re.fullmatch(ENV_NAME, key_env) or key_env.startswith(_KEY_PREFIXES):
         raise ConfigError(
@@ -147,9 +168,9 @@ def check_storage_block(block: Mapping[str, Any], locate: Locate = _no_location)
     return StorageSettings(
         type="supabase",
         url=url,
-        bucket=block["bucket"].strip(),
+        bucket=bucket,
         key_env=block["key_env"],
-        prefix=block.get("prefix", "").strip("/"),
+        prefix=prefix,
     )
 
 
@@ -167,6 +188,13 @@ def _loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _shown(value: str) -> str:
+    """A config value quoted for a one-line error (control characters escaped)."""
+    from imagen_tui.text import one_line
+
+    return repr(one_line(value, 60))
 
 
 def open_storage(settings: StorageSettings) -> Storage:
