@@ -33,6 +33,11 @@ MAX_ID = 2**63 - 1
 JOB_STATUSES = ("pending", "running", "done", "failed", "canceled")
 CANCELABLE_STATUSES = ("pending", "running")
 RETRYABLE_STATUSES = ("failed", "canceled")
+# A job in one of these will not change again unless a user retries it.
+FINISHED_STATUSES = frozenset({"done", "failed", "canceled"})
+
+# How `imagen usage` and the Usage screen may group the ledger.
+USAGE_GROUPS = ("backend", "model", "caller", "day")
 
 # How the TUI draws pictures (`tui.image_protocol`): `auto` is what the
 # terminal supports. The config loader checks a value against these names;

@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING, Any
 from imagen_tui import services
 from imagen_tui.cli.console import cell, json_line, table, when
 from imagen_tui.core.workbench import open_workbench
+from imagen_tui.limits import USAGE_GROUPS
 from imagen_tui.money import mean_cost_text, total_cost_text
 
 if TYPE_CHECKING:
     pass
-
-GROUPS = ("backend", "model", "caller", "day")
 
 
 def _moment(text: str, *, end: bool) -> datetime:
@@ -120,7 +119,7 @@ def add_commands(commands: Any, config_flag: argparse.ArgumentParser) -> None:
     usage.add_argument("--since", metavar="DATE", type=since_arg, help="from this day on")
     usage.add_argument("--until", metavar="DATE", type=until_arg, help="up to this day, included")
     usage.add_argument(
-        "--by", choices=GROUPS, default="backend", help="group the totals (default: backend)"
+        "--by", choices=USAGE_GROUPS, default="backend", help="group the totals (default: backend)"
     )
     usage.add_argument("--raw", action="store_true", help="list the rows, not totals")
     usage.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -41,7 +41,12 @@ from imagen_tui.core.rows import WorkerPresence as WorkerPresence
 from imagen_tui.core.rows import uri_to_path as uri_to_path
 from imagen_tui.core.spec import REQUEST_FIELDS, RequestSpec
 from imagen_tui.errors import InputError
-from imagen_tui.limits import CANCELABLE_STATUSES, JOB_STATUSES, RETRYABLE_STATUSES
+from imagen_tui.limits import (
+    CANCELABLE_STATUSES,
+    JOB_STATUSES,
+    RETRYABLE_STATUSES,
+    USAGE_GROUPS,
+)
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -400,7 +405,6 @@ def retry_jobs(ids: Sequence[int]) -> Query[list[JobChange]]:
 
 # --------------------------------------------------------------------------- the ledger
 
-USAGE_GROUPS = ("backend", "model", "caller", "day")
 
 _USAGE_FIELDS = tuple(f.name for f in fields(UsageEntry))  # the columns a caller provides
 _USAGE_COLUMNS = ", ".join(_USAGE_FIELDS)

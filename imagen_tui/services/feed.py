@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Literal
 from imagen_tui.core.events import Connected, Disconnected, JobEvent
 from imagen_tui.core.rows import JobRow
 from imagen_tui.errors import DatabaseError, InputError
+from imagen_tui.limits import FINISHED_STATUSES
 
 if TYPE_CHECKING:
     from imagen_tui.services.sessions import Session
 
 log = logging.getLogger("imagen.tui")
-FINISHED = frozenset({"done", "failed", "canceled"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class JobFeed:
         """Follow the events until cancelled (the app's worker is)."""
         async for item in self._session.events():
             if isinstance(item, JobEvent):
-                if item.status not in FINISHED:  # retried, or running: news again later
+                if item.status not in FINISHED_STATUSES:  # retried, or running: news again later
                     self._failed_seen.discard(item.id)
                     if item.series_id is not None:
                         self._series_seen.discard(item.series_id)
@@ -111,14 +111,14 @@ class JobFeed:
             if row.status == "failed" and row.id not in self._failed_seen:
                 self._failed_seen.add(row.id)
                 self._on_notice(Notice(f"Job {row.id} failed", row.error or "", "error"))
-            if row.status in FINISHED and row.series_id is not None:
+            if row.status in FINISHED_STATUSES and row.series_id is not None:
                 finished_series.add(row.series_id)
         for series_id in sorted(finished_series - self._series_seen):
             try:
                 detail = await asyncio.to_thread(self._session.series_detail, series_id)
             except (DatabaseError, InputError):  # unreachable, or deleted meanwhile
                 continue
-            if all(t.status in FINISHED for t in detail.tries):
+            if all(t.status in FINISHED_STATUSES for t in detail.tries):
                 self._series_seen.add(series_id)
                 done = sum(t.status == "done" for t in detail.tries)
                 self._on_notice(

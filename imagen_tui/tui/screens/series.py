@@ -28,6 +28,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Static
 
 from imagen_tui.errors import DatabaseError, InputError
+from imagen_tui.limits import FINISHED_STATUSES
 from imagen_tui.tui import cells
 from imagen_tui.tui.messages import JobsUpdate
 from imagen_tui.tui.pictures import decode
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
     from imagen_tui.core.rows import ImageRow, JobRow, SeriesDetail, SeriesRow, TryRow
 
-FINISHED = frozenset({"done", "failed", "canceled"})
 LIST_PAGE = 100
 
 
@@ -296,7 +296,9 @@ class SeriesScreen(WorkbenchScreen):
             self.action_reload()
             return
         ours = [row for row in update.rows if row.series_id == self.series_id]
-        finished = any(row.series_id is not None and row.status in FINISHED for row in update.rows)
+        finished = any(
+            row.series_id is not None and row.status in FINISHED_STATUSES for row in update.rows
+        )
         if finished:
             self._load_list()  # done counts in the list
         if not ours or self.series_id is None:

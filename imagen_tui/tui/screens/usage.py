@@ -20,6 +20,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Header, Label, Select, Static
 
 from imagen_tui.errors import DatabaseError
+from imagen_tui.limits import USAGE_GROUPS
 from imagen_tui.money import dollars, mean_cost_text, total_cost_text
 from imagen_tui.tui import cells
 from imagen_tui.tui.screens.base import WorkbenchScreen
@@ -28,7 +29,6 @@ from imagen_tui.tui.widgets.footer import Footer
 if TYPE_CHECKING:
     from imagen_tui.core.rows import UsageTotal
 
-GROUPS = ("backend", "model", "caller", "day")
 CHART_DAYS = 14
 BAR_WIDTH = 40
 
@@ -69,7 +69,7 @@ class UsageScreen(WorkbenchScreen):
         with Horizontal(id="usage-bar"):
             yield Label("Group by", classes="field-label")
             yield Select(
-                [(group, group) for group in GROUPS],
+                [(group, group) for group in USAGE_GROUPS],
                 value="backend",
                 allow_blank=False,
                 id="usage-group",
@@ -104,7 +104,7 @@ class UsageScreen(WorkbenchScreen):
 
     def action_next_group(self) -> None:
         select = self.query_one("#usage-group", Select)
-        select.value = GROUPS[(GROUPS.index(self.group) + 1) % len(GROUPS)]
+        select.value = USAGE_GROUPS[(USAGE_GROUPS.index(self.group) + 1) % len(USAGE_GROUPS)]
 
     @on(Select.Changed, "#usage-group")
     def _regroup(self) -> None:
