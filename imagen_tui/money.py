@@ -20,6 +20,12 @@ def total_cost_text(total: Decimal, count: int, priced: int) -> str:
     return dollars(total) + (f" (+{unpriced} unpriced)" if unpriced else "")
 
 
-def mean_cost_text(cost: Decimal | None) -> str:
-    """One image's (or a mean) cost to a hundredth of a cent; `?` when unknown."""
-    return "?" if cost is None else dollars(cost, HUNDREDTH_CENT)
+def cost_text(cost: Decimal | float | None, unknown: str = "?") -> str:
+    """One image's (or a mean) cost to a hundredth of a cent; `unknown` when None.
+
+    A float (a cost read back from an image's JSON metadata) is taken at its
+    shortest decimal form, so 0.00125 shows as $0.0013 here as everywhere.
+    """
+    if cost is None:
+        return unknown
+    return dollars(cost if isinstance(cost, Decimal) else Decimal(repr(cost)), HUNDREDTH_CENT)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagen_tui.cli.args import add_prompt_options, spec_from_args
 from imagen_tui.cli.console import PROG, json_line, out
+from imagen_tui.money import cost_text
 from imagen_tui.text import one_line
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 def _summary(outcome: Outcome) -> str:
     result, record = outcome.result, outcome.record
-    cost = "cost unknown" if result.cost_usd is None else f"${result.cost_usd:.4f}"
+    cost = cost_text(result.cost_usd, unknown="cost unknown")
     steps = f", {result.steps} steps" if result.steps else ""
     seed = "no seed" if result.seed is None else f"seed {result.seed}"
     return (

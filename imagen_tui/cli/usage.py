@@ -21,7 +21,7 @@ from imagen_tui import services
 from imagen_tui.cli.console import cell, json_line, table, when
 from imagen_tui.core.workbench import open_workbench
 from imagen_tui.limits import USAGE_GROUPS
-from imagen_tui.money import mean_cost_text, total_cost_text
+from imagen_tui.money import cost_text, total_cost_text
 
 if TYPE_CHECKING:
     pass
@@ -74,7 +74,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
                     "-" if row.seed is None else str(row.seed),
                     f"{row.width}x{row.height}",
                     f"{row.latency_ms:.0f} ms",
-                    mean_cost_text(row.cost_usd),
+                    cost_text(row.cost_usd),
                     cell(row.caller),
                     row.source,
                 ]
@@ -101,7 +101,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
                 "TOTAL" if total.key is None else cell(total.key),
                 str(total.count),
                 total_cost_text(total.total_cost, total.count, total.priced),
-                mean_cost_text(total.mean_cost),
+                cost_text(total.mean_cost),
                 f"{total.mean_latency_ms:.0f} ms",
             ]
         )

@@ -24,6 +24,7 @@ from textual.widgets import Static
 from textual.worker import Worker
 
 from imagen_tui.core.viewer import open_with_system_viewer
+from imagen_tui.money import cost_text
 from imagen_tui.text import one_line
 from imagen_tui.tui.pictures import decode, protocol
 from imagen_tui.tui.screens.base import forward_worker_state
@@ -88,8 +89,8 @@ def metadata_rows(image: ImageRow) -> Iterator[tuple[str, str]]:
 def _value(key: str, value: Any) -> str:
     if key == "latency_ms" and isinstance(value, int | float):
         return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
-    if key == "cost_usd" and isinstance(value, int | float):
-        return f"${value:.4f}"
+    if key == "cost_usd" and isinstance(value, int | float) and not isinstance(value, bool):
+        return cost_text(value)
     return str(value)
 
 

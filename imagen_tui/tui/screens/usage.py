@@ -21,7 +21,7 @@ from textual.widgets import DataTable, Header, Label, Select, Static
 
 from imagen_tui.errors import DatabaseError
 from imagen_tui.limits import USAGE_GROUPS
-from imagen_tui.money import dollars, mean_cost_text, total_cost_text
+from imagen_tui.money import cost_text, dollars, total_cost_text
 from imagen_tui.tui import cells
 from imagen_tui.tui.screens.base import WorkbenchScreen
 from imagen_tui.tui.widgets.footer import Footer
@@ -129,7 +129,7 @@ class UsageScreen(WorkbenchScreen):
         table.clear()
         for total in totals:
             cost = total_cost_text(total.total_cost, total.count, total.priced)
-            mean = mean_cost_text(total.mean_cost)
+            mean = cost_text(total.mean_cost)
             style = "bold" if total.key is None else ""
             table.add_row(
                 Text("total", style=style) if total.key is None else cells.user_text(total.key, 40),
