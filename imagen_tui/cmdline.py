@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -37,12 +38,25 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+
+def whole_number(text: str) -> int:
+    """A whole number as a person types it: ASCII digits, an optional sign,
+    spaces around. Python's int() also takes `1_000` and non-ASCII digits;
+    ImaGen does not. ValueError says what was typed."""
+    stripped = text.strip()
+    if not _WHOLE_NUMBER.fullmatch(stripped):
+        raise ValueError(f"{one_line(stripped, 40)!r} is not a whole number")
+    return int(stripped)
+
+
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+            value = whole_number(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{value} is out of range; use {low} to {high}")
         return value
@@ -63,6 +77,18 @@ def bounded_seconds(low: float, high: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+# The worker's flags, by name: `imagen-tui` refuses them without --headless-worker.
+WORKER_FLAGS = ("--concurrency", "--once", "--poll-interval", "--lease")
+
+
+def worker_argv(*, concurrency: int, poll_interval: float, lease: float, once: bool) -> list[str]:
+    """The flags that give a worker process these settings (what the app passes
+    to the worker it starts); `add_worker_options` parses them back."""
+    argv = ["--concurrency", str(concurrency), "--poll-interval", repr(poll_interval)]
+    argv += ["--lease", repr(lease)]
+    return [*argv, "--once"] if once else argv
 
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:

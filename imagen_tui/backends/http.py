@@ -136,7 +136,7 @@ def default_classify(response: httpx.Response) -> Classification | None:
     if response.status_code == 402:
         return Classification("billing", server_message(response) or "payment required")
     if response.status_code == 429:
-        error = _json(response).get("error")
+        error = json_object(response).get("error")
         if isinstance(error, Mapping) and "insufficient_quota" in (
             error.get("type"),
             error.get("code"),
@@ -174,7 +174,8 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _json(response: httpx.Response) -> Mapping[str, Any]:
+def json_object(response: httpx.Response) -> Mapping[str, Any]:
+    """The body as a JSON object; {} for anything else (no body, bad JSON, a list)."""
     try:
         body = response.json()
     except ValueError:  # includes JSONDecodeError and undecodable bytes
@@ -186,7 +187,7 @@ def server_message(response: httpx.Response) -> str:
     """The server's own error message: `error.message` (OpenAI), `detail`
     (Replicate, RFC 7807), `message` (Supabase), else the body text. Raw:
     pass it through `excerpt` before showing it."""
-    body = _json(response)
+    body = json_object(response)
     error = body.get("error")
     if isinstance(error, Mapping):
         error = error.get("message")

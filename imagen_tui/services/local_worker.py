@@ -15,6 +15,7 @@ from pathlib import Path
 
 import platformdirs
 
+from imagen_tui.cmdline import worker_argv
 from imagen_tui.core.rows import WorkerPresence
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.errors import ImagenError
@@ -110,16 +111,12 @@ def ensure_worker(
         argv = [sys.executable, "-m", "imagen_tui.tui", "--headless-worker"]
         if config_path:
             argv += ["--config", str(config_path)]
-        argv += [
-            "--concurrency",
-            str(settings.concurrency),
-            "--poll-interval",
-            repr(settings.poll_interval),
-            "--lease",
-            repr(settings.lease),
-        ]
-        if settings.once:
-            argv.append("--once")
+        argv += worker_argv(
+            concurrency=settings.concurrency,
+            poll_interval=settings.poll_interval,
+            lease=settings.lease,
+            once=settings.once,
+        )
         log_path = worker_log_path()
         # The child's lifeline: it stops when the write end (ours alone: pipe ends
         # are not inherited unless passed) closes, however this process ends.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imagen_tui.cmdline import whole_number
 from imagen_tui.core.prompt import pick_style
 from imagen_tui.core.sizes import parse_size
 from imagen_tui.core.spec import RequestSpec, try_seeds
@@ -79,13 +80,12 @@ def spec_from_form(
 
 
 def _whole_number(field_name: str, text: str) -> int | None:
-    text = text.strip()
-    if not text:
+    if not text.strip():
         return None
     try:
-        return int(text)
-    except ValueError:
-        raise InputError(field_name, f"{text!r} is not a whole number") from None
+        return whole_number(text)
+    except ValueError as error:
+        raise InputError(field_name, str(error)) from None
 
 
 def _worker_decides(error: InputError) -> InputError:

@@ -18,10 +18,9 @@ import sys
 from collections.abc import Sequence
 
 from imagen_tui import __version__, services
-from imagen_tui.cmdline import Parser, add_worker_options, guarded
+from imagen_tui.cmdline import WORKER_FLAGS, Parser, add_worker_options, guarded
 
 PROG = "imagen-tui"
-_WORKER_FLAGS = ("--concurrency", "--once", "--poll-interval", "--lease")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +59,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.headless_worker and args.no_worker:
         parser.error("--no-worker: not with --headless-worker (which is only a worker)")
     if not args.headless_worker:
-        given = [flag for flag in _WORKER_FLAGS if any(w.split("=")[0] == flag for w in words)]
+        given = [flag for flag in WORKER_FLAGS if any(w.split("=")[0] == flag for w in words)]
         if given:
             parser.error(f"{given[0]}: only with --headless-worker")
     return args

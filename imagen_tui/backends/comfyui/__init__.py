@@ -26,7 +26,7 @@ from uuid import uuid4
 
 from imagen_tui.backends.base import Progress, Request, Result, random_seed
 from imagen_tui.backends.comfyui import errors
-from imagen_tui.backends.comfyui.client import DROPPED, Frame, Session, Unreachable, json_body
+from imagen_tui.backends.comfyui.client import DROPPED, Frame, Session, Unreachable
 from imagen_tui.backends.comfyui.workflow import (
     BUILTIN_WORKFLOWS,
     DEFAULT_MODELS,
@@ -37,7 +37,7 @@ from imagen_tui.backends.comfyui.workflow import (
     builtin,
     load_user,
 )
-from imagen_tui.backends.http import MaybeStarted
+from imagen_tui.backends.http import MaybeStarted, json_object
 from imagen_tui.backends.imageinfo import output_image_info
 from imagen_tui.backends.registry import BackendType, Option, Probe
 from imagen_tui.errors import ConfigError, GenerationError
@@ -116,7 +116,9 @@ class ComfyBackend:
             posted = True
             response = await session.submit(graph, prompt_id)
             if response.status_code == 400:
-                raise errors.validation_error(f"{session.name}: invalid graph", json_body(response))
+                raise errors.validation_error(
+                    f"{session.name}: invalid graph", json_object(response)
+                )
             entry = await self._follow(prompt_id, mailbox, progress)
             image, _mime = await session.view(self._image_of(entry, workflow))
         except asyncio.CancelledError:

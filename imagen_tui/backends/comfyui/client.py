@@ -25,7 +25,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from imagen_tui.backends.http import HttpClient, HttpError
+from imagen_tui.backends.http import HttpClient, HttpError, json_object
 from imagen_tui.errors import GenerationError
 from imagen_tui.limits import MAX_BODY_BYTES
 from imagen_tui.text import one_line
@@ -190,13 +190,13 @@ class Session:
     async def history(self, prompt_id: str) -> Mapping[str, Any] | None:
         """The history entry of a finished prompt; None while queued or running."""
         response = await self.http.request("GET", f"/history/{prompt_id}", billable=False)
-        entry = _json(response).get(prompt_id)
+        entry = json_object(response).get(prompt_id)
         return entry if isinstance(entry, Mapping) else None
 
     async def queue_state(self, prompt_id: str) -> str | None:
         """`running`, `pending`, or None when `prompt_id` is not in ComfyUI's queue."""
         response = await self.http.request("GET", "/queue", billable=False)
-        body = _json(response)
+        body = json_object(response)
         for state, key in (("running", "queue_running"), ("pending", "queue_pending")):
             for item in body.get(key) or ():
                 if isinstance(item, list) and len(item) > 1 and item[1] == prompt_id:
@@ -242,15 +242,3 @@ class Session:
             with contextlib.suppress(BaseException):
                 await reader
         await self.http.aclose()
-
-
-def _json(response: httpx.Response) -> Mapping[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, Mapping) else {}
-
-
-def json_body(response: httpx.Response) -> Mapping[str, Any]:
-    return _json(response)

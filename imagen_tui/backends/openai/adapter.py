@@ -33,6 +33,7 @@ from imagen_tui.backends.http import (
     HttpError,
     MaybeStarted,
     excerpt,
+    json_object,
     server_message,
 )
 from imagen_tui.backends.imageinfo import output_image_info
@@ -48,11 +49,7 @@ _CONTENT_POLICY_CODES = frozenset({"moderation_blocked", "content_policy_violati
 
 
 def _error_fields(response: httpx.Response) -> tuple[str, str]:
-    try:
-        body = response.json()
-    except ValueError:
-        return "", ""
-    error = body.get("error") if isinstance(body, dict) else None
+    error = json_object(response).get("error")
     if not isinstance(error, dict):
         return "", ""
     return str(error.get("code") or ""), str(error.get("type") or "")
@@ -177,11 +174,7 @@ class OpenAIBackend:
     async def check(self) -> str:
         """One cheap authenticated call: the model's own entry. Raises HttpError."""
         response = await self.http.request("GET", f"models/{self.model}", billable=False)
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        shutdown = body.get("shutdown_date") if isinstance(body, dict) else None
+        shutdown = json_object(response).get("shutdown_date")
         if shutdown:
             return (
                 f"model {excerpt(self.model)} is available (shutdown date {excerpt(str(shutdown))})"
