@@ -327,6 +327,9 @@ def test_help_loads_neither_pillow_nor_the_database_driver(home, args):
 
 
 def test_generate_does_not_load_the_database_driver(home):
+    # With no embedded server of this user's running: as root the default one
+    # lives in /var/lib/imagen, which another program here may have started.
+    home.env["XDG_DATA_HOME"] = str(home.root / ".local" / "share")
     modules = imported_modules(home, "generate", "x", "--size", "64x64")
     assert "PIL" in modules  # the mock backend draws with Pillow: the check can see imports
     assert "psycopg" not in modules
