@@ -75,12 +75,12 @@ def test_options_a_backend_does_not_understand_are_refused_when_planned(home):
         plan(workbench, spec)
     assert (caught.value.field, caught.value.message) == (
         "options",
-        "cfg, sampler: not an option a mock backend understands; it takes none",
+        "cfg, sampler: not an option a job may set on a mock backend; it takes none",
     )
     assert plan(workbench, RequestSpec("a red fox", options={})).request.options == {}
 
 
-def test_cloud_backends_pass_their_options_through_to_the_api(home, monkeypatch):
+def test_cloud_backends_pass_the_options_a_job_may_set(home, monkeypatch):
     home.write_config("backends:\n  flux:\n    type: replicate\n    api_token_env: SOME_TOKEN\n")
     monkeypatch.setenv("SOME_TOKEN", "r8_x")
     workbench = open_workbench(home.config_path)

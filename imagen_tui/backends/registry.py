@@ -82,6 +82,23 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class RequestOption:
+    """One key of a request's `options` that a job may set (an adapter's allowlist).
+
+    Options are job input: whoever may insert a job may set them, so each is
+    typed and bounded here. Keys the adapter sets itself (seed, size, count,
+    format, streaming, ...) are never listed, so a job cannot override them.
+    """
+
+    name: str
+    kind: type  # str, int, float or bool
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] = ()  # when set, the value must be one of these
+    help: str = ""
+
+
+@dataclass(frozen=True)
 class BackendType:
     """An adapter: its `type:` name, its config keys and its constructor.
 
@@ -107,10 +124,10 @@ class BackendType:
     # (validated block) -> the model it runs, when it depends on more than `model`
     # (ComfyUI: the workflow); None: `model` or `default_model`.
     model_for: Callable[[Mapping[str, Any]], str] | None = None
-    # The keys of a request's `options` the adapter uses; a request with any other is
-    # refused when planned (never silently ignored). None: every key goes to the
-    # service as it is (a cloud API judges its own inputs).
-    request_options: tuple[str, ...] | None = ()
+    # The keys of a request's `options` a job may set, typed and bounded; a request
+    # with any other key, or a value out of bounds, is refused when submitted and
+    # when planned (a queued job fails naming the key). Never silently ignored.
+    request_options: tuple[RequestOption, ...] = ()
 
 
 _TYPES: dict[str, BackendType] = {}  # registered or already imported
@@ -274,20 +291,47 @@ async def check(instance: str, block: Mapping[str, Any]) -> Check | None:
     return await backend_type.check(instance, block)
 
 
-def check_request(block: Mapping[str, Any], request: Request) -> None:
-    """Raise InputError if the instance can never serve `request` (see BackendType):
-    options its adapter does not use, or whatever its own hook refuses."""
+def _check_request_value(option: RequestOption, value: Any) -> None:
+    where = f"{one_line(option.name, 60)}"
+    kind = option.kind
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise InputError(
+            "options", f"{where}: expected {_kind_name(kind)}, got {one_line(repr(value), 60)}"
+        )
+    if option.choices and value not in option.choices:
+        allowed = ", ".join(str(choice) for choice in option.choices)
+        raise InputError("options", f"{where}: {one_line(repr(value), 60)} is not one of {allowed}")
+    if option.minimum is not None and value < option.minimum:
+        raise InputError("options", f"{where}: {value} is below the minimum {option.minimum:g}")
+    if option.maximum is not None and value > option.maximum:
+        raise InputError("options", f"{where}: {value} is above the maximum {option.maximum:g}")
+
+
+def check_options(block: Mapping[str, Any], options: Mapping[str, Any]) -> None:
+    """Raise InputError naming the first key of `options` a job may not set on this
+    instance (not in its adapter's allowlist), or whose value is out of bounds."""
     backend_type = _type_of(block)
-    allowed = backend_type.request_options
-    unknown = [str(key) for key in request.options if allowed is not None and key not in allowed]
+    allowed = {option.name: option for option in backend_type.request_options}
+    unknown = [str(key) for key in options if key not in allowed]
     if unknown:
-        takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
+        takes = f"a job may set {', '.join(sorted(allowed))}" if allowed else "it takes none"
         names = ", ".join(one_line(key, 60) for key in unknown[:5])
         raise InputError(
             "options",
-            f"{names}: not an option a {backend_type.name} backend understands; {takes}",
+            f"{names}: not an option a job may set on a {backend_type.name} backend; {takes}",
         )
-    hook = backend_type.check_request
+    for key, value in options.items():
+        _check_request_value(allowed[key], value)
+
+
+def check_request(block: Mapping[str, Any], request: Request) -> None:
+    """Raise InputError if the instance can never serve `request` (see BackendType):
+    options a job may not set, or whatever the adapter's own hook refuses."""
+    check_options(block, request.options)
+    hook = _type_of(block).check_request
     if hook is not None:
         hook(block, request)
 

@@ -207,6 +207,7 @@ def build_record(plan: Plan, result: Result, created: datetime) -> dict[str, Any
         "size": f"{width}x{height}",
         **(sized if (width, height) != (request.width, request.height) else {}),
         "steps": result.steps,
+        "options": dict(request.options),  # the job's own (allowlisted) inputs
         "backend": plan.backend,
         "backend_type": plan.backend_type,
         "model": result.model,
@@ -328,6 +329,8 @@ async def run(
     extra = {"Backend": plan.backend}
     if plan.request.style:
         extra["Style"] = plan.request.style
+    if plan.request.options:
+        extra["Options"] = json.dumps(dict(plan.request.options), sort_keys=True)
     chunks = {
         "parameters": parameters_text(
             plan.request.prompt,

@@ -88,11 +88,12 @@ WITH fenced AS (
 ), image AS (
     INSERT INTO imagen.images (owner_user_id, job_id, series_id, series_idx, seed, width,
                                height, steps, backend, model, mime_type, sha256, bytes,
-                               storage_uri, object_uri, thumbnail, thumbnail_mime, metadata)
+                               storage_uri, object_uri, thumbnail, thumbnail_mime, metadata,
+                               options)
     SELECT owner_user_id, id, %(series_id)s, %(series_idx)s, %(seed)s, %(width)s,
            %(height)s, %(steps)s, %(backend)s, %(model)s, %(mime_type)s, %(sha256)s,
            %(byte_size)s, %(storage_uri)s, %(object_uri)s, %(thumbnail)s, %(thumbnail_mime)s,
-           %(metadata)s
+           %(metadata)s, %(options)s
       FROM fenced
     RETURNING id
 ), usage AS (
@@ -322,7 +323,11 @@ class PgQueue:
             me=self.worker_id,
             series_id=job.series_id,
             series_idx=job.series_idx,
-            **{**done.__dict__, "metadata": Jsonb(dict(done.metadata))},
+            **{
+                **done.__dict__,
+                "metadata": Jsonb(dict(done.metadata)),
+                "options": Jsonb(dict(done.options)),
+            },
         )
         rows, _ = await self._run(_COMPLETE, params)
         if rows:

@@ -9,7 +9,7 @@ around it in a test. Nothing here imports a database driver.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -73,6 +73,7 @@ class Completion:
     caller: str = ""  # who ran it: $IMAGEN_CALLER or user@host
     object_uri: str | None = None  # the remote copy (Supabase Storage), if any
     ledger: bool = True  # False: record the image without its usage row
+    options: Mapping[str, Any] = field(default_factory=dict)  # the job's own inputs, as used
 
 
 class QueueError(Exception):

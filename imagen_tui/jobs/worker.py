@@ -137,6 +137,7 @@ def completion_of(
         cost_usd=result.cost_usd,
         caller=who or caller(),
         object_uri=object_uri,
+        options=dict(planned.request.options),
     )
 
 

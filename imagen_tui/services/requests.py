@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imagen_tui.backends.registry import check_options
 from imagen_tui.cmdline import whole_number
 from imagen_tui.core.prompt import pick_style
 from imagen_tui.core.sizes import parse_size
@@ -45,12 +46,15 @@ def check_submission(
     except InputError as error:
         warnings.append(_worker_decides(error))
     try:
-        name, _block = workbench.backend_block(spec.backend)
+        name, block = workbench.backend_block(spec.backend)
+    except InputError as error:
+        warnings.append(_worker_decides(error))
+    else:
+        # Options are job input a worker pays for: refused here, not only on the worker.
+        check_options(block, spec.options)
         status = workbench.backend_status(name)
         if status != "ok":
             warnings.append(_worker_decides(InputError("backend", f"{name} is {status} here")))
-    except InputError as error:
-        warnings.append(_worker_decides(error))
     return spec, warnings
 
 

@@ -22,7 +22,8 @@ from imagen_tui.backends.openai.adapter import (
     check_instance,
     check_size,
 )
-from imagen_tui.backends.registry import BackendType, Check, Option
+from imagen_tui.backends.registry import BackendType, Check, Option, RequestOption
+from imagen_tui.errors import InputError
 
 __all__ = ["OPENAI_TYPE", "OpenAIBackend"]
 
@@ -32,8 +33,28 @@ async def _check(instance: str, block: Mapping[str, Any]) -> Check:
     return Check(ok, summary)
 
 
+# What a job may set in its `options` (docs/security.md). The model, prompt, n,
+# size, output format, response format, streaming and moderation are ImaGen's or
+# the operator's; quality only downwards (see _check_request).
+JOB_OPTIONS = (
+    RequestOption("quality", str, choices=("low", "medium"), help="at most the configured one"),
+    RequestOption("background", str, choices=("auto", "opaque", "transparent")),
+    RequestOption("output_compression", int, minimum=0, maximum=100, help="JPEG/WebP only"),
+)
+_QUALITY_RANK = {"low": 0, "medium": 1, "high": 2, "auto": 2}  # auto may pick high
+
+
 def _check_request(block: Mapping[str, Any], request: Request) -> None:
     check_size(str(block["model"]), request.width, request.height)
+    wanted = request.options.get("quality")
+    configured = block.get("quality")
+    rank = _QUALITY_RANK.get
+    if isinstance(wanted, str) and configured and rank(wanted, 2) > rank(str(configured), 2):
+        raise InputError(
+            "options",
+            f"quality: {wanted!r} is above this backend's configured quality "
+            f"{configured!r}; a job may only lower it",
+        )
 
 
 OPENAI_TYPE = BackendType(
@@ -86,5 +107,5 @@ OPENAI_TYPE = BackendType(
     default_model="(set model)",
     check=_check,
     check_request=_check_request,
-    request_options=None,  # sent to the API as they are (docs/backends.md)
+    request_options=JOB_OPTIONS,
 )

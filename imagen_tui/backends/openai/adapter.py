@@ -42,6 +42,12 @@ from imagen_tui.errors import GenerationError, InputError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT_S = 180.0
+# Body keys only ImaGen sets (a request's options never carry them): see JOB_OPTIONS
+# in __init__.py for what a job may set.
+_OWN_KEYS = frozenset(
+    {"model", "prompt", "n", "size", "output_format", "response_format", "stream",
+     "partial_images", "moderation", "user"}
+)  # fmt: skip
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -109,7 +115,11 @@ class OpenAIBackend:
         )
 
     def build_body(self, request: Request) -> dict[str, Any]:
-        body: dict[str, Any] = {
+        # The request's own options (quality, background, ...: the allowlist in
+        # __init__.py, checked when planned) come first, so every key set below is
+        # ImaGen's whatever they hold.
+        body: dict[str, Any] = {k: v for k, v in request.options.items() if k not in _OWN_KEYS}
+        body |= {
             "model": self.model,
             "prompt": request.prompt,
             "n": 1,
@@ -119,10 +129,8 @@ class OpenAIBackend:
             body["response_format"] = "b64_json"
         else:
             body["output_format"] = {"jpg": "jpeg"}.get(self.output_format, self.output_format)
-        if self.quality:
+        if self.quality and "quality" not in body:
             body["quality"] = self.quality
-        # The request's own options (background, moderation, ...) go to the API as they are.
-        body.update({k: v for k, v in request.options.items() if k not in ("model", "prompt")})
         return body
 
     async def generate(self, request: Request, progress: Progress | None = None) -> Result:

@@ -17,7 +17,7 @@ from typing import Any
 
 from imagen_tui.backends.base import Request
 from imagen_tui.backends.http import HttpError
-from imagen_tui.backends.registry import BackendType, Check, Option
+from imagen_tui.backends.registry import BackendType, Check, Option, RequestOption
 from imagen_tui.backends.replicate.adapter import DEFAULT_BASE_URL, ReplicateBackend
 from imagen_tui.backends.replicate.models import parse_ref
 from imagen_tui.errors import ConfigError, InputError
@@ -45,6 +45,17 @@ def _check_request(block: Mapping[str, Any], _request: Request) -> None:
     except ConfigError as error:
         raise InputError("backend", f"its {error}") from None
 
+
+# What a job may set in its `options` (docs/security.md). Everything that decides
+# what is billed or recorded is ImaGen's: prompt, size (aspect_ratio or
+# width/height), steps, seed, num_outputs, output_format, and the safety checker
+# (disable_safety_checker) is the operator's, never a job's.
+JOB_OPTIONS = (
+    RequestOption("go_fast", bool, help="faster, not bit-exact (FLUX)"),
+    RequestOption("guidance", float, minimum=0, maximum=10, help="prompt adherence (FLUX dev)"),
+    RequestOption("megapixels", str, choices=("1", "0.25"), help="output resolution (FLUX)"),
+    RequestOption("output_quality", int, minimum=0, maximum=100, help="JPEG/WebP quality"),
+)
 
 REPLICATE_TYPE = BackendType(
     name="replicate",
@@ -106,5 +117,5 @@ REPLICATE_TYPE = BackendType(
     default_model=DEFAULT_MODEL,
     check=_check,
     check_request=_check_request,
-    request_options=None,  # sent to the API as they are (docs/backends.md)
+    request_options=JOB_OPTIONS,
 )

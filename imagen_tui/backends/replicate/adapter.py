@@ -69,6 +69,12 @@ MIN_CANCEL_AFTER_S = 5  # Cancel-After's minimum
 CLOCK_SKEW_S = 300.0  # a looked-up prediction created this long before our create call is not ours
 CLEANUP_TIMEOUT_S = 5.0  # a cancel sent on the way out waits no longer than this
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
+# Inputs only ImaGen sets (a request's options never carry them: they decide what
+# is billed, recorded and shown): see JOB_OPTIONS in __init__.py for what a job may set.
+_OWN_INPUTS = (
+    "prompt", "negative_prompt", "aspect_ratio", "width", "height", "num_inference_steps",
+    "seed", "num_outputs", "output_format", "disable_safety_checker",
+)  # fmt: skip
 _PERCENT_RE = re.compile(r"(\d{1,3})%\|")
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -171,7 +177,13 @@ class ReplicateBackend:
         from the request's options.
         """
         known = models.info(self.ref)
-        inputs: dict[str, Any] = {"prompt": request.prompt}
+        # The request's own options (go_fast, guidance, ...: the allowlist in
+        # __init__.py, checked when planned) come first, so every input set below
+        # is ImaGen's whatever they hold.
+        inputs: dict[str, Any] = dict(request.options)
+        for own in _OWN_INPUTS:
+            inputs.pop(own, None)
+        inputs["prompt"] = request.prompt
         aspect_ratio = None
         if known is None and self.size_input == "width_height":
             inputs["width"], inputs["height"] = request.width, request.height
@@ -191,8 +203,6 @@ class ReplicateBackend:
         if known is not None:
             inputs["output_format"] = self.output_format
             inputs["num_outputs"] = 1
-        # The request's own options (guidance, go_fast, ...) are the model's inputs too.
-        inputs.update({k: v for k, v in request.options.items() if k != "prompt"})
         if steps is None and known is not None:
             steps = known.default_steps
         return inputs, aspect_ratio, steps
