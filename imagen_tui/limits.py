@@ -87,3 +87,9 @@ TRANSFER_DEADLINE_S = 300.0
 MIN_TRANSFER_S = 5.0
 # Keeping one image in remote storage (the image, its sidecar, every retry).
 UPLOAD_DEADLINE_S = 300.0
+# Figures a server reports are checked before they are priced or recorded: a
+# token count outside 0..MAX_USAGE_TOKENS (one call; a real image costs a few
+# thousand) makes the cost unknown, and so does a cost outside
+# 0..MAX_IMAGE_COST_USD for one image: recorded as unpriced (NULL), never dropped.
+MAX_USAGE_TOKENS = 10_000_000
+MAX_IMAGE_COST_USD = 100

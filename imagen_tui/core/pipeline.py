@@ -15,11 +15,13 @@ import asyncio
 import errno
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -33,7 +35,9 @@ from imagen_tui.core.spec import RequestSpec, try_seeds
 from imagen_tui.core.thumbnails import make_thumbnail
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.errors import GenerationError, ImagenError, InputError
-from imagen_tui.limits import DEFAULT_SIZE
+from imagen_tui.limits import DEFAULT_SIZE, MAX_IMAGE_COST_USD
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -237,9 +241,23 @@ async def _call_backend(
             f"{backend.name}: returned no usable image ({len(result.image)} bytes of "
             f"{result.mime_type!r})"
         )
-    if result.latency_ms is None:
+    if result.latency_ms is None or not 0 <= result.latency_ms < _MAX_LATENCY_MS:
         result = replace(result, latency_ms=(time.perf_counter() - started) * 1000)
+    if result.cost_usd is not None and not _sane_cost(result.cost_usd):
+        # A figure derived from what a server reported (tokens): unpriced, never
+        # a negative or absurd cost, nor a ledger row the database refuses.
+        log.warning(
+            "%s: cost %s is out of range; recorded as unpriced", backend.name, result.cost_usd
+        )
+        result = replace(result, cost_usd=None)
     return result
+
+
+_MAX_LATENCY_MS = 86_400_000.0  # a day: anything else a backend reports is not a latency
+
+
+def _sane_cost(cost: Decimal) -> bool:
+    return cost.is_finite() and 0 <= cost <= MAX_IMAGE_COST_USD
 
 
 def _write_files(

@@ -161,7 +161,7 @@ class OpenAIBackend:
         usage = body.get("usage")
         extra: dict[str, Any] = {"prices_taken": models.PRICES_TAKEN}
         if isinstance(usage, dict):
-            extra["usage"] = {k: v for k, v in usage.items() if isinstance(v, int | dict)}
+            extra["usage"] = models.sane_usage(usage)
         if isinstance(data.get("revised_prompt"), str):
             extra["revised_prompt"] = data["revised_prompt"]
         if progress is not None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from imagen_tui.limits import MAX_USAGE_TOKENS
+
 # Token prices in USD per million tokens, from developers.openai.com model pages
 # as cached on the date below. Check them again before relying on them.
 PRICES_TAKEN = "2026-11-23"
@@ -87,8 +89,25 @@ def rules(model: str) -> ModelRules:
     return ModelRules(None, None)
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def _int(value: Any) -> int | None:
+    """A token count as reported: 0 when absent; None when it is not a count or out
+    of range (negative, absurd), which makes the cost unknown."""
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    return value if 0 <= value <= MAX_USAGE_TOKENS else None
+
+
+def sane_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """The usage figures worth recording: counts within range, nested ones too."""
+    sane: dict[str, Any] = {}
+    for key, value in usage.items():
+        if isinstance(value, dict):
+            sane[str(key)] = sane_usage(value)
+        elif value is not None and _int(value) is not None:
+            sane[str(key)] = value
+    return sane
 
 
 def cost_of(usage: Any, prices: Prices | None) -> Decimal | None:
@@ -101,6 +120,8 @@ def cost_of(usage: Any, prices: Prices | None) -> Decimal | None:
     else:
         text_in, image_in = _int(usage.get("input_tokens")), 0
     output = _int(usage.get("output_tokens"))
+    if text_in is None or image_in is None or output is None:
+        return None  # a figure out of range: unpriced, never a negative or absurd cost
     total = (
         text_in * prices.text_input + image_in * prices.image_input + output * prices.image_output
     )
