@@ -893,5 +893,6 @@ def test_rescue_requeues_until_max_attempts_then_gives_up_exactly_there(db_url):
     assert (again["status"], again["attempts"], again["lease_id"]) == ("pending", 2, None)
     gave_up = job_row(db_url, at)
     assert gave_up["status"] == "failed"
-    assert gave_up["error"] == "worker w-dead stopped renewing its lease; gave up after 3 attempts"
+    # Its owner reads the error: no worker id (host:pid) in it (issue 17 point 14).
+    assert gave_up["error"] == "its worker stopped renewing its lease; gave up after 3 attempts"
     assert job_row(db_url, alive)["status"] == "running"  # a live lease is never touched

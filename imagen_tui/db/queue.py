@@ -164,10 +164,11 @@ SELECT lease_id::text AS lease FROM imagen.jobs
 _RESCUE = """
 UPDATE imagen.jobs
    SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
+       -- The job's owner reads `error`: no worker id (host:pid), only what happened.
        error = CASE WHEN attempts >= max_attempts
-                    THEN format('worker %s stopped renewing its lease; gave up after %s attempts',
-                                worker_id, attempts)
-                    ELSE format('worker %s stopped renewing its lease; retrying', worker_id)
+                    THEN format('its worker stopped renewing its lease; gave up after %s attempts',
+                                attempts)
+                    ELSE 'its worker stopped renewing its lease; retrying'
                END,
        finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
        worker_id = NULL, lease_id = NULL, lease_expires_at = NULL, progress = NULL,

@@ -14,6 +14,7 @@ image, a job that cannot be canceled) raises `InputError` naming the field.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -61,10 +62,37 @@ class Query(Generic[T]):
     decode: Callable[[list[Row]], T]
 
 
+# Columns that say which machine and account ran a job (images.storage_uri,
+# usage.caller, usage.worker_id, jobs.worker_id): users (Supabase's
+# `authenticated`) may not read them (migration 0007). A query marks each use as
+# FLEET + column; `fetch` sends the column on a connection whose role may read
+# it, NULL on any other, so the same statements serve the operator and a user.
+FLEET = "/*fleet*/"
+_FLEET_RE = re.compile(re.escape(FLEET) + r"[A-Za-z_.]+")
+
+
+def _sees_fleet(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the current role may read those columns (asked each time: a
+    connection's role may change, as PostgREST's does per request)."""
+    row = conn.execute(
+        "SELECT has_column_privilege('imagen.images', 'storage_uri', 'SELECT')"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _statement(conn: psycopg.Connection[Any], sql: str) -> str:
+    if FLEET not in sql:
+        return sql
+    if _sees_fleet(conn):
+        return sql.replace(FLEET, "")
+    return _FLEET_RE.sub("NULL::text", sql)
+
+
 def fetch(conn: psycopg.Connection[Any], query: Query[T]) -> T:
     """Run `query` on a (sync) connection."""
+    sql = _statement(conn, query.sql)
     with conn.cursor(row_factory=dict_row) as cursor:
-        cursor.execute(query.sql, query.params)
+        cursor.execute(sql, query.params)
         rows = cursor.fetchall() if cursor.description else []
     return query.decode(rows)
 
@@ -81,7 +109,8 @@ def _build(cls: type[T], row: Row) -> T:
 _JOB_SELECT = """
 SELECT j.id, j.status, j.series_id, j.series_idx, j.prompt, j.backend,
        coalesce(i.seed, j.seed) AS seed, j.attempts, j.max_attempts, j.progress, j.error,
-       j.image_id, i.storage_uri, j.created_at, j.started_at, j.finished_at, i.object_uri
+       j.image_id, /*fleet*/i.storage_uri AS storage_uri, j.created_at, j.started_at,
+       j.finished_at, i.object_uri
   FROM imagen.jobs j LEFT JOIN imagen.images i ON i.id = j.image_id
 """
 
@@ -175,7 +204,8 @@ def series_detail(series_id: int) -> Query[SeriesDetail]:
         f"""SELECT s.id AS series_id, {_SERIES_COLUMNS}, s.count, s.selected_image_id,
                    s.created_at, j.series_idx AS idx, j.id AS job_id, j.status, j.progress,
                    j.error, coalesce(i.seed, j.seed) AS try_seed, i.id AS image_id,
-                   i.storage_uri, i.width AS image_width, i.height AS image_height, i.model,
+                   /*fleet*/i.storage_uri AS storage_uri, i.width AS image_width,
+                   i.height AS image_height, i.model,
                    i.backend AS image_backend, i.object_uri
               FROM imagen.series s
               LEFT JOIN imagen.jobs j ON j.series_id = s.id
@@ -187,8 +217,19 @@ def series_detail(series_id: int) -> Query[SeriesDetail]:
     )
 
 
-_IMAGE_COLUMNS = """id, job_id, series_id, series_idx, seed, width, height, backend, model,
+_IMAGE_NAMES = """id, job_id, series_id, series_idx, seed, width, height, backend, model,
     storage_uri, thumbnail, thumbnail_mime, metadata, created_at, object_uri"""
+
+
+def _image_columns(prefix: str = "") -> str:
+    names = [name.strip() for name in _IMAGE_NAMES.split(",")]
+    return ", ".join(
+        f"{FLEET}{prefix}{name} AS {name}" if name == "storage_uri" else f"{prefix}{name}"
+        for name in names
+    )
+
+
+_IMAGE_COLUMNS = _image_columns()
 
 
 def series_images(series_id: int) -> Query[list[ImageRow]]:
@@ -223,7 +264,7 @@ def gallery(limit: int = 100, before_id: int | None = None) -> Query[list[Galler
             for row in rows
         ]
 
-    columns = ", ".join(f"i.{name.strip()}" for name in _IMAGE_COLUMNS.split(","))
+    columns = _image_columns("i.")
     return Query(
         f"""SELECT * FROM (
                 SELECT {columns}, coalesce(j.prompt, i.metadata->>'prompt') AS card_prompt,
@@ -436,6 +477,8 @@ def usage_totals(
     if by not in USAGE_GROUPS:
         raise InputError("by", f"{by!r} is not one of {', '.join(USAGE_GROUPS)}")
     key = "((created_at AT TIME ZONE %(offset)s::interval)::date)::text" if by == "day" else by
+    if by == "caller":
+        key = FLEET + key
     order = "key DESC" if by == "day" else "key"
     sql = f"""
 SELECT {key} AS key, GROUPING({key}) = 1 AS is_total, count(*) AS count,
@@ -469,8 +512,12 @@ def usage_rows(
     since: datetime | None = None, until: datetime | None = None, limit: int = 1000
 ) -> Query[list[UsageRow]]:
     """The raw rows in the window, oldest first (at most `limit`)."""
+    columns = ", ".join(
+        f"{FLEET}{name} AS {name}" if name in ("caller", "worker_id") else name
+        for name in _USAGE_FIELDS
+    )
     sql = f"""
-SELECT id, created_at, {_USAGE_COLUMNS}
+SELECT id, created_at, {columns}
   FROM imagen.usage
  WHERE {_WINDOW}
  ORDER BY created_at, id

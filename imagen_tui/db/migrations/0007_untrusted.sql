@@ -70,3 +70,28 @@ CREATE TRIGGER jobs_pending_cap_on_retry
     BEFORE UPDATE OF status ON imagen.jobs
     FOR EACH ROW EXECUTE FUNCTION imagen.check_pending_cap();
 
+-- ---------------------------------------------------------------- what users may read
+
+-- Users read their own rows (the policies of 0001), but not which machine and
+-- account ran them: jobs.worker_id and lease_id, usage.caller and worker_id,
+-- images.storage_uri (the worker's local path, with its home directory). Column
+-- grants: every other column, as the table grant gave before. A later migration
+-- that adds a column users should read grants it to authenticated itself.
+-- service_role and the schema owner still read everything.
+DO $$
+DECLARE
+    hidden CONSTANT text[] := ARRAY['jobs.worker_id', 'jobs.lease_id', 'usage.caller',
+                                    'usage.worker_id', 'images.storage_uri'];
+    t text;
+    cols text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['jobs', 'images', 'usage'] LOOP
+        EXECUTE format('REVOKE SELECT ON imagen.%I FROM authenticated', t);
+        SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position) INTO cols
+          FROM information_schema.columns
+         WHERE table_schema = 'imagen' AND table_name = t
+           AND NOT (t || '.' || column_name) = ANY (hidden);
+        EXECUTE format('GRANT SELECT (%s) ON imagen.%I TO authenticated', cols, t);
+    END LOOP;
+END
+$$;
