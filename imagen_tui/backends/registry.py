@@ -21,6 +21,7 @@ from typing import Any
 
 from imagen_tui.backends.base import Backend, Request
 from imagen_tui.config import Locate
+from imagen_tui.config.secrets import url_userinfo_problem
 from imagen_tui.errors import ConfigError, InputError
 from imagen_tui.limits import ENV_NAME
 from imagen_tui.text import one_line
@@ -234,6 +235,10 @@ def validate_block(
                 locate((*prefix, key)),
             )
         clean[key] = _check_value(option, value, dotted, locate((*prefix, key)))
+        if key.endswith("url") and isinstance(value, str):
+            problem = url_userinfo_problem(dotted, value)
+            if problem is not None:
+                raise ConfigError(problem, locate((*prefix, key)))
     for option in backend_type.options:
         if not any(name in clean for name in option.spellings):
             if option.required:

@@ -256,13 +256,68 @@ def database_url_problem(url: str) -> str | None:
     return None
 
 
+# A backend's or storage's URL (http, https, ws, wss): userinfo is its only secret.
+_WEB_URL_RE = re.compile(r"(?i)^(?:https?|wss?)://")
+USERINFO_REFUSED = (
+    "the URL holds a user name or password (user:password@); secrets must not be "
+    "written in the config: remove it and give the token by the `*_env` key"
+)
+
+
+def url_userinfo(url: str) -> bool:
+    """Whether a web URL (or a database URL) carries credentials: `user[:password]@`
+    before its host. The one check behind `database.url`, every backend URL and
+    `storage.url` (config load)."""
+    if not _WEB_URL_RE.match(url):
+        return has_password(url)
+    authority = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return "@" in authority
+
+
+def url_userinfo_problem(key: str, url: str) -> str | None:
+    """The one-line error for `key` when `url` carries credentials (never echoing it)."""
+    return f"{key}: {USERINFO_REFUSED}" if url_userinfo(url) else None
+
+
+def _redact_web_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    end = len(rest)
+    for mark in "/?#":
+        found = rest.find(mark)
+        if found >= 0:
+            end = min(end, found)
+    authority, tail = rest[:end], rest[end:]
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    text = f"{scheme}://{authority}{tail}"
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
+def redact_text(text: str, url: str) -> str:
+    """`text` (an error message, a log line) with `url`'s credentials masked:
+    the URL itself, and its userinfo however it was quoted."""
+    if not url_userinfo(url) or not _WEB_URL_RE.match(url):
+        return text
+    text = text.replace(url, _redact_web_url(url))
+    userinfo = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+    for secret in sorted(
+        {userinfo, *userinfo.split(":"), unquote(userinfo)}, key=len, reverse=True
+    ):
+        if len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
+
+
 def redact_url(url: str) -> str:
     """`url` with every secret replaced by `***`, safe to print or log.
 
-    Parsed by libpq, never by a pattern alone: a string libpq cannot parse is
-    not shown at all. As a last guard, if any secret text still appears, nothing
-    of the URL is shown.
+    A web URL (a backend's, storage's) shows `***@` for any userinfo. A database
+    URL is parsed by libpq, never by a pattern alone: a string libpq cannot parse
+    is not shown at all. As a last guard, if any secret text still appears,
+    nothing of the URL is shown.
     """
+    if _WEB_URL_RE.match(url):
+        return _redact_web_url(url)
     params = _parse(url)
     if params is None:
         return SHOWN_UNPARSABLE

@@ -14,6 +14,7 @@ from typing import Any
 
 from imagen_tui.backends import registry
 from imagen_tui.config import BUILTIN, resolve_config_path, write_sample
+from imagen_tui.config.secrets import redact_url
 from imagen_tui.core.workbench import Workbench
 
 
@@ -56,6 +57,8 @@ def config_rows(workbench: Workbench) -> list[ConfigRow]:
             source = config.where(path) or (
                 BUILTIN if key == "type" else f"default of type {block['type']}"
             )
+            if key.endswith("url") and isinstance(value, str):
+                value = redact_url(value)
             rows.append(ConfigRow(".".join(path), value, source))
     for name, style in config.styles.items():
         items = style.items() if isinstance(style, dict) else [("prompt", style)]

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from imagen_tui.config import Locate
+from imagen_tui.config.secrets import url_userinfo_problem
 from imagen_tui.errors import ConfigError
 from imagen_tui.limits import ENV_NAME
 
@@ -134,6 +135,9 @@ def check_storage_block(block: Mapping[str, Any], locate: Locate = _no_location)
             "storage.url: expected the project URL, e.g. https://PROJECT.supabase.co",
             locate(("storage", "url")),
         )
+    problem = url_userinfo_problem("storage.url", url)
+    if problem is not None:
+        raise ConfigError(problem, locate(("storage", "url")))
     if url.startswith("http://") and not _loopback(url):
         raise ConfigError(
             "storage.url: http:// is allowed only on this machine (127.0.0.1, localhost); "

@@ -41,6 +41,7 @@ from imagen_tui.backends.http import (
     HttpError,
     server_message,
 )
+from imagen_tui.config.secrets import redact_url
 from imagen_tui.limits import UPLOAD_DEADLINE_S
 from imagen_tui.retry import backoff_delay
 from imagen_tui.storage import Upload
@@ -118,7 +119,7 @@ def object_key(key: PurePosixPath) -> str:
 
 def object_uri(url: str, bucket: str, path: str) -> str:
     """The object's authenticated download URL (GET it with the key or a user's JWT)."""
-    return f"{url}/storage/v1/object/{quote(bucket)}/{quote(path)}"
+    return redact_url(f"{url}/storage/v1/object/{quote(bucket)}/{quote(path)}")
 
 
 class SupabaseStorage:

@@ -168,7 +168,7 @@ class ComfyBackend:
                 if lost is not None:
                     waited = self.run_timeout if started else self.queue_timeout
                     raise GenerationError(
-                        f"{session.name}: lost the connection to ComfyUI at {session.url} "
+                        f"{session.name}: lost the connection to ComfyUI at {session.shown_url} "
                         f"mid-prompt and did not get it back within {waited:g} s ({lost})",
                         transient=True,
                     )
@@ -213,7 +213,7 @@ class ComfyBackend:
                 if state is None:
                     raise GenerationError(
                         f"{session.name}: the prompt is no longer on the server at "
-                        f"{session.url} (ComfyUI restarted?)",
+                        f"{session.shown_url} (ComfyUI restarted?)",
                         transient=True,
                     )
                 if state == "running" and not started:

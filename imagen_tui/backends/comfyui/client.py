@@ -26,6 +26,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from imagen_tui.backends.http import HttpClient, HttpError, json_object
+from imagen_tui.config.secrets import redact_url
 from imagen_tui.errors import GenerationError
 from imagen_tui.limits import MAX_BODY_BYTES
 from imagen_tui.text import one_line
@@ -58,6 +59,7 @@ class Session:
     ) -> None:
         self.name = name
         self.url = url.rstrip("/")
+        self.shown_url = redact_url(self.url)  # what messages say (never its userinfo)
         self.client_id = uuid4().hex
         self.connect_timeout = connect_timeout
         self._auth_header = auth_header or "Authorization"
@@ -136,9 +138,9 @@ class Session:
             else:
                 why = f"refused the connection (HTTP {status}); if it needs a header, set "
                 why += "auth_header and auth_env"
-            return GenerationError(f"{self.name}: ComfyUI at {self.url} {why}")
+            return GenerationError(f"{self.name}: ComfyUI at {self.shown_url} {why}")
         return GenerationError(
-            f"{self.name}: ComfyUI at {self.url} refused the WebSocket (HTTP {status})",
+            f"{self.name}: ComfyUI at {self.shown_url} refused the WebSocket (HTTP {status})",
             transient=True,
         )
 
@@ -150,7 +152,7 @@ class Session:
         else:
             why = one_line(f"{type(error).__name__}: {error}", 200)
         return Unreachable(
-            f"{self.name}: cannot reach ComfyUI at {self.url} ({why}); is it running?",
+            f"{self.name}: cannot reach ComfyUI at {self.shown_url} ({why}); is it running?",
             transient=True,
         )
 

@@ -17,6 +17,7 @@ import httpx
 from imagen_tui import __version__
 from imagen_tui.backends.comfyui.workflow import ModelFile, Workflow
 from imagen_tui.backends.registry import Probe
+from imagen_tui.config.secrets import redact_text, redact_url
 from imagen_tui.errors import ImagenError
 from imagen_tui.text import one_line
 
@@ -44,6 +45,7 @@ def probe(block: Mapping[str, Any]) -> Probe:
         if workflow.ignored:
             lines.append(f"ignores: {', '.join(workflow.ignored)} (no place in the workflow)")
     url = str(block.get("url") or DEFAULT_URL).rstrip("/")
+    shown = redact_url(url)
     headers = {"User-Agent": f"imagen-tui/{__version__}"}
     if block.get("auth_env") and os.environ.get(block["auth_env"]):
         headers[block.get("auth_header") or "Authorization"] = os.environ[block["auth_env"]]
@@ -51,7 +53,7 @@ def probe(block: Mapping[str, Any]) -> Probe:
         with httpx.Client(base_url=url, timeout=PROBE_TIMEOUT, headers=headers) as client:
             stats = client.get("/system_stats")
             stats.raise_for_status()
-            lines.extend(_stats_lines(url, stats.json()))
+            lines.extend(_stats_lines(shown, stats.json()))
             if workflow is not None and workflow.model_files:
                 found = _model_lines(client, workflow.model_files)
                 lines.extend(found)
@@ -59,7 +61,8 @@ def probe(block: Mapping[str, Any]) -> Probe:
                     problem = "missing models"
     except (httpx.HTTPError, ValueError) as error:
         lines.append(
-            f"unreachable: {url} ({one_line(type(error).__name__ + ': ' + str(error), 160)})"
+            f"unreachable: {shown} "
+            f"({one_line(redact_text(type(error).__name__ + ': ' + str(error), url), 160)})"
         )
         problem = "unreachable"
     return Probe(tuple(lines), problem)
