@@ -51,9 +51,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import math
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -81,6 +83,9 @@ EXCERPT_CHARS = 200  # at most this much of a server's error message goes into a
 
 # Raised before a single byte of the request was sent: resending cannot bill twice.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# A secret form shorter than this is not masked (it would mask ordinary text).
+MIN_MASKED = 4
+_TOKEN_RE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -197,12 +202,46 @@ def server_message(response: httpx.Response) -> str:
     return response.text
 
 
-def excerpt(text: str, secret: str | None = None) -> str:
-    """`text` safe for one line of an error: `secret` masked, control characters
-    escaped, at most EXCERPT_CHARS long."""
+def secret_forms(secret: str) -> list[str]:
+    """Every form in which `secret` may be quoted back: the value, the value
+    without its scheme (`Bearer abc` -> `abc`: a proxy echoing the bare token),
+    its repr (str and bytes) and its JSON string; longest first."""
+    forms = {secret, repr(secret)[1:-1], repr(secret.encode())[2:-1], json.dumps(secret)[1:-1]}
+    scheme, _, bare = secret.partition(" ")
+    if scheme and bare.strip():
+        forms |= set(secret_forms(bare.strip()))
+    return sorted((form for form in forms if len(form) >= MIN_MASKED), key=len, reverse=True)
+
+
+def mask(text: str, secret: str | None) -> str:
+    """`text` with every form of `secret` (see `secret_forms`) replaced by `***`."""
     if secret:
-        text = text.replace(secret, "***")
-    return one_line(text, EXCERPT_CHARS)
+        for form in secret_forms(secret):
+            text = text.replace(form, "***")
+    return text
+
+
+def excerpt(text: str, secret: str | None = None) -> str:
+    """`text` safe for one line of an error: every form of `secret` masked, control
+    characters escaped, at most EXCERPT_CHARS long."""
+    return one_line(mask(text, secret), EXCERPT_CHARS)
+
+
+def read_token(name: str, env: str, *, header_value: bool = False) -> str:
+    """The secret in `$env`, checked when read: printable ASCII with no whitespace
+    (a `header_value`, such as ComfyUI's `auth_env`, may hold one space after its
+    scheme: `Bearer abc`). HttpError naming the variable, never quoting it: a
+    token with an inner CR/LF would otherwise be echoed by the HTTP library."""
+    value = os.environ.get(env, "").strip()
+    if not value:
+        raise HttpError(f"{name}: not configured (set {env})")
+    parts = value.split(" ", 1) if header_value else [value]
+    if not all(part and _TOKEN_RE.fullmatch(part) for part in parts):
+        raise HttpError(
+            f"{name}: ${env} is not a valid token: it holds whitespace or characters "
+            "outside printable ASCII; set it to the token alone, on one line"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -414,10 +453,13 @@ class HttpClient:
 
     def _token(self) -> str:
         assert self.token_env is not None
-        token = os.environ.get(self.token_env, "").strip()
-        if not token:
-            raise HttpError(f"{self.name}: not configured (set {self.token_env})")
-        return token
+        return read_token(self.name, self.token_env, header_value=not self._auth_scheme)
+
+    def secret(self) -> str | None:
+        """The token as it is now, for masking what a server says (None: none set)."""
+        if not self.token_env:
+            return None
+        return os.environ.get(self.token_env, "").strip() or None
 
     async def _try(
         self,
@@ -438,6 +480,11 @@ class HttpClient:
                 await response.aclose()
         except _NEVER_SENT as error:
             return _Retryable("failure", _transport_error(error, token))
+        except httpx.LocalProtocolError as error:  # refused here, before a byte was sent
+            raise HttpError(
+                f"{self.name}: {request.method} {_path(request)} was never sent "
+                f"({_transport_error(error, token)})"
+            ) from None
         except httpx.UnsupportedProtocol as error:
             raise HttpError(
                 f"{self.name}: bad URL {_path(request)}: {excerpt(str(error))}"

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -25,7 +24,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from imagen_tui.backends.http import HttpClient, HttpError, json_object
+from imagen_tui.backends.http import HttpClient, HttpError, json_object, mask, read_token
 from imagen_tui.config.secrets import redact_url
 from imagen_tui.errors import GenerationError
 from imagen_tui.limits import MAX_BODY_BYTES
@@ -127,6 +126,12 @@ class Session:
                 raise self._refused(error.response.status_code) from None
             except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
                 raise self.unreachable(error) from None
+            except Exception as error:  # the library refused something (a header): never sent
+                why = mask(f"{type(error).__name__}: {error}", self.http.secret())
+                raise GenerationError(
+                    f"{self.name}: could not open the WebSocket to ComfyUI at {self.shown_url} "
+                    f"({one_line(why, 200)})"
+                ) from None
             self._ws = ws
             self._reader = asyncio.create_task(self._read(ws), name=f"{self.name} websocket")
 
@@ -150,7 +155,7 @@ class Session:
         elif isinstance(error, ConnectionRefusedError):
             why = "connection refused"
         else:
-            why = one_line(f"{type(error).__name__}: {error}", 200)
+            why = one_line(mask(f"{type(error).__name__}: {error}", self.http.secret()), 200)
         return Unreachable(
             f"{self.name}: cannot reach ComfyUI at {self.shown_url} ({why}); is it running?",
             transient=True,
@@ -158,10 +163,7 @@ class Session:
 
     def _token(self) -> str:
         assert self._auth_env is not None
-        token = os.environ.get(self._auth_env, "").strip()
-        if not token:
-            raise GenerationError(f"{self.name}: not configured (set {self._auth_env})")
-        return token
+        return read_token(self.name, self._auth_env, header_value=True)
 
     async def _read(self, ws: ClientConnection) -> None:
         try:

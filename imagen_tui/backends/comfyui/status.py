@@ -16,6 +16,7 @@ import httpx
 
 from imagen_tui import __version__
 from imagen_tui.backends.comfyui.workflow import ModelFile, Workflow
+from imagen_tui.backends.http import HttpError, mask, read_token
 from imagen_tui.backends.registry import Probe
 from imagen_tui.config.secrets import redact_text, redact_url
 from imagen_tui.errors import ImagenError
@@ -47,8 +48,14 @@ def probe(block: Mapping[str, Any]) -> Probe:
     url = str(block.get("url") or DEFAULT_URL).rstrip("/")
     shown = redact_url(url)
     headers = {"User-Agent": f"imagen-tui/{__version__}"}
+    token: str | None = None
     if block.get("auth_env") and os.environ.get(block["auth_env"]):
-        headers[block.get("auth_header") or "Authorization"] = os.environ[block["auth_env"]]
+        try:
+            token = read_token("probe", block["auth_env"], header_value=True)
+        except HttpError as error:
+            lines.append(str(error))
+            return Probe(tuple(lines), "not configured")
+        headers[block.get("auth_header") or "Authorization"] = token
     try:
         with httpx.Client(base_url=url, timeout=PROBE_TIMEOUT, headers=headers) as client:
             stats = client.get("/system_stats")
@@ -62,7 +69,7 @@ def probe(block: Mapping[str, Any]) -> Probe:
     except (httpx.HTTPError, ValueError) as error:
         lines.append(
             f"unreachable: {shown} "
-            f"({one_line(redact_text(type(error).__name__ + ': ' + str(error), url), 160)})"
+            f"({one_line(mask(redact_text(f'{type(error).__name__}: {error}', url), token), 160)})"
         )
         problem = "unreachable"
     return Probe(tuple(lines), problem)

@@ -381,7 +381,7 @@ class ReplicateBackend:
         status = prediction["status"]
         if status == "succeeded":
             return prediction
-        said = excerpt(str(prediction.get("error") or ""))
+        said = excerpt(str(prediction.get("error") or ""), self.http.secret())
         if status == "failed":
             if "nsfw" in said.lower():
                 raise GenerationError(
