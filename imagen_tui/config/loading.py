@@ -314,6 +314,19 @@ def _unknown_keys(
             )
 
 
+def _check_name(name: Any, prefix: KeyPath, what: str, locate: Locate) -> None:
+    """A style or backend instance name is shown in menus and tables: no markup
+    brackets, no control or other unprintable characters, not blank."""
+    text = str(name)
+    if not text.strip() or not text.isprintable() or "[" in text or "]" in text:
+        shown = text.encode("unicode_escape").decode("ascii")[:60]
+        raise ConfigError(
+            f"{'.'.join(prefix)}: {shown!r} is not {what} name: names may not be blank or "
+            "hold '[', ']' or control characters; rename it",
+            locate((*prefix, text)),
+        )
+
+
 def _expect(value: Any, kind: type, key: KeyPath, what: str, locate: Locate) -> None:
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ConfigError(f"{'.'.join(key)}: expected {what}, got {value!r}", locate(key))
@@ -349,10 +362,13 @@ def _build(
 
     styles = data.get("styles") or {}
     _expect(styles, dict, ("styles",), "a mapping of preset name -> preset", locate)
+    for name in styles:
+        _check_name(name, ("styles",), "a style", locate)
 
     user_backends = data.get("backends") or {}
     _expect(user_backends, dict, ("backends",), "a mapping of instance name -> block", locate)
     for name, block in user_backends.items():
+        _check_name(name, ("backends",), "a backend instance", locate)
         key = ("backends", str(name))
         _expect(block, dict, key, "a mapping with at least `type:`", locate)
         if "type" not in block:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -23,6 +24,7 @@ from imagen_tui import services
 from imagen_tui.core.sizes import format_size
 from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.text import one_line
+from imagen_tui.tui.cells import user_text
 from imagen_tui.tui.messages import SeriesSubmitted
 from imagen_tui.tui.screens.base import WorkbenchScreen
 from imagen_tui.tui.widgets.footer import Footer
@@ -96,7 +98,8 @@ class ComposeScreen(WorkbenchScreen):
         workbench = app.workbench
         saved = saved_form(app.state)
         backends = [(self._backend_label(name), name) for name in sorted(workbench.backend_blocks)]
-        styles = [(name, name) for name in sorted(workbench.styles)]
+        # Names are shown literally, never read as markup (a `[@click=...]` in a name).
+        styles = [(user_text(name, 60), name) for name in sorted(workbench.styles)]
         default_backend = workbench.config.default_backend
         backend = saved.get("backend")
         style = saved.get("style")
@@ -169,9 +172,9 @@ class ComposeScreen(WorkbenchScreen):
                 yield Static("ctrl+s  ·  ←/→ or 1-9, 0 on the slider", id="submit-hint")
         yield Footer()
 
-    def _backend_label(self, name: str) -> str:
+    def _backend_label(self, name: str) -> Text:
         status = self.workbench_app.workbench.backend_status(name)
-        return one_line(name if status == "ok" else f"{name} ({status})", 60)
+        return user_text(name if status == "ok" else f"{name} ({status})", 60)
 
     def on_mount(self) -> None:
         if self.app.is_headless:  # deterministic screenshots: no blinking cursors
