@@ -87,6 +87,11 @@ TRANSFER_DEADLINE_S = 300.0
 MIN_TRANSFER_S = 5.0
 # Keeping one image in remote storage (the image, its sidecar, every retry).
 UPLOAD_DEADLINE_S = 300.0
+# One queued job, generation and upload together, ends after the backend's own
+# timeout (`timeout_s`; DEFAULT_GENERATION_S for a backend that has none) plus
+# JOB_SLACK_S plus UPLOAD_DEADLINE_S; past it the job fails (jobs/worker.py).
+DEFAULT_GENERATION_S = 1800.0
+JOB_SLACK_S = TRANSFER_DEADLINE_S
 # Figures a server reports are checked before they are priced or recorded: a
 # token count outside 0..MAX_USAGE_TOKENS (one call; a real image costs a few
 # thousand) makes the cost unknown, and so does a cost outside

@@ -65,7 +65,13 @@ from imagen_tui.jobs.types import (
     QueueUnavailable,
     Wake,
 )
-from imagen_tui.limits import DEFAULT_POLL_S, PROGRESS_INTERVAL_S
+from imagen_tui.limits import (
+    DEFAULT_GENERATION_S,
+    DEFAULT_POLL_S,
+    JOB_SLACK_S,
+    PROGRESS_INTERVAL_S,
+    UPLOAD_DEADLINE_S,
+)
 from imagen_tui.retry import Outage, job_retry_delay
 from imagen_tui.storage import Upload
 from imagen_tui.text import one_line
@@ -92,6 +98,17 @@ def _cancelling() -> bool:
     """The running task itself was asked to cancel (not just something it awaited)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def job_deadline_s(backend: Any) -> float:
+    """How long one job may run, generation and upload together: the backend's own
+    `timeout_s` (DEFAULT_GENERATION_S for one that declares none) plus
+    JOB_SLACK_S (its calls' retries, writing the files) plus UPLOAD_DEADLINE_S."""
+    timeout = getattr(backend, "timeout_s", None)
+    generation = DEFAULT_GENERATION_S
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
+        generation = float(timeout)
+    return generation + JOB_SLACK_S + UPLOAD_DEADLINE_S
 
 
 def new_worker_id() -> str:
@@ -420,18 +437,26 @@ class Worker:
             await self._settle(job, "failed", str(error))
             return
         progress = ProgressWriter(self.queue, job, self.options.progress_interval)
+        backend = self.workbench.backend(planned.backend)
+        # One deadline for the whole run, upload included (see job_deadline_s).
+        limit = job_deadline_s(backend)
+        deadline = asyncio.get_running_loop().time() + limit
         generation = asyncio.create_task(
-            run(
-                planned,
-                self.workbench.backend(planned.backend),
-                progress=progress.report,
-                thumbnail=True,
-                journal=job.journal,
-            )
+            run(planned, backend, progress=progress.report, thumbnail=True, journal=job.journal)
         )
         self._generations[job.id] = generation
         try:
-            outcome = await generation
+            async with asyncio.timeout_at(deadline) as timer:
+                outcome = await generation
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            reason = (
+                f"the job ran past its deadline of {limit:g} s (the backend's timeout plus "
+                "the upload's); stopped, nothing recorded"
+            )
+            await self._settle(job, "failed", reason, planned)
+            return
         except asyncio.CancelledError:
             if job.id in self._lost:
                 self.stats["dropped"] += 1
@@ -453,14 +478,17 @@ class Worker:
             return
         finally:
             await progress.close()
-        object_uri = await self._store(job, planned, outcome)
+        object_uri = await self._store(job, planned, outcome, deadline)
         await self._record(job, planned, outcome, started, object_uri)
 
-    async def _store(self, job: Job, planned: Plan, outcome: Outcome) -> str | None:
+    async def _store(
+        self, job: Job, planned: Plan, outcome: Outcome, deadline: float | None = None
+    ) -> str | None:
         """Upload the image (and sidecar) where the config says; the object URI, or None.
 
-        A failed upload (already retried by the storage) is logged and the image
-        stays local: the job is recorded all the same, without an object URI.
+        A failed upload (already retried by the storage), or one still running at
+        the job's `deadline` (loop time), is logged and the image stays local: the
+        job is recorded all the same, without an object URI (it was paid for).
         """
         storage = self.workbench.storage()
         if storage.type_name == "local":
@@ -473,7 +501,15 @@ class Worker:
             mime_type=outcome.result.mime_type,
         )
         try:
-            return await storage.store(upload)
+            async with asyncio.timeout_at(deadline):
+                return await storage.store(upload)
+        except TimeoutError:
+            log.warning(
+                "job %d: upload to %s storage ran past the job's deadline, the image stays local",
+                job.id,
+                storage.type_name,
+            )
+            return None
         except GenerationError as error:
             log.warning(
                 "job %d: upload to %s storage failed, the image stays local: %s",

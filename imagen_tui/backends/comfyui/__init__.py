@@ -70,6 +70,8 @@ class ComfyBackend:
         self.url: str = _options(options, "url", DEFAULT_URL)
         self.queue_timeout: float = _options(options, "queue_timeout", 600.0)
         self.run_timeout: float = _options(options, "run_timeout", 600.0)
+        # How long one generation may take in all (the worker's job deadline builds on it).
+        self.timeout_s: float = self.queue_timeout + self.run_timeout
         self.prefix: str = _options(options, "filename_prefix", "imagen")
         self.session = Session(
             name=f"comfyui {name}",

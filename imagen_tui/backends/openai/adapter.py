@@ -104,6 +104,7 @@ class OpenAIBackend:
         self.quality: str | None = options.get("quality")
         self.output_format: str = options.get("output_format") or "png"
         timeout_s = float(options.get("timeout_s") or DEFAULT_TIMEOUT_S)
+        self.timeout_s = timeout_s  # the worker's job deadline builds on it
         self.http = HttpClient(
             name=name,
             base_url=options.get("base_url") or DEFAULT_BASE_URL,
