@@ -47,7 +47,7 @@ def whole_number(text: str) -> int:
     ImaGen does not. ValueError says what was typed."""
     stripped = text.strip()
     if not _WHOLE_NUMBER.fullmatch(stripped):
-        raise ValueError(f"{one_line(stripped, 40)!r} is not a whole number")
+        raise ValueError(f"{stripped!r} is not a whole number")
     return int(stripped)
 
 
