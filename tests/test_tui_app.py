@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 from textual.widgets import Input, TextArea
 
 from imagen_tui import services
-from imagen_tui.tui.app import WorkbenchApp
 from imagen_tui.tui.screens.compose import ComposeScreen
 from imagen_tui.tui.widgets.tries_slider import TriesSlider
 from tests.conftest import running
@@ -13,65 +14,67 @@ from tests.helpers import sql
 from tests.tui import make_app, online_worker_pids, run, until
 
 
-def test_the_app_starts_a_worker_when_none_is_online_and_stops_it_on_exit(
-    home, monkeypatch, db_url
-):
+def keeper(app_workbench, config, poll_interval: float = 600.0) -> services.WorkerKeeper:
+    """A keeper whose own poll is slow unless asked (the check after a submit is what acts)."""
+    return services.WorkerKeeper(
+        app_workbench, config, settings=services.WorkerSettings(poll_interval=poll_interval)
+    )
+
+
+def test_the_app_starts_a_worker_for_its_submit_and_stops_it_on_exit(home, monkeypatch, db_url):
     config = home.write_config("default_backend: mock\n")
-    started: list[services.LocalWorker | None] = []
-
-    def start_worker(abort):
-        worker = services.ensure_worker(app.workbench, config, abort=abort)
-        started.append(worker)
-        return worker
-
-    app = make_app(home, monkeypatch, db_url, start_worker=start_worker)
+    app = make_app(home, monkeypatch, db_url)
+    app.worker_keeper = keeper(app.workbench, config)
 
     async def scenario():
         async with app.run_test(size=(100, 34)) as pilot:
-            await until(pilot, lambda: "worker: this app's" in app.sub_title, timeout=60)
-            assert isinstance(app.local_worker, services.LocalWorker)
-            assert online_worker_pids(db_url) == [app.local_worker.pid]
-            # It renders what the app submits.
+            await until(pilot, lambda: "worker: none needed yet" in app.sub_title, timeout=60)
+            assert online_worker_pids(db_url) == []  # an empty queue needs none
             screen = app.screen
             assert isinstance(screen, ComposeScreen)
             screen.query_one("#prompt", TextArea).text = "a cat"
-            await pilot.press("ctrl+s")
+            await pilot.press("ctrl+s")  # its job needs mock, which no worker serves
+            await until(pilot, lambda: "worker: this app's (mock)" in app.sub_title, timeout=60)
+            (local,) = app.worker_keeper.workers
+            assert online_worker_pids(db_url) == [local.pid]
             await until(
                 pilot,
                 lambda: sql(db_url, "SELECT status FROM imagen.jobs") == [("done",)],
                 timeout=60,
             )
-            assert isinstance(app.local_worker, services.LocalWorker)
-            return app.local_worker.pid
+            return local.pid
 
     pid = run(scenario())
-    assert started and started[0] is not None
     assert not running(pid)
     assert online_worker_pids(db_url) == []
 
 
-def test_no_worker_is_started_when_one_is_online(home, monkeypatch, db_url):
+def test_the_second_app_starts_a_worker_when_the_first_quits(home, monkeypatch, db_url):
     config = home.write_config("default_backend: mock\n")
-    first = make_app(home, monkeypatch, db_url)
-    outside = services.ensure_worker(first.workbench, config)  # a worker elsewhere
-    assert outside is not None
+    app = make_app(home, monkeypatch, db_url)
+    app.worker_keeper = keeper(app.workbench, config, poll_interval=0.3)
+    # A job that needs mock for a while (due in an hour), and the first app's worker for it.
+    sql(db_url, "INSERT INTO imagen.jobs (prompt, run_at) VALUES ('later', now() + interval '1 h')")
+    first = services.WorkerKeeper(app.workbench, config)
     try:
-        app: WorkbenchApp = make_app(
-            home,
-            monkeypatch,
-            db_url,
-            start_worker=lambda abort: services.ensure_worker(app.workbench, config, abort=abort),
-        )
+        first.check(threading.Event())
+        (theirs,) = first.workers
 
         async def scenario():
             async with app.run_test(size=(100, 34)) as pilot:
-                await until(pilot, lambda: "online elsewhere" in app.sub_title, timeout=60)
-                assert app.local_worker is None
+                await until(pilot, lambda: "online elsewhere (mock)" in app.sub_title, timeout=60)
+                assert app.worker_keeper.workers == []
+                first.stop()  # the first app quits, and its worker with it
+                await until(pilot, lambda: "this app's (mock)" in app.sub_title, timeout=60)
+                (mine,) = app.worker_keeper.workers
+                assert online_worker_pids(db_url) == [mine.pid]
+                return mine.pid
 
-        run(scenario())
-        assert online_worker_pids(db_url) == [outside.pid]
+        pid = run(scenario())
+        assert pid != theirs.pid and not running(pid)
     finally:
-        outside.stop()
+        first.stop()
+    assert online_worker_pids(db_url) == []
 
 
 def test_form_values_and_theme_are_remembered_for_the_next_launch(home, monkeypatch, db_url):

@@ -31,8 +31,11 @@ logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 class Pool:
     """Up to `max_size` autocommit connections to `url` (one kept open); `close()` it."""
 
-    def __init__(self, url: str, *, max_size: int = 4, timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, max_size: int = 4, timeout: float = 5.0, embedded: bool = False
+    ) -> None:
         self.url = url
+        self.embedded = embedded  # the private embedded server, not a shared queue
         self._timeout = timeout
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url,
@@ -78,4 +81,4 @@ def open_pool(config: Config) -> Pool:
         database = open_database(config)
     except psycopg.Error as error:
         raise DatabaseError(f"database error: {first_line(error)}") from None
-    return Pool(database.url)
+    return Pool(database.url, embedded=database.embedded)

@@ -313,6 +313,17 @@ def worker_presences() -> Query[list[WorkerPresence]]:
     return Query(sql, {}, decode)
 
 
+def pending_backends() -> Query[list[str | None]]:
+    """The backend instances pending jobs name (None: a job naming none, which
+    the default of whichever worker takes it renders), each once."""
+
+    def decode(rows: list[Row]) -> list[str | None]:
+        return [row["backend"] for row in rows]
+
+    sql = "SELECT DISTINCT backend FROM imagen.jobs WHERE status = 'pending'"
+    return Query(sql, {}, decode)
+
+
 # --------------------------------------------------------------------------- writes
 
 

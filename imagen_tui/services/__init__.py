@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from imagen_tui.services.configuration import ConfigRow as ConfigRow
     from imagen_tui.services.configuration import backend_rows as backend_rows
     from imagen_tui.services.configuration import check_config as check_config
+    from imagen_tui.services.configuration import config_env_names as config_env_names
     from imagen_tui.services.configuration import config_rows as config_rows
     from imagen_tui.services.configuration import write_sample_config as write_sample_config
     from imagen_tui.services.database import WORKERS_SCHEMA as WORKERS_SCHEMA
@@ -54,12 +55,19 @@ if TYPE_CHECKING:
     from imagen_tui.services.feed import JobsUpdate as JobsUpdate
     from imagen_tui.services.feed import Notice as Notice
     from imagen_tui.services.ledger import UsageLedger as UsageLedger
+    from imagen_tui.services.local_worker import BACKENDS_ENV as BACKENDS_ENV
     from imagen_tui.services.local_worker import PARENT_PIPE_ENV as PARENT_PIPE_ENV
     from imagen_tui.services.local_worker import WORKER_LOG_FILENAME as WORKER_LOG_FILENAME
     from imagen_tui.services.local_worker import LocalWorker as LocalWorker
+    from imagen_tui.services.local_worker import WorkerKeeper as WorkerKeeper
+    from imagen_tui.services.local_worker import WorkerNeed as WorkerNeed
     from imagen_tui.services.local_worker import WorkerNotStarted as WorkerNotStarted
+    from imagen_tui.services.local_worker import WorkerReport as WorkerReport
     from imagen_tui.services.local_worker import ensure_worker as ensure_worker
+    from imagen_tui.services.local_worker import open_worker_log as open_worker_log
+    from imagen_tui.services.local_worker import worker_env as worker_env
     from imagen_tui.services.local_worker import worker_log_path as worker_log_path
+    from imagen_tui.services.local_worker import worker_need as worker_need
     from imagen_tui.services.requests import Submission as Submission
     from imagen_tui.services.requests import check_submission as check_submission
     from imagen_tui.services.requests import spec_from_form as spec_from_form
@@ -82,7 +90,10 @@ _HOMES: dict[str, str] = {
         ("BackendRow", "ConfigCheck", "ConfigRow", "backend_rows", "check_config"),
         "imagen_tui.services.configuration",
     ),
-    **dict.fromkeys(("config_rows", "write_sample_config"), "imagen_tui.services.configuration"),
+    **dict.fromkeys(
+        ("config_env_names", "config_rows", "write_sample_config"),
+        "imagen_tui.services.configuration",
+    ),
     **dict.fromkeys(
         ("WORKERS_SCHEMA", "DbStatus", "db_migrate", "db_status", "db_stop"),
         "imagen_tui.services.database",
@@ -91,12 +102,19 @@ _HOMES: dict[str, str] = {
     "UsageLedger": "imagen_tui.services.ledger",
     **dict.fromkeys(
         (
+            "BACKENDS_ENV",
             "PARENT_PIPE_ENV",
             "WORKER_LOG_FILENAME",
             "LocalWorker",
+            "WorkerKeeper",
+            "WorkerNeed",
             "WorkerNotStarted",
+            "WorkerReport",
             "ensure_worker",
+            "open_worker_log",
+            "worker_env",
             "worker_log_path",
+            "worker_need",
         ),
         "imagen_tui.services.local_worker",
     ),

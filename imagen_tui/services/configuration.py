@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imagen_tui.backends import registry
-from imagen_tui.config import BUILTIN, resolve_config_path, write_sample
+from imagen_tui.config import BUILTIN, Config, resolve_config_path, write_sample
 from imagen_tui.config.secrets import redact_url
 from imagen_tui.core.workbench import Workbench
 
@@ -168,3 +169,28 @@ def backend_rows(
 
 def _status(configured: str, problem: str | None) -> str:
     return problem if configured == "ok" and problem else configured
+
+
+def config_env_names(config: Config) -> list[str]:
+    """The environment variables the config names with `*_env` keys (a backend's
+    api_token_env, api_key_env, auth_env..., the storage's key_env,
+    database.url_env), sorted: what a worker run on this config may need from
+    the environment beyond the basics (see services.local_worker.worker_env)."""
+    names: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if isinstance(key, str) and key.endswith("_env") and isinstance(item, str):
+                    names.add(item)
+                else:
+                    walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    walk(config.backends)
+    walk(config.storage)
+    if config.database.url_env:
+        names.add(config.database.url_env)
+    return sorted(name for name in names if name)

@@ -7,8 +7,9 @@ Database failures arrive as one-line `DatabaseError`s.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
@@ -29,6 +30,7 @@ from imagen_tui.core.spec import RequestSpec
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.db import repositories as q
 from imagen_tui.db.events import job_events
+from imagen_tui.db.locks import start_locks
 from imagen_tui.db.pool import Pool, open_pool
 from imagen_tui.services.requests import Submission, check_submission
 
@@ -153,6 +155,21 @@ class DbSession:
 
     def workers_online(self) -> list[WorkerPresence]:
         return [worker for worker in self.workers() if worker.online]
+
+    @property
+    def embedded(self) -> bool:
+        """On the private embedded server (not a queue others share)."""
+        return self._pool.embedded
+
+    def pending_backends(self) -> list[str | None]:
+        """The backends pending jobs name, each once (None: the taker's default)."""
+        return self.run(q.pending_backends())
+
+    def start_locks(
+        self, backends: Iterable[str], abort: threading.Event | None = None
+    ) -> AbstractContextManager[bool]:
+        """Hold the worker start lock of each backend (see db.locks): True once held."""
+        return start_locks(self._pool.url, backends, abort)
 
     def usage_totals(
         self,

@@ -8,8 +8,11 @@ The app owns the connections and hands screens what they need:
 - `jobs_signal`: fresh job rows from the `JobFeed` (LISTEN on
   `imagen_job_events`), or a reload request after a reconnect.
 - the header's subtitle: the database, the listener's state and the worker.
-- the in-app worker: when asked (`start_worker`), a child
-  `imagen-tui --headless-worker` started at launch and stopped on exit.
+- the in-app worker: when given a `worker_keeper` (services.WorkerKeeper),
+  a check in a thread at start, every poll interval and after each submit
+  starts a child `imagen-tui --headless-worker` when this config's backends
+  need one and no online worker serves them, restarts one that died, and
+  puts the truth in the header; its workers stop on exit.
 
 Screens (one per mode: compose, jobs, series, gallery, usage) hold their
 own bindings; every binding is also a command palette entry.
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import logging.handlers
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -32,6 +36,7 @@ from typing import Any, ClassVar, Protocol
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.signal import Signal
@@ -83,10 +88,24 @@ def _styled_at_registration(app: App[Any], screen: Screen[Any]) -> bool:
     return True
 
 
-class Stoppable(Protocol):
-    """A worker process the app started (see services)."""
+class Keeper(Protocol):
+    """Keeps the app's own workers right (services.WorkerKeeper)."""
+
+    @property
+    def poll_interval(self) -> float: ...
+
+    def check(self, abort: threading.Event) -> services.WorkerReport: ...
 
     def stop(self) -> Any: ...
+
+
+class WorkerChecked(Message):
+    """A worker check ended: its report, or the one-line error that stopped it."""
+
+    def __init__(self, report: services.WorkerReport | None, error: str = "") -> None:
+        super().__init__()
+        self.report = report
+        self.error = error
 
 
 def _close_session(opened: Future[services.Session]) -> None:
@@ -134,7 +153,7 @@ class WorkbenchApp(App[None]):
         workbench: Workbench,
         *,
         open_session: Callable[[], services.Session] | None = None,
-        start_worker: Callable[[threading.Event], Stoppable | None] | None = None,
+        worker_keeper: Keeper | None = None,
         clock: Callable[[], datetime] | None = None,
         state: dict[str, Any] | None = None,
         save_state: Callable[[dict[str, Any]], object] | None = None,
@@ -143,7 +162,7 @@ class WorkbenchApp(App[None]):
         super().__init__()
         self.workbench = workbench
         self.session: services.Session | None = None
-        self.local_worker: Stoppable | None = None
+        self.worker_keeper = worker_keeper
         self.state: dict[str, Any] = dict(state or {})
         self.clock = clock or (lambda: datetime.now(UTC))
         # The database opens while Textual starts: the embedded server may take a
@@ -153,7 +172,9 @@ class WorkbenchApp(App[None]):
             open_session or (lambda: services.open_session(workbench))
         )
         _opener.submit(decode.prepare_decoders)  # then, not on the first grid's clock
-        self._start_worker = start_worker
+        self._worker_busy = False  # a check is under way (event loop only)
+        self._worker_again = False  # another was asked for meanwhile
+        self._worker_error = ""  # the last check error told (told once, not every poll)
         self._save_state = save_state
         self._notes = list(notes)  # warnings from before the app ran, shown once it does
         self._worker_abort = threading.Event()
@@ -201,9 +222,10 @@ class WorkbenchApp(App[None]):
         self.session = message.session
         self._set_status("database", "database open")
         self._follow_jobs()
-        if self._start_worker is not None:
-            self._set_status("worker", "starting a worker…")
-            self._launch_worker()
+        if self.worker_keeper is not None:
+            self._set_status("worker", "worker: checking…")
+            self.check_worker()
+            self.set_interval(self.worker_keeper.poll_interval, self.check_worker)
         else:
             self._set_status("worker", "watching only (no worker started)")
         self.jobs_signal.publish(JobsUpdate(reload=True))
@@ -288,28 +310,49 @@ class WorkbenchApp(App[None]):
 
     # ----------------------------------------------------------------- the worker
 
-    @work(thread=True, exclusive=True, group="local-worker", exit_on_error=False)
-    def _launch_worker(self) -> None:
-        assert self._start_worker is not None
+    def check_worker(self) -> None:
+        """Have the keeper check presence (in a thread; one check at a time, a
+        request meanwhile runs once the current one ends)."""
+        if self.worker_keeper is None or self._worker_abort.is_set():
+            return
+        if self._worker_busy:
+            self._worker_again = True
+            return
+        self._worker_busy = True
+        self._run_worker_check(self.worker_keeper)
+
+    @work(thread=True, group="local-worker", exit_on_error=False)
+    def _run_worker_check(self, keeper: Keeper) -> None:
+        report, error = None, ""
         try:
-            worker = self._start_worker(self._worker_abort)
-        except (ImagenError, OSError) as error:
-            message = error.message if isinstance(error, InputError) else str(error)
-            self.call_from_thread(self._set_status, "worker", "no worker")
-            self.tell(message, title="Worker", severity="error")
-            return
-        self.local_worker = worker
-        if worker is None and self._worker_abort.is_set():
-            return
-        status = "worker: this app's" if worker is not None else "worker: online elsewhere"
-        self.call_from_thread(self._set_status, "worker", status)
+            report = keeper.check(self._worker_abort)
+        except ImagenError as failure:  # the queue cannot be read: next poll tries again
+            error = failure.message if isinstance(failure, InputError) else str(failure)
+        finally:
+            self.post_message(WorkerChecked(report, error))
+
+    def on_worker_checked(self, message: WorkerChecked) -> None:
+        self._worker_busy = False
+        if message.report is not None:
+            self._worker_error = ""
+            self._set_status("worker", message.report.status)
+            if message.report.news:
+                severity: SeverityLevel = "error" if message.report.failed else "warning"
+                self.tell(message.report.news, title="Worker", severity=severity, timeout=20)
+        elif message.error:
+            self._set_status("worker", "worker: unknown (the queue cannot be read)")
+            if message.error != self._worker_error:
+                self._worker_error = message.error
+                self.tell(message.error, title="Worker", severity="error")
+        if self._worker_again:
+            self._worker_again = False
+            self.check_worker()
 
     def stop_local_worker(self) -> None:
-        """Stop the worker this app started (safe to call twice, from any thread)."""
+        """Stop the workers this app started (safe to call twice, from any thread)."""
         self._worker_abort.set()  # a start still under way gives up
-        worker, self.local_worker = self.local_worker, None
-        if worker is not None:
-            worker.stop()
+        if self.worker_keeper is not None:
+            self.worker_keeper.stop()
 
     async def on_unmount(self) -> None:
         await asyncio.to_thread(self.stop_local_worker)
@@ -337,6 +380,7 @@ class WorkbenchApp(App[None]):
             title="Submitted",
         )
         self.show_series(message.series_id)
+        self.check_worker()  # its jobs may need a worker no one runs
 
     def show_series(self, series_id: int) -> None:
         """Open the Series screen on this series. The screen starts reading it
@@ -407,13 +451,10 @@ def run_app(args: argparse.Namespace) -> int:
     notes: list[str] = []
     state = services.load_tui_state(warn=notes.append)
 
-    def start_worker(abort: threading.Event) -> services.LocalWorker | None:
-        return services.ensure_worker(workbench, args.config, abort=abort)
-
     watch_only = args.no_worker or workbench.config.tui.worker == "never"
     app = WorkbenchApp(
         workbench,
-        start_worker=None if watch_only else start_worker,
+        worker_keeper=None if watch_only else services.WorkerKeeper(workbench, args.config),
         state=state,
         save_state=services.save_tui_state,
         notes=notes,
@@ -431,12 +472,14 @@ def run_app(args: argparse.Namespace) -> int:
 def _log_to_file() -> str | None:
     """Send the app's log (`imagen.tui`) to the file its worker logs to, never
     to the terminal the app draws on; the file's name (None: it cannot be opened,
-    then the log goes nowhere)."""
+    then the log goes nowhere). The file is made private (0600 in a 0700
+    directory) and rotated by size here (services.open_worker_log); the handler
+    reopens it when a worker's start rotates it."""
     path = services.worker_log_path()
     log.propagate = False
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+        services.open_worker_log(path).close()
+        handler: logging.Handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
     except OSError:
         log.addHandler(logging.NullHandler())
         return None

@@ -95,14 +95,19 @@ def watch_parent() -> None:
 
 
 def run_headless_worker(args: argparse.Namespace) -> int:
-    """What `imagen worker` runs, with the same settings."""
+    """What `imagen worker` runs, with the same settings; started by the app,
+    only the backends it names (services.BACKENDS_ENV)."""
+    import dataclasses
+    import os
+
     from imagen_tui.core.workbench import open_workbench
 
     watch_parent()
-
-    return services.run_worker(
-        open_workbench(args.config), services.WorkerSettings.from_flags(args)
-    )
+    settings = services.WorkerSettings.from_flags(args)
+    named = os.environ.pop(services.BACKENDS_ENV, "")
+    if named:
+        settings = dataclasses.replace(settings, backends=tuple(named.split(",")))
+    return services.run_worker(open_workbench(args.config), settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
