@@ -178,7 +178,8 @@ def _checked_variable(name: str) -> str:
 class TuiConfig:
     """The `tui:` block: settings of the terminal workbench only."""
 
-    # auto: start a worker (`imagen-tui --headless-worker`) when none is online;
+    # auto: start a worker (`imagen-tui --headless-worker`) when jobs need a backend
+    # of this config that no online worker serves;
     # never: only submit and watch (what --no-worker does).
     worker: str = "auto"
     # How images are drawn: auto-detected, or the kitty graphics protocol (tgp),

@@ -75,7 +75,8 @@ backends:
 
 # The terminal workbench (imagen-tui).
 tui:
-  # auto: start a worker when none is online on the queue (stopped on exit);
+  # auto: start a worker when jobs need a backend here no online worker serves
+  # (stopped on exit);
   # never: only submit and watch (same as imagen-tui --no-worker).
   worker: auto
   # How images are drawn: auto, tgp (kitty graphics), sixel, halfcell, unicode.
