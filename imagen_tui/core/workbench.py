@@ -9,7 +9,8 @@ Backend instances are built on first use and closed by `aclose`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,14 @@ class Workbench:
             known = ", ".join(sorted(self.backend_blocks))
             raise InputError("backend", f"no backend named {name!r}; configured: {known}")
         return name, block
+
+    def only(self, names: Iterable[str]) -> Workbench:
+        """This workbench with only these backend instances: what a worker the app
+        started for some of them announces, claims and renders (a job with no
+        backend gets the default only if that is one of them)."""
+        keep = set(names)
+        blocks = {name: block for name, block in self.backend_blocks.items() if name in keep}
+        return dataclasses.replace(self, backend_blocks=blocks, _backends={}, _storage=None)
 
     def backend_status(self, name: str) -> str:
         """`ok`, or what to do before the instance can run (`not configured (set VAR)`)."""

@@ -47,8 +47,8 @@ LOG_MAX_BYTES = 5 * 1024 * 1024  # past this size, the log becomes <name>.1 (one
 # The worker's lifeline: the number of an inherited fd, a pipe's read end whose
 # write end only the app holds (imagen_tui.tui.launch.watch_parent reads it).
 PARENT_PIPE_ENV = "IMAGEN_TUI_PARENT_PIPE"
-# The backends the app's worker serves (comma-separated): a subset of its config's
-# (WorkerSettings.backends); imagen_tui.tui.launch.run_headless_worker reads it.
+# The backends the app's worker serves (comma-separated): a subset of its config's;
+# imagen_tui.tui.launch.run_headless_worker keeps only those (Workbench.only).
 BACKENDS_ENV = "IMAGEN_TUI_WORKER_BACKENDS"
 
 # What the child inherits of the app's environment: these names, names starting

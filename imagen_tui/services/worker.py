@@ -24,9 +24,6 @@ class WorkerSettings:
     poll_interval: float = DEFAULT_POLL_S
     lease: float = DEFAULT_LEASE_S
     once: bool = False
-    # Serve only these of the config's backends (None: all): the app's own worker
-    # on a shared queue serves those no other worker does (services.local_worker).
-    backends: tuple[str, ...] | None = None
 
     @classmethod
     def from_flags(cls, flags: Any) -> WorkerSettings:
@@ -68,7 +65,6 @@ def run_worker(workbench: Workbench, settings: WorkerSettings) -> int:
             name
             for name in sorted(workbench.backend_blocks)
             if workbench.backend_status(name) == "ok"
-            and (settings.backends is None or name in settings.backends)
         ),
         concurrency=settings.concurrency,
     )

@@ -96,18 +96,17 @@ def watch_parent() -> None:
 
 def run_headless_worker(args: argparse.Namespace) -> int:
     """What `imagen worker` runs, with the same settings; started by the app,
-    only the backends it names (services.BACKENDS_ENV)."""
-    import dataclasses
+    with only the backends it names (services.BACKENDS_ENV)."""
     import os
 
     from imagen_tui.core.workbench import open_workbench
 
     watch_parent()
-    settings = services.WorkerSettings.from_flags(args)
+    workbench = open_workbench(args.config)
     named = os.environ.pop(services.BACKENDS_ENV, "")
     if named:
-        settings = dataclasses.replace(settings, backends=tuple(named.split(",")))
-    return services.run_worker(open_workbench(args.config), settings)
+        workbench = workbench.only(named.split(","))
+    return services.run_worker(workbench, services.WorkerSettings.from_flags(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
