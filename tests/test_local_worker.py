@@ -27,6 +27,7 @@ from imagen_tui.errors import DatabaseError
 from tests.conftest import Home, running
 from tests.helpers import add_job, job_row, scalar, sql, status_of
 from tests.processes import insert_jobs, wait_until
+from tests.tui import online_worker_pids
 
 
 @pytest.fixture
@@ -501,3 +502,23 @@ def test_the_log_is_private_and_rotated_by_size(home, queue, started):
     wait_until(lambda: ": waiting for jobs" in log_path.read_text(), "the worker's log")
     assert stat.S_IMODE(log_path.stat().st_mode) == 0o600
     local.stop()
+
+
+def test_its_dead_workers_row_never_counts_as_a_worker_elsewhere(home, queue):
+    path = config(home)
+    job_later(queue)
+    keeper = services.WorkerKeeper(open_workbench(path), path)
+    abort = threading.Event()
+    try:
+        keeper.check(abort)
+        (dead,) = keeper.workers
+        path.write_text("output: [\n")  # its replacement cannot start
+        dead.process.kill()  # its row stays and looks online for a lease
+        dead.process.wait(10)
+        report = keeper.check(abort)
+        assert report.failed and keeper.workers == []
+        assert online_worker_pids(queue) == [dead.pid]  # its row: stale only after a lease
+        # Later checks (no new attempt within the minute) still know that row is ours, dead.
+        assert keeper.check(abort).status == "worker: none for mock"
+    finally:
+        keeper.stop()

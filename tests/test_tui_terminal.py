@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.helpers import sql
 from tests.tui import online_worker_pids
 
 IMAGEN_TUI = Path(sys.executable).parent / "imagen-tui"
@@ -53,6 +54,8 @@ def test_imagen_tui_opens_starts_a_worker_and_stops_it_on_ctrl_q(home, db_url):
     # A bare pty reports a 0x0 window, which also covers textual-image's
     # division by the column count at import.
     env = {**home.env, "IMAGEN_DATABASE_URL": db_url, "TERM": "xterm-256color"}
+    # A pending job (due in an hour) that needs the default backend: the app's worker is needed.
+    sql(db_url, "INSERT INTO imagen.jobs (prompt, run_at) VALUES ('later', now() + interval '1 h')")
     app = Terminal([str(IMAGEN_TUI)], env)
     try:
         assert app.pump(60, until=lambda: bool(online_worker_pids(db_url))), app.output[-2000:]

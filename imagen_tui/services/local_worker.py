@@ -410,6 +410,9 @@ class WorkerKeeper:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _stopped: bool = field(default=False, init=False)
     _retry_at: float = field(default=0.0, init=False)
+    # Presence ids of our workers that died: their rows may look online for a
+    # lease (a SIGKILL leaves them), but they serve nothing.
+    _dead: set[str] = field(default_factory=set, init=False)
 
     @property
     def poll_interval(self) -> float:
@@ -429,7 +432,8 @@ class WorkerKeeper:
             for local in [w for w in self.workers if not w.alive()]:
                 code = local.stop()
                 self.workers.remove(local)
-                gone.append(local.presence.id)  # its row may look online until its lease ends
+                gone.append(local.presence.id)
+                self._dead.add(local.presence.id)
                 news.append(
                     f"this app's worker (pid {local.pid}) exited with {code}: {local.last_words()}"
                 )
@@ -444,7 +448,7 @@ class WorkerKeeper:
                         timeout=self.timeout,
                         abort=abort,
                         db=db,
-                        ignore=gone,
+                        ignore=self._dead,
                     )
                 except WorkerNotStarted as error:
                     self._retry_at = now + RETRY_AFTER_FAILURE_S
@@ -455,7 +459,7 @@ class WorkerKeeper:
                         self.workers.append(started)
                         if gone:
                             news.append(f"a new worker (pid {started.pid}) took its place")
-            status = self._status(worker_need(db, self.workbench, gone), failed)
+            status = self._status(worker_need(db, self.workbench, self._dead), failed)
             return WorkerReport(status, "; ".join(news) or None, failed)
 
     def _status(self, need: WorkerNeed, failed: bool) -> str:
