@@ -168,9 +168,9 @@ def _install_probes(probe: Probe, mode: str) -> None:
 
     original_claim = PgQueue.claim
 
-    async def claim(self: PgQueue) -> Any:
+    async def claim(self: PgQueue, backends: Any, accept_default: bool) -> Any:
         started = time.monotonic()
-        job = await original_claim(self)
+        job = await original_claim(self, backends, accept_default)
         ended = time.monotonic()
         probe.ms["claim" if job is not None else "claim (empty)"].append((ended - started) * 1000)
         if job is not None:

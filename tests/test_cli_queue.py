@@ -20,9 +20,12 @@ from tests.helpers import job_row, sql
 from tests.terminal import HOSTILE, SHOWN, raw_controls
 
 MAX_SEED = 2**63 - 1
-QUEUED_ANYWAY = (
-    "(queued anyway: the worker's config decides, and the job fails there if it lacks it too)"
-)
+QUEUED_ANYWAY = {
+    "--style": (
+        "(queued anyway: the worker's config decides, and the job fails there if it lacks it too)"
+    ),
+    "--backend": "(queued anyway: it waits for a worker that has this backend)",
+}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -302,13 +305,30 @@ def test_submit_queues_an_unknown_style_or_backend_with_one_warning(queue, db_ur
     assert done.stdout == f"{series_id}\n"
     first, last = done.stderr.splitlines()
     assert first.startswith(warning)
-    assert first.endswith(QUEUED_ANYWAY)
+    assert first.endswith(QUEUED_ANYWAY[flag])
     assert (
         last == f"imagen: series {series_id}: 1 try queued (see `imagen series show {series_id}`)"
     )
     assert (style if flag == "--style" else backend) == "nope"
     assert sql(db_url, "SELECT count(*) FROM imagen.jobs WHERE series_id = %s", (series_id,)) == [
         (1,)
+    ]
+
+
+def test_submit_names_the_default_backend_when_none_is_chosen(queue, db_url):
+    """The job and its series record the submitter's default instance, so only a
+    worker that has it claims them (a NULL backend would go to any worker)."""
+    queue.write_config(
+        f"default_backend: quick\noutput:\n  directory: {queue.root / 'out'}\n"
+        "backends:\n  quick:\n    type: mock\n"
+    )
+    submit(queue, "a red fox", "--count", "2")
+    submit(queue, "a blue fox", "--backend", "mock")
+    assert sql(db_url, "SELECT backend FROM imagen.series ORDER BY id") == [("quick",), ("mock",)]
+    assert sql(db_url, "SELECT backend FROM imagen.jobs ORDER BY id") == [
+        ("quick",),
+        ("quick",),
+        ("mock",),
     ]
 
 

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -292,9 +292,14 @@ def test_bad_job_parameters_fail_with_the_reason(db_url, workbench):
     assert style_job["status"] == "failed"
     # Job errors name the job's column, not a CLI flag: the job may come from plain SQL.
     assert style_job["error"].startswith("style: unknown style 'vaporwave'; known styles:")
-    assert backend_job["status"] == "failed"
-    assert backend_job["error"].startswith("backend: no backend named 'gpu-box'; configured:")
     assert style_job["attempts"] == 1  # bad input is not retried
+    # A backend this worker lacks is not the job's fault: another worker may have
+    # it, so the job is never claimed here, let alone failed (docs/worker.md, Routing).
+    assert (backend_job["status"], backend_job["attempts"], backend_job["error"]) == (
+        "pending",
+        0,
+        None,
+    )
     assert sql(db_url, "SELECT count(*) FROM imagen.images") == [(0,)]
 
 
@@ -736,11 +741,11 @@ class CrashingQueue(PgQueue):
 
     claims = 0
 
-    async def claim(self) -> Job | None:
+    async def claim(self, backends: Sequence[str], accept_default: bool) -> Job | None:
         CrashingQueue.claims += 1
         if CrashingQueue.claims == 2:
             raise RuntimeError("bug in claim")
-        return await super().claim()
+        return await super().claim(backends, accept_default)
 
 
 def test_a_crashing_slot_is_logged_at_once_and_stops_the_worker(db_url, workbench, caplog):
@@ -896,3 +901,81 @@ def test_rescue_requeues_until_max_attempts_then_gives_up_exactly_there(db_url):
     # Its owner reads the error: no worker id (host:pid) in it (issue 17 point 14).
     assert gave_up["error"] == "its worker stopped renewing its lease; gave up after 3 attempts"
     assert job_row(db_url, alive)["status"] == "running"  # a live lease is never touched
+
+
+# --------------------------------------------------------------------------- routing
+
+
+def test_a_claim_takes_only_its_backends_and_no_backend_only_with_a_default(db_url):
+    """One statement decides: a job for another instance is skipped (even ahead in
+    claim order), a job with no backend is taken only when accept_default."""
+    foreign = add_job(db_url, backend="comfy-gpu", priority=10)
+    no_backend = add_job(db_url, priority=5)
+    ours = add_job(db_url, backend="slow")
+    queue = PgQueue(db_url, new_worker_id())
+
+    async def claims() -> list[int | None]:
+        try:
+            taken = []
+            for backends, accept_default in ((["slow"], False), (["slow"], False), ([], True)):
+                job = await queue.claim(backends, accept_default)
+                taken.append(None if job is None else job.id)
+            return taken
+        finally:
+            await queue.close()
+
+    assert asyncio.run(claims()) == [ours, None, no_backend]
+    assert job_row(db_url, foreign)["status"] == "pending"
+
+
+def test_next_due_counts_only_claimable_jobs(db_url):
+    """A due job for another instance must not make an idle worker poll without pause."""
+    add_job(db_url, backend="comfy-gpu")
+    queue = PgQueue(db_url, new_worker_id())
+
+    async def due() -> tuple[float | None, float | None]:
+        try:
+            return await queue.next_due(["slow"], True), await queue.next_due(["comfy-gpu"], False)
+        finally:
+            await queue.close()
+
+    mine, theirs = asyncio.run(due())
+    assert mine is None
+    assert theirs is not None and theirs <= 0
+
+
+def test_a_held_back_instance_is_not_claimed_for_and_nor_are_its_default_jobs(db_url, workbench):
+    """The worker's claim filter comes from its config (its ready instances; jobs
+    with no backend while its default is one of them). An instance held back (the
+    GPU seam) is not claimed for, nor are jobs with no backend when it is the
+    default; jobs for the other instances still flow."""
+    worker = make_worker(db_url, workbench, once=True)
+    assert worker.claimable() == (["broken", "gate", "mock", "slow"], True)
+    worker.held_back.update({"mock", "gate"})
+    assert worker.claimable() == (["broken", "slow"], False)
+    no_backend = add_job(db_url)
+    held = add_job(db_url, backend="gate")
+    fine = add_job(db_url, backend="broken")  # not "boom": done
+    asyncio.run(worker.run())
+    assert [job_row(db_url, i)["status"] for i in (no_backend, held, fine)] == [
+        "pending",
+        "pending",
+        "done",
+    ]
+
+
+def test_a_worker_with_a_ready_default_takes_jobs_with_no_backend(db_url, home):
+    out = home.root / "out"
+    path = home.write_config(
+        f"default_backend: quick\noutput:\n  directory: {out}\n"
+        "backends:\n  quick:\n    type: mock\n"
+    )
+    worker = make_worker(db_url, open_workbench(path), once=True)
+    assert worker.claimable() == (["mock", "quick"], True)
+    job_id = add_job(db_url)
+    asyncio.run(worker.run())
+    row = job_row(db_url, job_id)
+    assert row["status"] == "done"
+    assert sql(db_url, "SELECT backend FROM imagen.images WHERE job_id = %s", (job_id,)) == [
+        ("quick",)
+    ]

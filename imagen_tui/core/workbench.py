@@ -56,6 +56,18 @@ class Workbench:
         """`ok`, or what to do before the instance can run (`not configured (set VAR)`)."""
         return registry.status(self.backend_blocks[name])
 
+    def ready_backends(self) -> tuple[str, ...]:
+        """The instances that can run here now (status `ok`), sorted: what a worker
+        on this config claims jobs for."""
+        names = sorted(self.backend_blocks)
+        return tuple(name for name in names if self.backend_status(name) == "ok")
+
+    def ready_default(self) -> str | None:
+        """The default instance if it can run here (a worker's answer to a job with
+        no backend), else None."""
+        name = self.config.default_backend
+        return name if name in self.ready_backends() else None
+
     def check_request(self, name: str, request: Request) -> None:
         """InputError if instance `name` can never serve `request` (a size its model lacks)."""
         registry.check_request(self.backend_blocks[name], request)

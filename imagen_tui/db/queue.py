@@ -68,6 +68,8 @@ UPDATE imagen.jobs AS j
        started_at = now(), updated_at = now(), progress = 0, error = NULL
  WHERE id = (SELECT id FROM imagen.jobs
               WHERE status = 'pending' AND run_at <= now()
+                AND (backend = ANY(%(backends)s::text[])
+                     OR (backend IS NULL AND %(accept_default)s))
               ORDER BY priority DESC, id
               FOR UPDATE SKIP LOCKED
               LIMIT 1)
@@ -178,9 +180,13 @@ RETURNING id, status
 """
 
 # Seconds until the earliest pending job becomes due (retry backoff, run_at).
+# Only jobs this worker may claim: one for another backend, due now, would
+# otherwise keep an idle worker polling without pause.
 _NEXT_DUE = """
 SELECT extract(epoch FROM min(run_at) - now()) AS seconds
-  FROM imagen.jobs WHERE status = 'pending'
+  FROM imagen.jobs
+ WHERE status = 'pending'
+   AND (backend = ANY(%(backends)s::text[]) OR (backend IS NULL AND %(accept_default)s))
 """
 
 _RENEW = """
@@ -195,8 +201,8 @@ RETURNING j.id
 # The worker's presence row: inserted at the first beat, last_seen refreshed at
 # every later one (and the row put back if something deleted it meanwhile).
 _ANNOUNCE = """
-INSERT INTO imagen.workers (id, host, pid, backends, concurrency, lease_s)
-VALUES (%(id)s, %(host)s, %(pid)s, %(backends)s, %(concurrency)s, %(lease)s)
+INSERT INTO imagen.workers (id, host, pid, backends, default_backend, concurrency, lease_s)
+VALUES (%(id)s, %(host)s, %(pid)s, %(backends)s, %(default_backend)s, %(concurrency)s, %(lease)s)
 ON CONFLICT (id) DO UPDATE SET last_seen = now()
 """
 
@@ -219,6 +225,7 @@ class Presence:
     pid: int
     backends: tuple[str, ...]
     concurrency: int
+    default_backend: str | None = None  # the instance a job with no backend (NULL) gets
 
 
 def job_from_row(row: Mapping[str, Any]) -> Job:
@@ -314,8 +321,14 @@ class PgQueue:
 
     # ----------------------------------------------------------- the Queue protocol
 
-    async def claim(self) -> Job | None:
-        rows, _ = await self._run(_CLAIM, {"me": self.worker_id, "lease": self.lease_s}, claim=True)
+    async def claim(self, backends: Sequence[str], accept_default: bool) -> Job | None:
+        params = {
+            "me": self.worker_id,
+            "lease": self.lease_s,
+            "backends": list(backends),
+            "accept_default": accept_default,
+        }
+        rows, _ = await self._run(_CLAIM, params, claim=True)
         return job_from_row(rows[0]) if rows else None
 
     async def complete(self, job: Job, done: Completion) -> int | None:
@@ -367,8 +380,9 @@ class PgQueue:
         rows, _ = await self._run(_LIVE_LEASES, {"leases": list(leases)})
         return {row["lease"] for row in rows}
 
-    async def next_due(self) -> float | None:
-        rows, _ = await self._run(_NEXT_DUE, None)
+    async def next_due(self, backends: Sequence[str], accept_default: bool) -> float | None:
+        params = {"backends": list(backends), "accept_default": accept_default}
+        rows, _ = await self._run(_NEXT_DUE, params)
         seconds = rows[0]["seconds"] if rows else None
         return None if seconds is None else float(seconds)
 
@@ -461,6 +475,7 @@ class Heartbeat(threading.Thread):
             "host": presence.host,
             "pid": presence.pid,
             "backends": list(presence.backends),
+            "default_backend": presence.default_backend,
             "concurrency": presence.concurrency,
             "lease": self.lease_s,
         }

@@ -117,8 +117,10 @@ class Queue(Protocol):
 
     worker_id: str
 
-    async def claim(self) -> Job | None:
-        """The next runnable job, now running under a new lease; None when there is none."""
+    async def claim(self, backends: Sequence[str], accept_default: bool) -> Job | None:
+        """The next runnable job for one of `backends` (or with no backend, i.e. the
+        worker's default, when `accept_default`), now running under a new lease;
+        None when there is none."""
         ...
 
     async def complete(self, job: Job, done: Completion) -> int | None:
@@ -159,8 +161,9 @@ class Queue(Protocol):
         """Requeue (or fail) jobs whose lease expired; [(job id, new status)]."""
         ...
 
-    async def next_due(self) -> float | None:
-        """Seconds until a pending job becomes runnable (<= 0: now); None: none pending."""
+    async def next_due(self, backends: Sequence[str], accept_default: bool) -> float | None:
+        """Seconds until a pending job this worker may claim (as `claim` picks them)
+        becomes runnable (<= 0: now); None: none pending."""
         ...
 
     def signals(self) -> AsyncIterator[Signal]:

@@ -182,6 +182,13 @@ class Worker:
         self._claims_outage = Outage(log, "claims")
         self._listener_crash: BaseException | None = None
         self.caller = caller()  # the usage rows' caller (core/ledger.py: who is generating)
+        # Routing: the instances this worker claims jobs for, and the one a job
+        # with no backend gets (None: it leaves such jobs to others). `held_back`
+        # is a seam: instances not to claim for right now (e.g. its GPU is short of
+        # memory); jobs for the others still flow.
+        self.backends: frozenset[str] = frozenset(workbench.ready_backends())
+        self.default_backend: str | None = workbench.ready_default()
+        self.held_back: set[str] = set()
 
     # ----------------------------------------------------------- control
 
@@ -226,6 +233,11 @@ class Worker:
         generation = self._generations.get(job_id)
         if generation is not None:
             generation.cancel()
+
+    def claimable(self) -> tuple[list[str], bool]:
+        """What a claim may take now: (instances, whether a job with no backend)."""
+        backends = sorted(self.backends - self.held_back)
+        return backends, self.default_backend is not None and self.default_backend in backends
 
     # ----------------------------------------------------------- main loop
 
@@ -342,7 +354,7 @@ class Worker:
         while not self.stopping:
             waiting_on = self._wake
             try:
-                job = await self.queue.claim()
+                job = await self.queue.claim(*self.claimable())
                 # Rescue passes (1-3 ms) run when the queue looks empty and after a
                 # job, never between a wake-up and its claim.
                 if job is None and await self._rescue_if_due():
@@ -376,7 +388,7 @@ class Worker:
         """How long to wait for a wake-up: the safety poll, or less when a job
         waiting out its retry backoff becomes due sooner (no NOTIFY marks that)."""
         try:
-            due = await self.queue.next_due()
+            due = await self.queue.next_due(*self.claimable())
         except QueueUnavailable:
             due = None
         if due is None:

@@ -7,6 +7,7 @@ A style or backend this machine's config lacks is a field-tagged *warning*
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from imagen_tui.backends.registry import check_options
@@ -34,12 +35,16 @@ def check_submission(
 
     The worker that renders the series applies its own config, which may know
     styles and backends this machine does not. So a style or backend this
-    config lacks is a *warning* (the series is queued; the job fails on the
-    worker if it lacks them too), for both the same way. Everything else is
-    checked here and refused.
+    config lacks is a *warning*, and the series is queued: a job for a backend
+    waits for a worker that has it; a style the worker lacks too fails there. Everything else is
+    checked here and refused. The checked spec names its backend instance (the
+    config's default_backend when none was chosen).
     """
     spec = spec.checked()
     try_seeds(spec.seed, count)
+    # The job names its instance: the submitter's default when none was chosen,
+    # so only a worker that has it claims the job (docs/worker.md, Routing).
+    spec = dataclasses.replace(spec, backend=spec.backend or workbench.config.default_backend)
     warnings: list[InputError] = []
     try:
         pick_style(workbench.styles, spec.style)
@@ -93,8 +98,8 @@ def _whole_number(field_name: str, text: str) -> int | None:
 
 
 def _worker_decides(error: InputError) -> InputError:
-    return InputError(
-        error.field,
-        f"{error.message} (queued anyway: the worker's config decides, and the job fails "
-        "there if it lacks it too)",
-    )
+    if error.field == "backend":
+        why = "it waits for a worker that has this backend"
+    else:
+        why = "the worker's config decides, and the job fails there if it lacks it too"
+    return InputError(error.field, f"{error.message} (queued anyway: {why})")

@@ -61,11 +61,8 @@ def run_worker(workbench: Workbench, settings: WorkerSettings) -> int:
         worker_id=worker_id,
         host=socket.gethostname(),
         pid=os.getpid(),
-        backends=tuple(
-            name
-            for name in sorted(workbench.backend_blocks)
-            if workbench.backend_status(name) == "ok"
-        ),
+        backends=workbench.ready_backends(),
+        default_backend=workbench.ready_default(),
         concurrency=settings.concurrency,
     )
     queue = PgQueue(database.url, worker_id, lease_s=settings.lease, presence=presence)
