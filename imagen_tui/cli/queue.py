@@ -61,15 +61,18 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         for job in jobs:
             json_line(_row_json(job))
         return 0
-    rows = [["ID", "STATUS", "SERIES", "SEED", "TRIES", "CREATED", "PROMPT / ERROR"]]
+    rows = [["ID", "STATUS", "SERIES", "BACKEND", "SEED", "TRIES", "CREATED", "PROMPT / ERROR"]]
     for job in jobs:
         series = f"{job.series_id}#{job.series_idx}" if job.series_id else "-"
         text = job.error if job.status == "failed" and job.error else job.prompt
+        if job.waiting:
+            text = f"{job.waiting}: {text}"
         rows.append(
             [
                 str(job.id),
                 job.status,
                 series,
+                cell(job.backend or "-"),
                 "" if job.seed is None else str(job.seed),
                 str(job.attempts),
                 when(job.created_at),
@@ -142,7 +145,7 @@ def cmd_series_show(args: argparse.Namespace) -> int:
     out(f"series {detail.id}: {cell(detail.spec.prompt, 200)}{style}")
     rows = [["IDX", "STATUS", "SEED", "WINNER", "PATH / ERROR"]]
     for attempt in detail.tries:
-        where = str(attempt.path) if attempt.path else attempt.error or ""
+        where = str(attempt.path) if attempt.path else attempt.waiting or attempt.error or ""
         rows.append(
             [
                 str(attempt.idx),

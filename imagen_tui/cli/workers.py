@@ -1,4 +1,5 @@
-"""`imagen workers`: which workers are online on the queue (and which died)."""
+"""`imagen workers`: which workers are online on the queue (and which died), then
+which backends are served and by how many online workers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from imagen_tui import services
-from imagen_tui.cli.console import cell, err, json_line, table, when
+from imagen_tui.cli.console import cell, err, json_line, out, table, when
+from imagen_tui.core.rows import backends_served
 from imagen_tui.core.workbench import open_workbench
 
 if TYPE_CHECKING:
@@ -44,12 +46,13 @@ def cmd_workers(args: argparse.Namespace) -> int:
     if not workers:
         err("no worker has announced itself on this queue (start one: `imagen worker`)")
         return 0
-    rows = [["ID", "STATE", "BACKENDS", "JOBS", "STARTED", "LAST SEEN"]]
+    rows = [["ID", "STATE", "BACKENDS", "DEFAULT", "JOBS", "STARTED", "LAST SEEN"]]
     rows += [
         [
             cell(worker.id),
             state(worker),
             cell(", ".join(worker.backends) or "-"),
+            cell(worker.default_backend or "-"),
             str(worker.concurrency),
             when(worker.started_at),
             seen_ago(worker.seen_ago_s),
@@ -57,6 +60,14 @@ def cmd_workers(args: argparse.Namespace) -> int:
         for worker in workers
     ]
     table(rows)
+    served = backends_served(workers)
+    out("")
+    if served:
+        rows = [["BACKEND", "WORKERS ONLINE"]]
+        rows += [[cell(name), str(count)] for name, count in served.items()]
+        table(rows)
+    else:
+        out("no backend is served: no worker is online (jobs wait until one is)")
     return 0
 
 

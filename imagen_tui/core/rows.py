@@ -6,7 +6,7 @@ them (and name them in annotations) without importing the database layer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +23,13 @@ def uri_to_path(uri: str | None) -> Path | None:
     if not uri or not uri.startswith("file:"):
         return None
     return Path(unquote(urlparse(uri).path))
+
+
+def waiting_for(backend: str | None) -> str:
+    """What a pending job no online worker serves waits for (Jobs, Series, `imagen jobs`)."""
+    if backend is None:
+        return "waiting for a worker with a default backend"
+    return f"waiting for a worker with {backend}"
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,17 @@ class JobRow:
     started_at: datetime | None
     finished_at: datetime | None
     object_uri: str | None = None  # the image's remote copy (Supabase Storage), if any
+    # Pending, and no online worker serves its backend (or, with none, has a default).
+    unserved: bool = False
 
     @property
     def path(self) -> Path | None:
         return uri_to_path(self.storage_uri)
+
+    @property
+    def waiting(self) -> str | None:
+        """Why it is not running yet, when no online worker can take it; else None."""
+        return waiting_for(self.backend) if self.unserved and self.status == "pending" else None
 
 
 @dataclass(frozen=True)
@@ -84,10 +98,20 @@ class TryRow:
     backend: str | None
     winner: bool
     object_uri: str | None = None  # the image's remote copy (Supabase Storage), if any
+    job_backend: str | None = None  # the instance the job is for (NULL: a worker's default)
+    # Pending, and no online worker serves its backend (or, with none, has a default).
+    unserved: bool = False
 
     @property
     def path(self) -> Path | None:
         return uri_to_path(self.storage_uri)
+
+    @property
+    def waiting(self) -> str | None:
+        """Why it is not running yet, when no online worker can take it; else None."""
+        if not (self.unserved and self.status == "pending"):
+            return None
+        return waiting_for(self.job_backend)
 
 
 @dataclass(frozen=True)
@@ -155,6 +179,7 @@ class WorkerPresence:
     last_seen: datetime
     seen_ago_s: float  # seconds since last_seen, by the database's clock
     online: bool
+    default_backend: str | None = None  # what it renders a job with no backend on
 
 
 @dataclass(frozen=True)
@@ -188,3 +213,13 @@ class UsageRow(UsageEntry):
 
     id: int
     created_at: datetime
+
+
+def backends_served(workers: Sequence[WorkerPresence]) -> dict[str, int]:
+    """Each backend instance online workers render, and by how many of them, by name."""
+    served: dict[str, int] = {}
+    for worker in workers:
+        if worker.online:
+            for name in worker.backends:
+                served[name] = served.get(name, 0) + 1
+    return dict(sorted(served.items()))

@@ -106,11 +106,22 @@ def _build(cls: type[T], row: Row) -> T:
 
 # --------------------------------------------------------------------------- reads
 
-_JOB_SELECT = """
-SELECT j.id, j.status, j.series_id, j.series_idx, j.prompt, j.backend,
+# A pending job no online worker can take: none serves its backend, or (a job
+# with no backend) none has a default. Online as in 0003_workers.sql.
+_UNSERVED = """(j.status = 'pending' AND NOT EXISTS (
+        SELECT 1 FROM imagen.workers w
+         WHERE w.last_seen >= now() - make_interval(secs => w.lease_s)
+           AND (j.backend = ANY(w.backends)
+                OR (j.backend IS NULL AND w.default_backend IS NOT NULL))))"""
+
+# The backend shown: the job's instance, else (a job with no backend) the one
+# its image was made with; NULL while a worker's default has yet to decide.
+_JOB_SELECT = f"""
+SELECT j.id, j.status, j.series_id, j.series_idx, j.prompt,
+       coalesce(j.backend, i.backend) AS backend,
        coalesce(i.seed, j.seed) AS seed, j.attempts, j.max_attempts, j.progress, j.error,
        j.image_id, /*fleet*/i.storage_uri AS storage_uri, j.created_at, j.started_at,
-       j.finished_at, i.object_uri
+       j.finished_at, i.object_uri, {_UNSERVED} AS unserved
   FROM imagen.jobs j LEFT JOIN imagen.images i ON i.id = j.image_id
 """
 
@@ -187,6 +198,8 @@ def series_detail(series_id: int) -> Query[SeriesDetail]:
                 winner=row["image_id"] is not None
                 and row["image_id"] == first["selected_image_id"],
                 object_uri=row["object_uri"],
+                job_backend=row["job_backend"],
+                unserved=bool(row["unserved"]),
             )
             for row in rows
             if row["job_id"] is not None
@@ -206,7 +219,8 @@ def series_detail(series_id: int) -> Query[SeriesDetail]:
                    j.error, coalesce(i.seed, j.seed) AS try_seed, i.id AS image_id,
                    /*fleet*/i.storage_uri AS storage_uri, i.width AS image_width,
                    i.height AS image_height, i.model,
-                   i.backend AS image_backend, i.object_uri
+                   i.backend AS image_backend, i.object_uri, j.backend AS job_backend,
+                   {_UNSERVED} AS unserved
               FROM imagen.series s
               LEFT JOIN imagen.jobs j ON j.series_id = s.id
               LEFT JOIN imagen.images i ON i.id = j.image_id
@@ -304,7 +318,7 @@ def worker_presences() -> Query[list[WorkerPresence]]:
         return [_build(WorkerPresence, {**row, "backends": tuple(row["backends"])}) for row in rows]
 
     sql = """
-    SELECT id, host, pid, backends, concurrency, lease_s, started_at, last_seen,
+    SELECT id, host, pid, backends, default_backend, concurrency, lease_s, started_at, last_seen,
            extract(epoch FROM now() - last_seen)::float8 AS seen_ago_s,
            last_seen >= now() - make_interval(secs => lease_s) AS online
       FROM imagen.workers

@@ -57,10 +57,20 @@ class TryState:
     error: str | None
     seed: int | None
     image_id: int | None
+    waiting: str | None = None  # "waiting for a worker with X" while none online serves it
 
     @classmethod
     def from_try(cls, row: TryRow) -> TryState:
-        return cls(row.idx, row.job_id, row.status, row.progress, row.error, row.seed, row.image_id)
+        return cls(
+            row.idx,
+            row.job_id,
+            row.status,
+            row.progress,
+            row.error,
+            row.seed,
+            row.image_id,
+            row.waiting,
+        )
 
     def updated(self, job: JobRow) -> TryState:
         return replace(
@@ -70,6 +80,7 @@ class TryState:
             error=job.error,
             seed=job.seed if job.seed is not None else self.seed,
             image_id=job.image_id,
+            waiting=job.waiting,
         )
 
 
@@ -285,6 +296,7 @@ class SeriesScreen(WorkbenchScreen):
             status=state.status,
             progress=state.progress,
             error=state.error,
+            waiting=state.waiting,
             winner=state.image_id is not None and state.image_id == self.selected_image_id,
             has_image=state.image_id is not None and (image is None or image.thumbnail is not None),
         )

@@ -41,6 +41,7 @@ class TileInfo:
     status: str = "done"  # a job status
     progress: float | None = None
     error: str | None = None
+    waiting: str | None = None  # "waiting for a worker with X": no online worker serves it
     winner: bool = False
     has_image: bool = True  # False: the picture will never come (failed, pending, ...)
 
@@ -151,6 +152,9 @@ class ImageTile(Container):
         if info.status in ("pending", "running"):
             text.append("\n")
             text.append_text(cells.progress_bar(info.progress, info.status))
+            if info.waiting:
+                text.append("\n")
+                text.append_text(cells.user_text(info.waiting, 120))
         elif info.status == "done":
             text.append("\nloading…" if info.has_image else "\nno preview", style="dim")
         if info.error:

@@ -70,10 +70,10 @@ def job_cells(row: JobRow, now: datetime) -> tuple[Text, ...]:
         cells.status(row.status),
         cells.progress_bar(row.progress, row.status),
         cells.user_text(row.prompt, PROMPT_WIDTH),
-        cells.user_text(row.backend or "default", 16),
+        cells.user_text(row.backend or "—", 16),
         Text("" if row.seed is None else str(row.seed), justify="right"),
         cells.elapsed(row.started_at, row.finished_at, now),
-        cells.user_text(row.error, ERROR_WIDTH),
+        cells.user_text(row.waiting or row.error, ERROR_WIDTH),
     )
 
 
