@@ -24,7 +24,7 @@ from imagen_tui.backends import registry
 from imagen_tui.backends.base import Progress, Request, Result
 from imagen_tui.backends.mock import MockBackend
 from imagen_tui.core.workbench import Workbench, open_workbench
-from imagen_tui.db.queue import PgQueue
+from imagen_tui.db.queue import PgQueue, Presence
 from imagen_tui.errors import GenerationError
 from imagen_tui.jobs.types import Job, Signal, Wake
 from imagen_tui.jobs.worker import Worker, WorkerCrashed, new_worker_id
@@ -979,3 +979,28 @@ def test_a_worker_with_a_ready_default_takes_jobs_with_no_backend(db_url, home):
     assert sql(db_url, "SELECT backend FROM imagen.images WHERE job_id = %s", (job_id,)) == [
         ("quick",)
     ]
+
+
+def test_a_stopping_worker_is_offline_at_once_while_its_job_finishes(db_url, workbench):
+    """The first stop withdraws the presence row at once (not at the next beat,
+    10 s away with this lease), so an app starts another worker; the job in
+    flight still finishes under its renewed lease."""
+    worker_id = new_worker_id()
+    presence = Presence(worker_id, "box", 4242, ("slow",), 1, "slow")
+    queue = PgQueue(db_url, worker_id, lease_s=30, presence=presence)
+    job_id = add_job(db_url, backend="slow")  # 1.5 s
+    rows = "SELECT default_backend FROM imagen.workers WHERE id = %s"
+
+    async def scenario() -> None:
+        worker = make_worker(db_url, workbench, queue=queue, poll_interval=0.2)
+        async with running_worker(worker) as running:
+            await wait_for(lambda: job_row(db_url, job_id)["status"] == "running", what="a claim")
+            assert sql(db_url, rows, (worker_id,)) == [("slow",)]
+            worker.stop()
+            await wait_for(lambda: not sql(db_url, rows, (worker_id,)), 2.0, "the withdrawal")
+            assert job_row(db_url, job_id)["status"] == "running"
+            await running
+        assert job_row(db_url, job_id)["status"] == "done"
+        assert sql(db_url, rows, (worker_id,)) == []
+
+    asyncio.run(scenario())

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -416,7 +417,8 @@ class Heartbeat(threading.Thread):
     Leases it finds lost are passed to `on_lost(job_id)` (called in this thread).
     With a `presence`, it also announces the worker at once (pruning rows of
     long-dead workers), refreshes its row's `last_seen` at every beat and
-    deletes the row when stopped.
+    deletes the row when stopped, or as soon as `withdraw()` asks (a stopping
+    worker: offline at once, while it still renews the leases of its jobs).
     """
 
     # How long `stop()` waits for the thread to withdraw the presence row.
@@ -439,6 +441,9 @@ class Heartbeat(threading.Thread):
         self._in_flight = in_flight
         self._on_lost = on_lost
         self._stop_event = threading.Event()
+        self._poke = threading.Event()  # wakes the thread early: stop() or withdraw()
+        self._withdrawing = False  # announce no more; delete the row
+        self._withdrawn = False
         self._conn: psycopg.Connection[Any] | None = None
         self._outage = Outage(log, "heartbeat")
 
@@ -446,24 +451,45 @@ class Heartbeat(threading.Thread):
         """Stop beating; with a presence, wait (a few seconds at most) for the row
         to be withdrawn, so a clean exit leaves no row behind."""
         self._stop_event.set()
+        self._poke.set()
         if self.presence is not None and self.is_alive() and self is not threading.current_thread():
             self.join(self.STOP_WAIT_S)
+
+    def withdraw(self) -> None:
+        """Delete the presence row now (in this thread, without waiting) and announce
+        no more; leases are still renewed until `stop()`. Safe from any thread."""
+        self._withdrawing = True
+        self._poke.set()
 
     def run(self) -> None:
         if self.presence is not None:
             self._statement(_PRUNE, {"keep": STALE_WORKER_KEEP_S})
-            self.announce()
-        while not self._stop_event.wait(self.interval):
+            if not self._withdrawing:
+                self.announce()
+        next_beat = time.monotonic() + self.interval
+        while not self._stop_event.is_set():
+            self._poke.wait(max(next_beat - time.monotonic(), 0.0))
+            self._poke.clear()
+            if self._withdrawing:
+                self._withdraw()
+            if self._stop_event.is_set() or time.monotonic() < next_beat:
+                continue  # woken early: stop, or withdraw (done above)
+            next_beat = time.monotonic() + self.interval
             held = dict(self._in_flight())
             if held:
                 self.renew(held)
-            if self.presence is not None:
+            if self.presence is not None and not self._withdrawing:
                 self.announce()
-        if self.presence is not None:
-            self._statement(_WITHDRAW, {"id": self.presence.worker_id})
+        self._withdraw()
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()
+
+    def _withdraw(self) -> None:
+        """Delete the presence row unless done (tried again at the next beat if it failed)."""
+        if self.presence is not None and not self._withdrawn:
+            done = self._statement(_WITHDRAW, {"id": self.presence.worker_id})
+            self._withdrawn = done is not None
 
     def announce(self) -> bool:
         """Insert or refresh the presence row; False if the database could not be reached."""

@@ -111,6 +111,10 @@ class Heartbeat(Protocol):
 
     def stop(self) -> None: ...
 
+    def withdraw(self) -> None:
+        """The worker is stopping: count it offline at once (its leases still renew)."""
+        ...
+
 
 class Queue(Protocol):
     """What the worker needs from a job queue."""

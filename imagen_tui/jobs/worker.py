@@ -58,6 +58,7 @@ from imagen_tui.jobs.sweep import sweep
 from imagen_tui.jobs.types import (
     CancelHint,
     Completion,
+    Heartbeat,
     Job,
     Queue,
     QueueError,
@@ -178,6 +179,7 @@ class Worker:
         self._checks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._slots: list[asyncio.Task[None]] = []
+        self._heartbeat: Heartbeat | None = None
         self._last_rescue = float("-inf")
         self._claims_outage = Outage(log, "claims")
         self._listener_crash: BaseException | None = None
@@ -206,6 +208,9 @@ class Worker:
         self._stop_requests += 1
         if self._stop_requests == 1:
             log.info("stopping: no new claims; waiting for %d job(s)", len(self._in_flight))
+            # Offline at once, so an app starts a worker rather than counting on this one.
+            if self._heartbeat is not None:
+                self._heartbeat.withdraw()
         elif self._stop_requests == 2:
             log.warning("stopping now: cancelling %d job(s)", len(self._in_flight))
             for slot in self._slots:
@@ -248,6 +253,9 @@ class Worker:
             on_lost=lambda job_id: loop.call_soon_threadsafe(self._lose, job_id, "lease lost"),
         )
         heartbeat.start()
+        self._heartbeat = heartbeat
+        if self.stopping:
+            heartbeat.withdraw()  # stopped before it ran
         listener: asyncio.Task[None] | None = None
         try:
             await self._sweep()

@@ -65,17 +65,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def watch_parent() -> None:
-    """If started by the app, stop (as SIGTERM does) when the app is gone.
+def watch_parent(grace_s: float) -> None:
+    """If started by the app, stop when the app is gone.
 
     The app holds the pipe's write end; when its process ends in any way (quit,
     crash, SIGKILL, a closed terminal), the kernel closes it and the read here
-    returns: the worker then finishes its job in flight and exits, rather than
-    running on unseen. Without the variable (systemd, a shell), nothing is done.
+    returns: the worker stops as on SIGTERM (no new claims, its presence row
+    withdrawn at once, so the next app starts a worker), lets its jobs in
+    flight finish for `grace_s` seconds (at most one lease), then stops as on a
+    second SIGTERM (hands them back, exits), rather than running on unseen.
+    Without the variable (systemd, a shell), nothing is done.
     """
     import os
     import signal
     import threading
+    import time
 
     # Set by services.ensure_worker: an inherited pipe's read end, the app holding the other.
     value = os.environ.pop(services.PARENT_PIPE_ENV, "")
@@ -90,6 +94,8 @@ def watch_parent() -> None:
         except OSError:
             pass  # not a pipe after all, or closed: treat as gone
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)  # a daemon thread: gone with the process if it exits first
+        os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=wait_for_eof, name="imagen-parent-watch", daemon=True).start()
 
@@ -101,12 +107,19 @@ def run_headless_worker(args: argparse.Namespace) -> int:
 
     from imagen_tui.core.workbench import open_workbench
 
-    watch_parent()
+    settings = services.WorkerSettings.from_flags(args)
+    watch_parent(orphan_grace_s(settings.lease))
     workbench = open_workbench(args.config)
     named = os.environ.pop(services.BACKENDS_ENV, "")
     if named:
         workbench = workbench.only(named.split(","))
-    return services.run_worker(workbench, services.WorkerSettings.from_flags(args))
+    return services.run_worker(workbench, settings)
+
+
+def orphan_grace_s(lease_s: float) -> float:
+    """How long a worker whose app is gone lets its jobs finish before it hands
+    them back: half a lease, so they are pending again within one lease."""
+    return lease_s / 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
