@@ -168,6 +168,9 @@ class FixedSession:
     def workers_online(self) -> list[WorkerPresence]:
         return []
 
+    def jobs_running_on(self, worker_id: str) -> list[int]:
+        return []
+
     def usage_rows(
         self, since: datetime | None = None, until: datetime | None = None, limit: int = 10_000
     ) -> list[UsageRow]:

@@ -338,6 +338,16 @@ def pending_backends() -> Query[list[str | None]]:
     return Query(sql, {}, decode)
 
 
+def jobs_running_on(worker_id: str) -> Query[list[int]]:
+    """The ids of the jobs a worker holds now (running under its claim), oldest first."""
+    return Query(
+        """SELECT id FROM imagen.jobs
+            WHERE status = 'running' AND worker_id = %(worker)s ORDER BY id""",
+        {"worker": worker_id},
+        lambda rows: [int(row["id"]) for row in rows],
+    )
+
+
 # --------------------------------------------------------------------------- writes
 
 

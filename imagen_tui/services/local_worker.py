@@ -200,6 +200,25 @@ class LocalWorker:
         """The last line it logged."""
         return _last_line(self.log_path, self.log_offset)
 
+    @property
+    def worker_id(self) -> str:
+        """Its id in imagen.workers and jobs.worker_id."""
+        return self.presence.id
+
+    def request_stop(self) -> None:
+        """SIGTERM without waiting: the first one lets its jobs in flight finish, a
+        second hands them back at once (then it exits within its grace period)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for it to exit; whether it has."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM (the in-flight job finishes, the presence row is withdrawn), wait
         up to `timeout` seconds, then SIGKILL (its job is rescued after its lease).
@@ -461,6 +480,10 @@ class WorkerKeeper:
                             news.append(f"a new worker (pid {started.pid}) took its place")
             status = self._status(worker_need(db, self.workbench, self._dead), failed)
             return WorkerReport(status, "; ".join(news) or None, failed)
+
+    def running(self) -> list[LocalWorker]:
+        """The workers it started that still run (a snapshot, from any thread)."""
+        return [local for local in list(self.workers) if local.alive()]
 
     def _status(self, need: WorkerNeed, failed: bool) -> str:
         ours = sorted({name for local in self.workers for name in local.backends})

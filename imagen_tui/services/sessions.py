@@ -71,6 +71,8 @@ class Session(Protocol):
 
     def workers_online(self) -> list[WorkerPresence]: ...
 
+    def jobs_running_on(self, worker_id: str) -> list[int]: ...
+
     def usage_totals(
         self,
         by: str = "backend",
@@ -170,6 +172,10 @@ class DbSession:
     ) -> AbstractContextManager[bool]:
         """Hold the worker start lock of each backend (see db.locks): True once held."""
         return start_locks(self._pool.url, backends, abort)
+
+    def jobs_running_on(self, worker_id: str) -> list[int]:
+        """The ids of the jobs that worker renders now (what a quitting app waits for)."""
+        return self.run(q.jobs_running_on(worker_id))
 
     def usage_totals(
         self,

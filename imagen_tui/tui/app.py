@@ -27,11 +27,11 @@ import logging
 import logging.handlers
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -88,6 +88,29 @@ def _styled_at_registration(app: App[Any], screen: Screen[Any]) -> bool:
     return True
 
 
+class WorkerChecked(Message):
+    """A worker check ended: its report, or the one-line error that stopped it."""
+
+    def __init__(self, report: services.WorkerReport | None, error: str = "") -> None:
+        super().__init__()
+        self.report = report
+        self.error = error
+
+
+@runtime_checkable
+class Finishing(Protocol):
+    """A worker the app can let finish on quit (`services.LocalWorker`)."""
+
+    @property
+    def worker_id(self) -> str: ...
+
+    def alive(self) -> bool: ...
+
+    def request_stop(self) -> None: ...
+
+    def wait_exit(self, timeout: float) -> bool: ...
+
+
 class Keeper(Protocol):
     """Keeps the app's own workers right (services.WorkerKeeper)."""
 
@@ -96,16 +119,17 @@ class Keeper(Protocol):
 
     def check(self, abort: threading.Event) -> services.WorkerReport: ...
 
+    def running(self) -> Sequence[Finishing]: ...
+
     def stop(self) -> Any: ...
 
 
-class WorkerChecked(Message):
-    """A worker check ended: its report, or the one-line error that stopped it."""
-
-    def __init__(self, report: services.WorkerReport | None, error: str = "") -> None:
-        super().__init__()
-        self.report = report
-        self.error = error
+def finishing_text(job_ids: Sequence[int]) -> str:
+    """What a quitting app waits for: `finishing job 12 (ctrl+q again hands it back)`."""
+    if len(job_ids) == 1:
+        return f"finishing job {job_ids[0]} (ctrl+q again hands it back)"
+    listed = ", ".join(str(job_id) for job_id in job_ids)
+    return f"finishing jobs {listed} (ctrl+q again hands them back)"
 
 
 def _close_session(opened: Future[services.Session]) -> None:
@@ -178,6 +202,8 @@ class WorkbenchApp(App[None]):
         self._save_state = save_state
         self._notes = list(notes)  # warnings from before the app ran, shown once it does
         self._worker_abort = threading.Event()
+        self._quit_presses = 0  # ctrl+q while this app's worker renders: 1 finish, 2 hand back
+        self._gone = threading.Event()  # unmounted: thread workers must not call in any more
         self._switch_interval = sys.getswitchinterval()  # restored on unmount
         self._status = {"database": "opening the database…", "link": "", "worker": ""}
         self.jobs_signal: Signal[JobsUpdate] = Signal(self, "jobs")
@@ -348,6 +374,49 @@ class WorkbenchApp(App[None]):
             self._worker_again = False
             self.check_worker()
 
+    async def action_quit(self) -> None:
+        """Quit. While this app's workers render, say so and let them finish first;
+        a second ctrl+q has them hand their jobs back at once (a third quits at once)."""
+        keeper = self.worker_keeper
+        workers = [w for w in keeper.running() if w.alive()] if keeper is not None else []
+        if not workers or self._quit_presses >= 2:
+            self.exit()
+            return
+        self._quit_presses += 1
+        if self._quit_presses == 1:
+            self._worker_abort.set()  # the keeper starts (and restarts) no worker any more
+            self._set_status("worker", "worker: stopping…")
+            self._finish_then_exit(workers)
+            return
+        for worker in workers:
+            worker.request_stop()  # the second SIGTERM: cancel, hand back, exit
+        self._set_status("worker", "worker: handing its jobs back…")
+        self.tell("handing the jobs back to the queue", title="Quit")
+
+    @work(thread=True, exclusive=True, group="quit", exit_on_error=False)
+    def _finish_then_exit(self, workers: Sequence[Finishing]) -> None:
+        """Ask the workers to stop (their jobs in flight finish), say which jobs
+        they finish, and exit the app once they have."""
+        held: list[int] = []
+        session = self.session
+        for worker in workers:
+            worker.request_stop()
+            if session is not None:
+                try:
+                    held += session.jobs_running_on(worker.worker_id)
+                except ImagenError as error:
+                    log.warning("cannot tell which jobs the worker finishes: %s", error)
+        if held:
+            text = finishing_text(sorted(held))
+            self.call_from_thread(self._set_status, "worker", f"worker: {text}")
+            self.tell(text, title="Quit", timeout=3600)
+        for worker in workers:
+            while not worker.wait_exit(0.1):
+                if self._gone.is_set():  # the app quit meanwhile (a third ctrl+q)
+                    return
+        if not self._gone.is_set():
+            self.call_from_thread(self.exit)
+
     def stop_local_worker(self) -> None:
         """Stop the workers this app started (safe to call twice, from any thread)."""
         self._worker_abort.set()  # a start still under way gives up
@@ -355,6 +424,7 @@ class WorkbenchApp(App[None]):
             self.worker_keeper.stop()
 
     async def on_unmount(self) -> None:
+        self._gone.set()
         await asyncio.to_thread(self.stop_local_worker)
         # The session's pool (its connections and thread) ends with the app, even
         # one still opening (it is closed as soon as it is open).
