@@ -24,8 +24,12 @@ Guarantees, each with a test:
   slots and waits for them (they hand their jobs back), and a cancelled slot
   ends even if its job was already lost (only the generation's own cancel,
   on a lost job, lets the slot go on to the next job).
-- The first stop request (SIGTERM/SIGINT) stops claiming and lets in-flight
-  jobs finish; a second cancels them and hands them back to the queue; the
+- It claims only jobs for its ready backend instances (and jobs with no
+  backend while its default is one of them, minus `held_back`): a job for a
+  backend it lacks is never claimed, so never failed for it.
+- The first stop request (SIGTERM/SIGINT) stops claiming, withdraws the
+  presence row at once (offline for front ends) and lets in-flight jobs
+  finish; a second cancels them and hands them back to the queue; the
   process exits even if a backend never returns (see `install_stop_signals`).
 """
 
