@@ -73,3 +73,24 @@ def test_ctrl_q_once_lets_the_job_finish_then_quits(home, monkeypatch, db_url):
             assert job_row(db_url, job_id)["status"] == "done"
 
     run(scenario())
+
+
+def test_a_third_ctrl_q_quits_at_once(home, monkeypatch, db_url):
+    """Whatever the worker is doing, ctrl+q three times leaves the app; the worker
+    is stopped on the way out and its job goes back to the queue."""
+    app = app_with_worker(home, monkeypatch, db_url, delay_ms=600_000)
+    job_id = add_job(db_url, "forever", backend="mock")
+
+    async def scenario() -> int:
+        async with app.run_test(size=(100, 34)) as pilot:
+            await until(pilot, lambda: job_row(db_url, job_id)["status"] == "running", 60)
+            await until(pilot, lambda: "worker: this app's" in app.sub_title, 60)
+            assert isinstance(app.local_worker, services.LocalWorker)
+            pid = app.local_worker.pid
+            await pilot.press("ctrl+q", "ctrl+q", "ctrl+q")
+            await until(pilot, lambda: app.return_code is not None, 5)
+            return pid
+
+    pid = run(scenario())
+    assert not running(pid)
+    assert job_row(db_url, job_id)["status"] == "pending"
