@@ -183,3 +183,20 @@ def test_a_series_tile_says_what_its_try_waits_for():
     assert WAITING_GPU in tile._status_text().plain
     quiet = ImageTile(TileInfo("1", "#1", "seed —", status="pending"))
     assert "waiting" not in quiet._status_text().plain
+
+
+def test_a_supabase_user_sees_what_their_job_waits_for(api, db_url):
+    """The waiting check reads only the presence columns users may read (no id,
+    host or pid), so it works under row-level security too."""
+    from imagen_tui.db import repositories as q
+    from tests.helpers import acting
+
+    user = "00000000-0000-0000-0000-0000000000a1"
+    job_id = add_job(db_url, backend="comfy-gpu", owner_user_id=user)
+    with acting(api, user):
+        (row,) = q.fetch(api, q.jobs_page())
+    assert (row.id, row.waiting) == (job_id, WAITING_GPU)
+    announce(db_url, "gpu1:42:abc", ["comfy-gpu"], None)
+    with acting(api, user):
+        (row,) = q.fetch(api, q.jobs_page())
+    assert row.waiting is None
