@@ -366,8 +366,15 @@ def hostile_series(queue: Home, db_url: str) -> tuple[int, int, int]:
     return row[0], pending, failed
 
 
-def test_user_text_from_the_database_is_shown_literally(queue, hostile_series):
+def test_user_text_from_the_database_is_shown_literally(queue, hostile_series, db_url):
     series_id, pending, failed = hostile_series
+    # A worker with a default is online, so the pending job shows its prompt
+    # (one no worker can take shows what it waits for instead).
+    sql(
+        db_url,
+        "INSERT INTO imagen.workers (id, host, pid, backends, default_backend, concurrency,"
+        " lease_s) VALUES ('box:1:a', 'box', 1, '{mock}', 'mock', 1, 600)",
+    )
     for args in (
         ["series", "show", str(series_id)],
         ["series", "list"],

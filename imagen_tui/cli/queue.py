@@ -65,8 +65,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     for job in jobs:
         series = f"{job.series_id}#{job.series_idx}" if job.series_id else "-"
         text = job.error if job.status == "failed" and job.error else job.prompt
-        if job.waiting:
-            text = f"{job.waiting}: {text}"
+        text = job.waiting or text  # pending, and no online worker can take it: why
         rows.append(
             [
                 str(job.id),
