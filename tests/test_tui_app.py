@@ -24,7 +24,7 @@ def keeper(app_workbench, config, poll_interval: float = 600.0) -> services.Work
 def test_the_app_starts_a_worker_for_its_submit_and_stops_it_on_exit(home, monkeypatch, db_url):
     config = home.write_config("default_backend: mock\n")
     app = make_app(home, monkeypatch, db_url)
-    app.worker_keeper = keeper(app.workbench, config)
+    app.worker_keeper = ours = keeper(app.workbench, config)
 
     async def scenario():
         async with app.run_test(size=(100, 34)) as pilot:
@@ -35,7 +35,7 @@ def test_the_app_starts_a_worker_for_its_submit_and_stops_it_on_exit(home, monke
             screen.query_one("#prompt", TextArea).text = "a cat"
             await pilot.press("ctrl+s")  # its job needs mock, which no worker serves
             await until(pilot, lambda: "worker: this app's (mock)" in app.sub_title, timeout=60)
-            (local,) = app.worker_keeper.workers
+            (local,) = ours.workers
             assert online_worker_pids(db_url) == [local.pid]
             await until(
                 pilot,
@@ -52,7 +52,7 @@ def test_the_app_starts_a_worker_for_its_submit_and_stops_it_on_exit(home, monke
 def test_the_second_app_starts_a_worker_when_the_first_quits(home, monkeypatch, db_url):
     config = home.write_config("default_backend: mock\n")
     app = make_app(home, monkeypatch, db_url)
-    app.worker_keeper = keeper(app.workbench, config, poll_interval=0.3)
+    app.worker_keeper = ours = keeper(app.workbench, config, poll_interval=0.3)
     # A job that needs mock for a while (due in an hour), and the first app's worker for it.
     sql(db_url, "INSERT INTO imagen.jobs (prompt, run_at) VALUES ('later', now() + interval '1 h')")
     first = services.WorkerKeeper(app.workbench, config)
@@ -63,10 +63,10 @@ def test_the_second_app_starts_a_worker_when_the_first_quits(home, monkeypatch, 
         async def scenario():
             async with app.run_test(size=(100, 34)) as pilot:
                 await until(pilot, lambda: "online elsewhere (mock)" in app.sub_title, timeout=60)
-                assert app.worker_keeper.workers == []
+                assert ours.workers == []
                 first.stop()  # the first app quits, and its worker with it
                 await until(pilot, lambda: "this app's (mock)" in app.sub_title, timeout=60)
-                (mine,) = app.worker_keeper.workers
+                (mine,) = ours.workers
                 assert online_worker_pids(db_url) == [mine.pid]
                 return mine.pid
 

@@ -13,15 +13,18 @@ from tests.helpers import add_job, job_row
 from tests.tui import make_app, run, until
 
 
-def app_with_worker(home: Any, monkeypatch: Any, db_url: str, delay_ms: int) -> WorkbenchApp:
+def app_with_worker(
+    home: Any, monkeypatch: Any, db_url: str, delay_ms: int
+) -> tuple[WorkbenchApp, services.WorkerKeeper]:
     config = (
         f"output:\n  directory: {home.root / 'out'}\n"
         f"backends:\n  mock:\n    type: mock\n    delay_ms: {delay_ms}\n"
     )
     app: WorkbenchApp = make_app(home, monkeypatch, db_url, config)
     # Its keeper starts a worker for the job each test queues first.
-    app.worker_keeper = services.WorkerKeeper(app.workbench, home.config_path)
-    return app
+    keeper = services.WorkerKeeper(app.workbench, home.config_path)
+    app.worker_keeper = keeper
+    return app, keeper
 
 
 def notified(app: WorkbenchApp, text: str) -> bool:
@@ -34,7 +37,7 @@ def test_finishing_text_names_the_jobs():
 
 
 def test_ctrl_q_during_a_render_says_so_and_a_second_hands_the_job_back(home, monkeypatch, db_url):
-    app = app_with_worker(home, monkeypatch, db_url, delay_ms=600_000)
+    app, keeper = app_with_worker(home, monkeypatch, db_url, delay_ms=600_000)
     job_id = add_job(db_url, "forever", backend="mock")
     said = finishing_text([job_id])
 
@@ -42,8 +45,7 @@ def test_ctrl_q_during_a_render_says_so_and_a_second_hands_the_job_back(home, mo
         async with app.run_test(size=(100, 34)) as pilot:
             await until(pilot, lambda: job_row(db_url, job_id)["status"] == "running", 60)
             await until(pilot, lambda: "worker: this app's" in app.sub_title, 60)
-            assert app.worker_keeper is not None
-            (local,) = app.worker_keeper.running()
+            (local,) = keeper.running()
             pid = local.pid
             await pilot.press("ctrl+q")
             await until(pilot, lambda: said in app.sub_title and notified(app, said))
@@ -60,7 +62,7 @@ def test_ctrl_q_during_a_render_says_so_and_a_second_hands_the_job_back(home, mo
 
 
 def test_ctrl_q_once_lets_the_job_finish_then_quits(home, monkeypatch, db_url):
-    app = app_with_worker(home, monkeypatch, db_url, delay_ms=4_000)
+    app, _keeper = app_with_worker(home, monkeypatch, db_url, delay_ms=4_000)
     job_id = add_job(db_url, "soon", backend="mock")
 
     async def scenario() -> None:
@@ -78,15 +80,15 @@ def test_ctrl_q_once_lets_the_job_finish_then_quits(home, monkeypatch, db_url):
 def test_a_third_ctrl_q_quits_at_once(home, monkeypatch, db_url):
     """Whatever the worker is doing, ctrl+q three times leaves the app; the worker
     is stopped on the way out and its job goes back to the queue."""
-    app = app_with_worker(home, monkeypatch, db_url, delay_ms=600_000)
+    app, keeper = app_with_worker(home, monkeypatch, db_url, delay_ms=600_000)
     job_id = add_job(db_url, "forever", backend="mock")
 
     async def scenario() -> int:
         async with app.run_test(size=(100, 34)) as pilot:
             await until(pilot, lambda: job_row(db_url, job_id)["status"] == "running", 60)
             await until(pilot, lambda: "worker: this app's" in app.sub_title, 60)
-            assert isinstance(app.local_worker, services.LocalWorker)
-            pid = app.local_worker.pid
+            (local,) = keeper.running()
+            pid = local.pid
             await pilot.press("ctrl+q", "ctrl+q", "ctrl+q")
             await until(pilot, lambda: app.return_code is not None, 5)
             return pid
