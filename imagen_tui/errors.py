@@ -72,6 +72,14 @@ class GenerationError(ImagenError):
         super().__init__(message)
 
 
+class GpuOutOfMemory(GenerationError):
+    """The GPU ran out of memory (a shared card: another server holds it). Transient;
+    the worker hands the job back without using up an attempt and waits for memory."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, transient=True, retry_after=retry_after)
+
+
 class DatabaseError(ImagenError):
     """The database cannot be reached, started, or is at the wrong schema version."""
 

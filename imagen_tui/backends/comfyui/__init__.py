@@ -27,6 +27,7 @@ from uuid import uuid4
 from imagen_tui.backends.base import Progress, Request, Result, random_seed
 from imagen_tui.backends.comfyui import errors
 from imagen_tui.backends.comfyui.client import DROPPED, Frame, Session, Unreachable
+from imagen_tui.backends.comfyui.memory import Ollama, Vram, free_models, read_vram
 from imagen_tui.backends.comfyui.workflow import (
     BUILTIN_WORKFLOWS,
     DEFAULT_MODELS,
@@ -83,6 +84,27 @@ class ComfyBackend:
         )
         self._workflow: Workflow | None = None
         self.model: str = options.get("model") or model_name(options)
+        # Sharing the GPU (jobs/gpu.py; docs/worker.md "Sharing the GPU").
+        self.min_free_vram_gb: float = _options(
+            options, "min_free_vram_gb", default_min_free_vram_gb(options)
+        )
+        self.free_after_idle_s: float = _options(
+            options, "free_after_idle_s", DEFAULT_FREE_AFTER_IDLE_S
+        )
+        ollama_url = options.get("ollama_url")
+        self.ollama: Ollama | None = (
+            Ollama(ollama_url, _options(options, "ollama_keep_alive_s", OLLAMA_KEEP_ALIVE_S))
+            if ollama_url
+            else None
+        )
+
+    async def vram(self) -> Vram:
+        """What the server's first device has for ComfyUI (GenerationError if unreadable)."""
+        return await read_vram(self.session.name, self.session.http)
+
+    async def free_memory(self) -> None:
+        """Ask ComfyUI to unload its models and free its cached memory."""
+        await free_models(self.session.http)
 
     @property
     def workflow(self) -> Workflow:
@@ -289,6 +311,8 @@ class ComfyBackend:
         return image
 
     async def aclose(self) -> None:
+        if self.ollama is not None:
+            await self.ollama.aclose()
         await self.session.aclose()
 
 
@@ -296,6 +320,29 @@ def _interrupted(name: str) -> GenerationError:
     return GenerationError(
         f"{name}: the prompt was interrupted on the server (by the web UI or another client)"
     )
+
+
+# What a built-in FLUX workflow needs free on the card before a job is claimed, in GB
+# (GiB): the diffusion model, both text encoders and the VAE, plus room to run. fp8
+# weights (weight_dtype fp8_*, or the single fp8 checkpoint): about 12. 16-bit weights
+# (23 GB for the model alone) do not fit a 16 GB card; ComfyUI then offloads part of
+# them to system RAM, and still wants nearly the whole card: 14. A user workflow: 0
+# (the check is off; say what it needs with min_free_vram_gb).
+FP8_MIN_FREE_VRAM_GB = 12.0
+FULL_MIN_FREE_VRAM_GB = 14.0
+DEFAULT_FREE_AFTER_IDLE_S = 300.0
+OLLAMA_KEEP_ALIVE_S = 300.0  # Ollama's own default (OLLAMA_KEEP_ALIVE=5m)
+
+
+def default_min_free_vram_gb(block: Mapping[str, Any]) -> float:
+    """The documented default of `min_free_vram_gb` for a validated block."""
+    workflow = str(block.get("workflow") or "flux-schnell")
+    if workflow not in BUILTIN_WORKFLOWS:
+        return 0.0
+    if str(block.get("layout") or "split") == "checkpoint":
+        return FP8_MIN_FREE_VRAM_GB  # the default checkpoints are the fp8 files
+    dtype = str(block.get("weight_dtype") or models_of(block).weight_dtype or "default")
+    return FP8_MIN_FREE_VRAM_GB if dtype.startswith("fp8") else FULL_MIN_FREE_VRAM_GB
 
 
 def model_name(block: Mapping[str, Any]) -> str:
@@ -378,6 +425,31 @@ COMFYUI_TYPE = BackendType(
             minimum=MIN_DOWNLOAD_MB,
             maximum=MAX_DOWNLOAD_MB,
             help="refuse an output image (or any answer) larger than this many MiB",
+        ),
+        Option(
+            "min_free_vram_gb",
+            float,
+            minimum=0.0,
+            maximum=1024.0,
+            help="claim a job only when ComfyUI can use this many GB of VRAM (0: no check; "
+            "default: built-in FLUX fp8 12, 16-bit 14, own workflow 0)",
+        ),
+        Option(
+            "free_after_idle_s",
+            float,
+            default=DEFAULT_FREE_AFTER_IDLE_S,
+            minimum=0.0,
+            maximum=86_400.0,
+            help="after this long with no job, ask ComfyUI to unload its models (0: never)",
+        ),
+        Option("ollama_url", str, help="Ollama on the same GPU: unload its idle models when short"),
+        Option(
+            "ollama_keep_alive_s",
+            float,
+            default=OLLAMA_KEEP_ALIVE_S,
+            minimum=0.0,
+            maximum=86_400.0,
+            help="the keep-alive Ollama runs with (OLLAMA_KEEP_ALIVE), to tell idle models",
         ),
         Option("auth_header", str, help="header sent with every call (e.g. Authorization)"),
         Option("auth_env", str, env=True, help="environment variable holding the header value"),

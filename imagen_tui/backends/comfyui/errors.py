@@ -5,8 +5,9 @@
   names the file, the `models/` folder it belongs in and what is there.
 - `execution_error` (a node raised at run time): the exception type and
   message, never the traceback or the inputs' tensors.
-- Out of GPU memory: said plainly, and transient (the GPU is shared with
-  other model servers; the worker tries again after a backoff).
+- Out of GPU memory: said plainly, as `GpuOutOfMemory` (the GPU is shared
+  with other model servers; the worker hands the job back without using up
+  an attempt and waits for memory, see jobs/gpu.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from imagen_tui.backends.comfyui.workflow import MODEL_FOLDERS
-from imagen_tui.errors import GenerationError
+from imagen_tui.errors import GenerationError, GpuOutOfMemory
 from imagen_tui.text import one_line
 
 MAX_CHARS = 1200  # one error line at most (three missing files fit)
@@ -80,14 +81,13 @@ def execution_error(prefix: str, report: Mapping[str, Any]) -> GenerationError:
     message = str(report.get("exception_message") or "").strip()
     if is_out_of_memory(report):
         first = message.splitlines()[0] if message else ""
-        return GenerationError(
+        return GpuOutOfMemory(
             one_line(
                 f"{prefix}: the GPU ran out of memory in node {node} ({node_type}): {kind}: "
-                f"{first}; transient, tried again later (the GPU is shared with other "
-                "model servers)",
+                f"{first}; transient, tried again when memory is free (the GPU is shared "
+                "with other model servers)",
                 MAX_CHARS,
-            ),
-            transient=True,
+            )
         )
     hint = ""
     if kind == "SafetensorError":
