@@ -63,6 +63,10 @@ PROGRESS_INTERVAL_S = 0.5  # at most two progress writes per second per job
 # A worker is online while its presence row was refreshed within its lease; the
 # row of one that died is deleted by the next worker start after this much more.
 STALE_WORKER_KEEP_S = 3_600.0
+# A job that ran out of GPU memory is handed back without using up an attempt at
+# most this many times; after that each one counts (jobs/gpu.py, docs/worker.md).
+MAX_OOM_HANDBACKS = 5
+MAX_WORKER_NOTE_CHARS = 200  # the presence row's note ("waiting for GPU memory: ...")
 
 # Listings.
 MAX_LIST_LIMIT = 10_000

@@ -21,6 +21,9 @@ What a run does is `scenario` when it starts:
 
 `installed` (folder -> files) turns on validation of model file names, the
 way ComfyUI does it (a 400 `value_not_in_list` naming the choices).
+`set_vram()` makes `/system_stats` report a GPU with the given figures (it
+reports the recorded CPU device until then); they can change at any time.
+`POST /free` answers 200 and is recorded like every call.
 `occupy()` puts another client's prompt in the running slot (held), so the
 next prompt waits in the queue. Every call is recorded in `calls`;
 `wait_for` waits on a condition, never on a fixed sleep.
@@ -113,6 +116,7 @@ class FakeComfy:
         self.ws_connects = 0
         self.refuse_ws = False
         self.refuse_status = "503 Service Unavailable"  # the answer to a refused socket
+        self.device: dict[str, Any] | None = None  # set_vram(): /system_stats' device
         self._cond = threading.Condition()
         self._pending: list[_Prompt] = []
         self._running: _Prompt | None = None
@@ -205,6 +209,21 @@ class FakeComfy:
         self.wait_for(lambda: self._running is not None and self._running.prompt_id == prompt_id)
         return prompt_id
 
+    def set_vram(self, free_gb: float, total_gb: float = 16.0, held_gb: float = 0.0) -> None:
+        """/system_stats reports a CUDA device: `free_gb` free on the card (torch's unused
+        reserve included), of which `held_gb` is memory ComfyUI itself holds loaded."""
+        gib = 2**30
+        with self._cond:
+            self.device = {
+                "name": "cuda:0 NVIDIA GeForce RTX 4070 Ti SUPER : cudaMallocAsync",
+                "type": "cuda",
+                "index": 0,
+                "vram_total": int(total_gb * gib),
+                "vram_free": int(free_gb * gib),
+                "torch_vram_total": int(held_gb * gib),
+                "torch_vram_free": 0,
+            }
+
     def release(self, prompt_id: str) -> None:
         """End a held prompt (as if interrupted)."""
         self._loop.call_soon_threadsafe(self._interrupt, prompt_id)
@@ -282,7 +301,13 @@ class FakeComfy:
             return status, "application/json; charset=utf-8", json.dumps(value).encode()
 
         if method == "GET" and path == "/system_stats":
-            return ok(fixture("system_stats.json")["response"]["json"])
+            stats = fixture("system_stats.json")["response"]["json"]
+            with self._cond:
+                if self.device is not None:
+                    stats["devices"] = [dict(self.device)]
+            return ok(stats)
+        if method == "POST" and path == "/free":
+            return 200, "text/plain", b""
         if method == "GET" and path.startswith("/object_info/"):
             return ok(self._object_info(path.removeprefix("/object_info/")))
         if method == "POST" and path == "/prompt":

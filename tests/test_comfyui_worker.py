@@ -82,7 +82,7 @@ def test_a_series_of_three_tries_lands_with_progress_events_on_each_job(db_url, 
     assert len(files_in(workbench.config.output.directory)) == 6  # 3 images + 3 sidecars
 
 
-def test_out_of_memory_is_retried_after_a_backoff_then_succeeds(db_url, workbench, fake):
+def test_out_of_memory_is_handed_back_without_an_attempt_then_succeeds(db_url, workbench, fake):
     fake.next_scenarios = ["oom"]
     job_id = add_job(db_url, backend="flux")
     errors: list[str | None] = []
@@ -101,7 +101,7 @@ def test_out_of_memory_is_retried_after_a_backoff_then_succeeds(db_url, workbenc
             await running
 
     asyncio.run(scenario())
-    assert job_row(db_url, job_id)["attempts"] == 2
+    assert (job_row(db_url, job_id)["attempts"], job_row(db_url, job_id)["oom_handbacks"]) == (1, 1)
     assert any(e and "the GPU ran out of memory" in e for e in errors)
     assert len(fake.posted_graphs()) == 2
 

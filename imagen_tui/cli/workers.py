@@ -26,7 +26,10 @@ def seen_ago(seconds: float) -> str:
 
 
 def state(worker: WorkerPresence) -> str:
-    return "online" if worker.online else "stale"
+    """`online`, `online: waiting for GPU memory: 3.1 of 16.0 GB free`, or `stale`."""
+    if not worker.online:
+        return "stale"
+    return f"online: {worker.note}" if worker.note else "online"
 
 
 def summary(workers: list[WorkerPresence]) -> str:
@@ -50,7 +53,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
     rows += [
         [
             cell(worker.id),
-            state(worker),
+            cell(state(worker)),
             cell(", ".join(worker.backends) or "-"),
             cell(worker.default_backend or "-"),
             str(worker.concurrency),

@@ -180,6 +180,7 @@ class WorkerPresence:
     seen_ago_s: float  # seconds since last_seen, by the database's clock
     online: bool
     default_backend: str | None = None  # what it renders a job with no backend on
+    note: str | None = None  # what it is doing, e.g. "waiting for GPU memory: 3.1 of 16.0 GB free"
 
 
 @dataclass(frozen=True)

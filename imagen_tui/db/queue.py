@@ -53,7 +53,7 @@ from imagen_tui.jobs.types import (
     Signal,
     Wake,
 )
-from imagen_tui.limits import STALE_WORKER_KEEP_S
+from imagen_tui.limits import MAX_WORKER_NOTE_CHARS, STALE_WORKER_KEEP_S
 from imagen_tui.retry import Outage
 from imagen_tui.text import one_line
 
@@ -150,6 +150,18 @@ UPDATE imagen.jobs
  {_FENCE}
 """
 
+# The GPU ran out of memory (another server on the card held it): not the job's
+# fault, so the attempt does not count, at most %(limit)s times per job.
+_HAND_BACK = f"""
+UPDATE imagen.jobs
+   SET status = 'pending', attempts = greatest(attempts - 1, 0), error = %(error)s,
+       oom_handbacks = oom_handbacks + 1, seed = coalesce(seed, %(seed)s),
+       run_at = now() + make_interval(secs => %(delay)s),
+       worker_id = NULL, lease_id = NULL, lease_expires_at = NULL, progress = NULL,
+       updated_at = now()
+ {_FENCE} AND oom_handbacks < %(limit)s
+"""
+
 _PROGRESS = f"UPDATE imagen.jobs SET progress = %(progress)s {_FENCE}"
 
 _STATE = "SELECT status, lease_id = %(lease)s AS ours FROM imagen.jobs WHERE id = %(job_id)s"
@@ -202,10 +214,13 @@ RETURNING j.id
 # The worker's presence row: inserted at the first beat, last_seen refreshed at
 # every later one (and the row put back if something deleted it meanwhile).
 _ANNOUNCE = """
-INSERT INTO imagen.workers (id, host, pid, backends, default_backend, concurrency, lease_s)
-VALUES (%(id)s, %(host)s, %(pid)s, %(backends)s, %(default_backend)s, %(concurrency)s, %(lease)s)
-ON CONFLICT (id) DO UPDATE SET last_seen = now()
+INSERT INTO imagen.workers (id, host, pid, backends, default_backend, concurrency, lease_s, note)
+VALUES (%(id)s, %(host)s, %(pid)s, %(backends)s, %(default_backend)s, %(concurrency)s, %(lease)s,
+        %(note)s)
+ON CONFLICT (id) DO UPDATE SET last_seen = now(), note = excluded.note
 """
+
+_NOTE = "UPDATE imagen.workers SET note = %(note)s WHERE id = %(id)s"
 
 # Rows of workers that died without withdrawing, stale for long enough that
 # nobody needs to be told about them any more.
@@ -258,6 +273,7 @@ class PgQueue:
         self.worker_id = worker_id
         self.lease_s = lease_s
         self.presence = presence  # announced by the heartbeat; None: not announced
+        self.note: str | None = None  # the presence row's note (set_note)
         self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
         self._claim_conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
         self._lock = asyncio.Lock()  # one statement at a time on the two connections
@@ -331,6 +347,17 @@ class PgQueue:
         }
         rows, _ = await self._run(_CLAIM, params, claim=True)
         return job_from_row(rows[0]) if rows else None
+
+    async def hand_back(
+        self, job: Job, error: str, delay_s: float, seed: int | None, limit: int
+    ) -> bool:
+        params = self._fenced(job, error=error, delay=delay_s, seed=seed, limit=limit)
+        return await self._write(_HAND_BACK, params)
+
+    async def set_note(self, note: str | None) -> None:
+        self.note = None if note is None else one_line(note, MAX_WORKER_NOTE_CHARS)
+        if self.presence is not None:
+            await self._run(_NOTE, {"id": self.presence.worker_id, "note": self.note})
 
     async def complete(self, job: Job, done: Completion) -> int | None:
         params = self._fenced(
@@ -407,7 +434,14 @@ class PgQueue:
     def heartbeat(
         self, in_flight: Callable[[], Mapping[int, str]], on_lost: Callable[[int], object]
     ) -> Heartbeat:
-        return Heartbeat(self.url, self.lease_s, in_flight, on_lost, presence=self.presence)
+        return Heartbeat(
+            self.url,
+            self.lease_s,
+            in_flight,
+            on_lost,
+            presence=self.presence,
+            note=lambda: self.note,
+        )
 
 
 class Heartbeat(threading.Thread):
@@ -432,8 +466,10 @@ class Heartbeat(threading.Thread):
         on_lost: Callable[[int], object],
         *,
         presence: Presence | None = None,
+        note: Callable[[], str | None] = lambda: None,
     ) -> None:
         super().__init__(name="imagen-heartbeat", daemon=True)
+        self._note = note
         self.url = url
         self.lease_s = lease_s
         self.interval = lease_s / 3
@@ -504,6 +540,7 @@ class Heartbeat(threading.Thread):
             "default_backend": presence.default_backend,
             "concurrency": presence.concurrency,
             "lease": self.lease_s,
+            "note": self._note(),
         }
         return self._statement(_ANNOUNCE, params) is not None
 

@@ -319,6 +319,7 @@ def worker_presences() -> Query[list[WorkerPresence]]:
 
     sql = """
     SELECT id, host, pid, backends, default_backend, concurrency, lease_s, started_at, last_seen,
+           note,
            extract(epoch FROM now() - last_seen)::float8 AS seen_ago_s,
            last_seen >= now() - make_interval(secs => lease_s) AS online
       FROM imagen.workers

@@ -147,6 +147,18 @@ class Queue(Protocol):
         """Back to the queue at once, the attempt not counted (a stop, not the job's fault)."""
         ...
 
+    async def hand_back(
+        self, job: Job, error: str, delay_s: float, seed: int | None, limit: int
+    ) -> bool:
+        """Back to the queue after `delay_s`, the attempt not counted (the GPU ran out of
+        memory: not the job's fault), if it was handed back fewer than `limit` times
+        before; False otherwise (or when the lease was lost)."""
+        ...
+
+    async def set_note(self, note: str | None) -> None:
+        """What the worker's presence row says it is doing (None: nothing to say)."""
+        ...
+
     async def progress(self, job: Job, fraction: float) -> bool: ...
 
     async def lost(self, job: Job) -> str | None:

@@ -27,6 +27,11 @@ Guarantees, each with a test:
 - It claims only jobs for its ready backend instances (and jobs with no
   backend while its default is one of them, minus `held_back`): a job for a
   backend it lacks is never claimed, so never failed for it.
+- On a shared GPU (`jobs.gpu`), no job is claimed for a ComfyUI instance while
+  it lacks memory (jobs for other backends still are), ComfyUI is asked to
+  unload its models after `free_after_idle_s` without a job, and a job that
+  ran out of GPU memory is handed back without using up an attempt (at most
+  MAX_OOM_HANDBACKS times; after that it counts).
 - The first stop request (SIGTERM/SIGINT) stops claiming, withdraws the
   presence row at once (offline for front ends) and lets in-flight jobs
   finish; a second cancels them and hands them back to the queue; the
@@ -56,7 +61,8 @@ from imagen_tui.core.ledger import caller, prompt_sha256
 from imagen_tui.core.pipeline import Outcome, Plan, plan, real_size, run
 from imagen_tui.core.thumbnails import THUMBNAIL_MIME
 from imagen_tui.core.workbench import Workbench
-from imagen_tui.errors import GenerationError, ImagenError, InputError
+from imagen_tui.errors import GenerationError, GpuOutOfMemory, ImagenError, InputError
+from imagen_tui.jobs.gpu import DEFAULT_GPU_WAIT, GpuGates, GpuWait
 from imagen_tui.jobs.progress import ProgressWriter
 from imagen_tui.jobs.sweep import sweep
 from imagen_tui.jobs.types import (
@@ -74,6 +80,7 @@ from imagen_tui.limits import (
     DEFAULT_GENERATION_S,
     DEFAULT_POLL_S,
     JOB_SLACK_S,
+    MAX_OOM_HANDBACKS,
     PROGRESS_INTERVAL_S,
     UPLOAD_DEADLINE_S,
 )
@@ -128,6 +135,7 @@ class WorkerOptions:
     once: bool = False  # drain the queue, then exit
     progress_interval: float = PROGRESS_INTERVAL_S
     stop_grace_s: float = 10.0  # after a second stop: time to hand jobs back, then exit anyway
+    gpu_wait: GpuWait = DEFAULT_GPU_WAIT  # a ComfyUI instance short of memory looks again
 
 
 class WorkerCrashed(ImagenError):
@@ -195,6 +203,8 @@ class Worker:
         self.backends: frozenset[str] = frozenset(workbench.ready_backends())
         self.default_backend: str | None = workbench.ready_default()
         self.held_back: set[str] = set()
+        self.gpu = GpuGates()  # a gate per instance on a shared GPU (set up in run())
+        self._note: str | None = None
 
     # ----------------------------------------------------------- control
 
@@ -261,10 +271,14 @@ class Worker:
         if self.stopping:
             heartbeat.withdraw()  # stopped before it ran
         listener: asyncio.Task[None] | None = None
+        keeper: asyncio.Task[None] | None = None
         try:
+            self.gpu = self._gates()
             await self._sweep()
             if not self.options.once:
                 listener = asyncio.create_task(self._listen())
+                if self.gpu:
+                    keeper = asyncio.create_task(self._keep_gpu())
             self._slots = [
                 asyncio.create_task(self._slot()) for _ in range(self.options.concurrency)
             ]
@@ -280,7 +294,7 @@ class Worker:
                 for slot in self._slots:
                     slot.cancel()
                 await self._wait_for_slots()
-            for task in (listener, self._sweeper, *self._checks):
+            for task in (listener, keeper, self._sweeper, *self._checks):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -288,6 +302,42 @@ class Worker:
             heartbeat.stop()
             await self.queue.close()
             await self.workbench.aclose()
+
+    def _gates(self) -> GpuGates:
+        """A gate for each served instance on a shared GPU (ComfyUI)."""
+        backends = {}
+        for name in sorted(self.backends):
+            try:
+                backends[name] = self.workbench.backend(name)
+            except Exception as error:  # its jobs will fail with this error; no gate for it
+                log.warning("backend %s: %s", name, one_line(str(error)))
+        return GpuGates.of(backends, self.options.gpu_wait)
+
+    async def _keep_gpu(self) -> None:
+        """Ask each idle ComfyUI instance to free its models when it is due."""
+        while not self.stopping:
+            due = await self.gpu.free_idle()
+            await self._pause(self.options.poll_interval if due is None else min(due, 60.0))
+
+    async def _claim(self) -> Job | None:
+        """The next job this worker may run now: none for a ComfyUI instance that
+        lacks GPU memory (`jobs.gpu`: held back), while jobs for other backends flow."""
+        if self.gpu:
+            open_now = await self.gpu.claimable(sorted(self.backends))
+            await self._set_note(self.gpu.note)
+            self.held_back = set() if open_now is None else set(self.backends - set(open_now))
+        backends, accept_default = self.claimable()
+        if not backends:
+            return None  # every instance is held back: no need to ask the database
+        return await self.queue.claim(backends, accept_default)
+
+    async def _set_note(self, note: str | None) -> None:
+        """What the presence row says about this worker (`imagen workers`, the header)."""
+        if note == self._note:
+            return
+        self._note = note
+        with contextlib.suppress(QueueError):  # the heartbeat writes it at its next beat
+            await self.queue.set_note(note)
 
     async def _wait_for_slots(self) -> BaseException | None:
         """Wait until every slot ends; log a crashed one at once and stop the others."""
@@ -366,7 +416,7 @@ class Worker:
         while not self.stopping:
             waiting_on = self._wake
             try:
-                job = await self.queue.claim(*self.claimable())
+                job = await self._claim()
                 # Rescue passes (1-3 ms) run when the queue looks empty and after a
                 # job, never between a wake-up and its claim.
                 if job is None and await self._rescue_if_due():
@@ -389,8 +439,12 @@ class Worker:
         if self._idle_slots == self.options.concurrency:
             self.idle.set()
         try:
+            timeout = await self._idle_timeout()
+            retry_in = self.gpu.retry_in()
+            if retry_in is not None:
+                timeout = min(timeout, retry_in)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(await self._idle_timeout()):
+                async with asyncio.timeout(timeout):
                     await waiting_on.wait()
         finally:
             self._idle_slots -= 1
@@ -465,6 +519,9 @@ class Worker:
         # One deadline for the whole run, upload included (see job_deadline_s).
         limit = job_deadline_s(backend)
         deadline = asyncio.get_running_loop().time() + limit
+        gate = self.gpu.get(planned.backend)
+        if gate is not None:
+            gate.started()
         generation = asyncio.create_task(
             run(planned, backend, progress=progress.report, thumbnail=True, journal=job.journal)
         )
@@ -488,6 +545,9 @@ class Worker:
                 if not _cancelling():
                     return  # only the generation was cancelled (`_lose`): the slot goes on
             raise  # this slot itself was cancelled: it ends, whether the job was lost or not
+        except GpuOutOfMemory as error:
+            await self._out_of_memory(job, error, planned)
+            return
         except GenerationError as error:
             outcome_ = "retry" if error.transient else "failed"
             await self._settle(job, outcome_, str(error), planned, error.retry_after)
@@ -501,6 +561,8 @@ class Worker:
             await self._settle(job, "failed", reason, planned)
             return
         finally:
+            if gate is not None:
+                gate.finished()
             await progress.close()
         object_uri = await self._store(job, planned, outcome, deadline)
         await self._record(job, planned, outcome, started, object_uri)
@@ -593,6 +655,22 @@ class Worker:
             job, "done", f"image {image_id} {outcome.path} in {latency:.0f} ms", planned, outcome
         )
 
+    async def _out_of_memory(self, job: Job, error: GpuOutOfMemory, planned: Plan) -> None:
+        """Hand the job back without using up an attempt (at most MAX_OOM_HANDBACKS
+        times, then it counts as one), and wait for memory before claiming for its
+        instance again."""
+        gate = self.gpu.get(planned.backend)
+        delay = await gate.out_of_memory() if gate is not None else self.options.gpu_wait.first
+        await self._set_note(self.gpu.note)
+        seed = planned.request.seed
+        if await self._persist(
+            job, lambda: self.queue.hand_back(job, str(error), delay, seed, MAX_OOM_HANDBACKS)
+        ):
+            self.stats["handed back"] += 1
+            self._log(job, "handed back", f"in {delay:.1f} s, no attempt used: {error}", planned)
+            return
+        await self._settle(job, "retry", str(error), planned, delay)
+
     async def _settle(
         self,
         job: Job,
@@ -651,7 +729,8 @@ class Worker:
             fields.append(f"seed {planned.request.seed}")
         if result is not None:
             fields.append(f"latency {result.result.latency_ms or 0:.0f} ms")
-        level = logging.INFO if outcome in ("done", "retry", "released") else logging.WARNING
+        quiet = ("done", "retry", "released", "handed back")
+        level = logging.INFO if outcome in quiet else logging.WARNING
         log.log(level, "%s: %s: %s", ", ".join(fields), outcome, one_line(detail))
 
 
