@@ -84,6 +84,12 @@ def test_try_numbers_run_from_1_to_the_largest_count(admin):
             insert(admin, "jobs", series_id=series, series_idx=idx)
 
 
+def test_oom_handbacks_cannot_go_negative(admin):
+    insert(admin, "jobs", oom_handbacks=0)
+    with pytest.raises(errors.CheckViolation):
+        insert(admin, "jobs", oom_handbacks=-1)
+
+
 def test_the_job_statuses_are_exactly_those_of_limits(admin):
     (definition,) = admin.execute(
         """SELECT pg_get_constraintdef(oid) FROM pg_constraint
@@ -112,8 +118,9 @@ def add_worker(conn: psycopg.Connection, name: str, **columns: object) -> None:
         ({"concurrency": L.MAX_CONCURRENCY}, {"concurrency": L.MAX_CONCURRENCY + 1}),
         ({"lease_s": L.MIN_LEASE_S}, {"lease_s": L.MIN_LEASE_S - 0.5}),
         ({"lease_s": L.MAX_LEASE_S}, {"lease_s": L.MAX_LEASE_S + 1}),
+        ({"note": "n" * L.MAX_WORKER_NOTE_CHARS}, {"note": "n" * (L.MAX_WORKER_NOTE_CHARS + 1)}),
     ],
-    ids=lambda v: str(v),
+    ids=lambda v: str(v)[:40],
 )
 def test_worker_presence_bounds_agree_with_the_worker_flags(admin, ok, past):
     add_worker(admin, "ok", **ok)
