@@ -60,6 +60,13 @@ DEFAULT_POLL_S = 5.0
 MIN_POLL_S = 0.1
 MAX_POLL_S = 3_600.0
 PROGRESS_INTERVAL_S = 0.5  # at most two progress writes per second per job
+# Live previews (imagen.previews, migration 0008): the latest one per job, at most
+# this many pixels a side, JPEG, at most this many bytes, at most one per interval
+# per job (more are dropped, never queued).
+PREVIEW_MAX_SIDE = 256
+PREVIEW_MAX_BYTES = 256 * 1024
+PREVIEW_INTERVAL_S = 0.5
+PREVIEW_JPEG_QUALITY = 75
 # A worker is online while its presence row was refreshed within its lease; the
 # row of one that died is deleted by the next worker start after this much more.
 STALE_WORKER_KEEP_S = 3_600.0

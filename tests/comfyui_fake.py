@@ -13,6 +13,13 @@ What a run does is `scenario` when it starts:
 - "ok": the recorded success; an identical graph again is a cached rerun
   (execution_cached of every node, the old file names, no new file);
 - "progress": sampler steps 1..steps as `progress` frames, `step_delay` apart;
+  with `preview_method` set (as `--preview-method auto` does), each step's
+  progress frame is followed by a latent preview (a 512x512 JPEG): binary
+  event type 4 (metadata naming the prompt) on a socket that advertised
+  `supports_preview_metadata` in its `feature_flags` message while
+  `supports_metadata` is on, else type 1 (no prompt id), like ComfyUI;
+  `foreign_previews` also sends, before each, a type-4 preview naming another
+  prompt id;
 - "exec_error" / "oom": the recorded execution_error (the OOM one with
   torch.OutOfMemoryError and ComfyUI's own tip);
 - "hold": starts, reports one step, then runs until interrupted;
@@ -44,6 +51,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from websockets.frames import Opcode
 from websockets.server import ServerProtocol
 
 FIXTURES = Path(__file__).parent / "fixtures" / "comfyui"
@@ -60,6 +68,20 @@ OOM_MESSAGE = (
     "TIPS: If the workflow worked before you might have accidentally set the batch_size "
     "to a large number."
 )
+
+
+def _preview_jpeg() -> bytes:
+    """A 512x512 JPEG like ComfyUI's latent previews (--preview-size 512)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (512, 512), (200, 60, 30)).save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
+
+
+PREVIEW_JPEG = _preview_jpeg()
 
 
 def fixture(name: str) -> Any:
@@ -97,6 +119,7 @@ class _Socket:
     client_id: str
     protocol: ServerProtocol
     writer: asyncio.StreamWriter
+    metadata: bool = False  # negotiated type-4 previews (feature_flags)
 
     def send(self, frame: dict[str, Any]) -> None:
         self.protocol.send_text(json.dumps(frame).encode())
@@ -108,6 +131,11 @@ class FakeComfy:
         self.scenario = "ok"
         self.next_scenarios: list[str] = []  # taken one per run before `scenario`
         self.step_delay = 0.0
+        self.preview_method: str | None = None  # ComfyUI's --preview-method; None: no previews
+        self.supports_metadata = True  # answers feature_flags (ComfyUI >= 0.3.4x)
+        self.foreign_previews = False
+        self.previews_sent = 0
+        self.feature_flags: list[dict[str, Any]] = []  # what clients advertised
         self.installed: dict[str, list[str]] | None = None
         self.calls: list[tuple[str, str, Any]] = []
         self.headers: list[tuple[str, dict[str, str]]] = []  # (path, lower-cased headers)
@@ -457,7 +485,8 @@ class FakeComfy:
                 if not data:
                     break
                 protocol.receive_data(data)
-                protocol.events_received()
+                for event in protocol.events_received():
+                    self._client_frame(sock, event)
                 writer.write(b"".join(protocol.data_to_send()))
                 if protocol.close_expected():  # the client closed: answered, now hang up
                     break
@@ -467,6 +496,49 @@ class FakeComfy:
             if self._sockets.get(client_id) is sock:
                 del self._sockets[client_id]
             writer.close()
+
+    def _client_frame(self, sock: _Socket, event: Any) -> None:
+        """A client's text frame: ComfyUI acts on `feature_flags` only."""
+        if getattr(event, "opcode", None) != Opcode.TEXT:
+            return
+        with contextlib.suppress(ValueError, AttributeError):
+            message = json.loads(event.data)
+            if message.get("type") == "feature_flags":
+                flags = message.get("data") or {}
+                with self._cond:
+                    self.feature_flags.append(flags)
+                    self._cond.notify_all()
+                if self.supports_metadata:
+                    sock.metadata = bool(flags.get("supports_preview_metadata"))
+                    sock.send(
+                        {
+                            "type": "feature_flags",
+                            "data": {"supports_preview_metadata": True, "max_upload_size": 1},
+                        }
+                    )
+
+    def _preview(self, prompt: _Prompt, prompt_id: str | None = None) -> None:
+        """A latent preview of `prompt` (or one naming `prompt_id`), as ComfyUI sends it."""
+        sock = self._sockets.get(prompt.client_id or "")
+        if sock is None:
+            return
+        if sock.metadata:
+            meta = {
+                "node_id": "3",
+                "prompt_id": prompt_id or prompt.prompt_id,
+                "display_node_id": "3",
+                "parent_node_id": None,
+                "real_node_id": "3",
+                "image_type": "image/jpeg",
+            }
+            raw = json.dumps(meta).encode()
+            data = b"\x00\x00\x00\x04" + len(raw).to_bytes(4, "big") + raw + PREVIEW_JPEG
+        else:
+            data = b"\x00\x00\x00\x01\x00\x00\x00\x01" + PREVIEW_JPEG
+        self._send_bytes(prompt, data)
+        with self._cond:
+            self.previews_sent += 1
+            self._cond.notify_all()
 
     def _send(self, prompt: _Prompt, frame: dict[str, Any]) -> None:
         if frame.get("type") == "status" or frame.get("type") == "execution_interrupted":
@@ -648,9 +720,6 @@ class FakeComfy:
             self._finish(prompt, "success", {output: {"images": self._cache[key]}}, [])
             return
         if scenario == "progress":
-            # A latent preview first, as a server with --preview-method sends: the recorded
-            # binary frame (event 1, PNG), which a client must skip.
-            self._send_bytes(prompt, (FIXTURES / "ws_binary_legacy_frame.bin").read_bytes())
             steps = int(graph[sampler]["inputs"].get("steps", 4)) if sampler != output else 4
             self._send_executing(prompt, sampler)
             for step in range(1, steps + 1):
@@ -668,6 +737,10 @@ class FakeComfy:
                         },
                     },
                 )
+                if self.preview_method:
+                    if self.foreign_previews:
+                        self._preview(prompt, str(uuid.uuid4()))
+                    self._preview(prompt)
         if scenario == "drop":
             self._send(
                 prompt,

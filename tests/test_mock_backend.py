@@ -210,7 +210,7 @@ def test_delay_blocks_spends_the_delay_in_a_thread_reporting_progress_in_order()
     backend = MockBackend("mock", options(delay_ms=5, delay_blocks=True))
     reports = []
 
-    def progress(fraction):
+    def progress(fraction, preview=None):
         reports.append((fraction, threading.current_thread()))
 
     request = Request(prompt=PROMPT, width=96, height=64, steps=5, seed=3)
@@ -238,7 +238,9 @@ def test_a_generate_cancelled_in_a_blocking_delay_returns_while_the_sleep_goes_o
 
     async def main():
         request = Request(prompt=PROMPT, steps=4, seed=1)
-        task = asyncio.create_task(backend.generate(request, reports.append))
+        task = asyncio.create_task(
+            backend.generate(request, lambda fraction, preview=None: reports.append(fraction))
+        )
         assert await asyncio.to_thread(entered.wait, HANG_GUARD_S)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

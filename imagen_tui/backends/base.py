@@ -63,9 +63,27 @@ class Result:
     height: int | None = None
 
 
-# Called by a backend with the fraction done (0..1) as a generation advances;
-# it may be called from any thread and must return at once.
-Progress = Callable[[float], None]
+@dataclass(frozen=True)
+class Preview:
+    """A picture of a generation in progress (a sampler's latent preview).
+
+    `image` is an encoded JPEG or PNG as the backend got or drew it, any size;
+    whoever keeps it bounds and re-encodes it. `step`/`total`: the sampler step
+    it shows, when known.
+    """
+
+    image: bytes
+    mime_type: str = "image/jpeg"
+    step: int | None = None
+    total: int | None = None
+
+
+class Progress(Protocol):
+    """Called by a backend with the fraction done (0..1) as a generation advances,
+    and with a `Preview` when it has one. It may be called from any thread and
+    must return at once (a receiver that is busy drops the preview)."""
+
+    def __call__(self, fraction: float, preview: Preview | None = None) -> None: ...
 
 
 @runtime_checkable

@@ -1,4 +1,4 @@
-"""The queue commands: `imagen submit`, `imagen jobs [list | cancel | retry]` and
+"""The queue commands: `imagen submit`, `imagen jobs [list | cancel | retry | follow]` and
 `imagen series list | show | pick`.
 
 They talk to the database through `services.session`, which starts the
@@ -9,6 +9,7 @@ loads any of it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from imagen_tui.limits import JOB_STATUSES, MAX_COUNT, MAX_ID, MAX_LIST_LIMIT
 
 if TYPE_CHECKING:
     from imagen_tui.core.rows import JobChange, JobRow, TryRow
+    from imagen_tui.services.follow import FollowEvent
 
 _ID = bounded_int(1, MAX_ID)
 
@@ -94,6 +96,63 @@ def cmd_jobs_change(args: argparse.Namespace) -> int:
         else:
             out(f"{job.id} {job.status} (was {job.was})")
     return 0
+
+
+def _follow_line(event: FollowEvent) -> str:
+    job = f"job {event.job_id}:"
+    if event.kind == "link":
+        if event.error:
+            return f"live updates lost, reconnecting: {cell(event.error, 200)}"
+        return "live updates back"
+    if event.kind == "status":
+        return f"{job} {event.status}"
+    if event.kind == "progress":
+        percent = f"{round((event.progress or 0.0) * 100)}%"
+        if event.step is not None and event.total is not None:
+            return f"{job} progress {event.step}/{event.total} ({percent})"
+        return f"{job} progress {percent}"
+    if event.kind == "preview":
+        size = f"{(event.size or 0) / 1024:.1f} KB"
+        line = f"{job} preview {event.width}x{event.height} ({size})"
+        if event.step is not None and event.total is not None:
+            line += f" step {event.step}/{event.total}"
+        return line
+    if event.kind == "done":
+        return f"{job} done {event.path or ''}".rstrip()
+    if event.kind == "failed":
+        return f"{job} failed: {cell(event.error or '', 500)}"
+    return f"{job} {event.kind}"
+
+
+def cmd_jobs_follow(args: argparse.Namespace) -> int:
+    """`imagen jobs follow ID...`: one line (or JSON object) per event until the jobs
+    end; 0 when all are done, 1 when one failed or was canceled."""
+    from imagen_tui.services.follow import follow_jobs
+
+    workbench = open_workbench(args.config)
+    ended: dict[int, str] = {}
+
+    async def follow(db: services.Session) -> None:
+        async for event in follow_jobs(db, args.ids):
+            if event.kind in ("done", "failed", "canceled") and event.job_id is not None:
+                ended[event.job_id] = event.kind
+            if args.json:
+                json_line(
+                    {
+                        "event": event.kind,
+                        **{
+                            k: (str(v) if k == "path" and v is not None else v)
+                            for k, v in dataclasses.asdict(event).items()
+                            if k != "kind"
+                        },
+                    }
+                )
+            else:
+                out(_follow_line(event))
+
+    with services.session(workbench) as db:
+        asyncio.run(follow(db))
+    return 0 if all(kind == "done" for kind in ended.values()) else 1
 
 
 # --------------------------------------------------------------------------- series
@@ -206,6 +265,16 @@ def add_commands(commands: Any, config_flag: argparse.ArgumentParser) -> None:
         action.add_argument("ids", metavar="ID", type=_ID, nargs="+", help="job id")
         action.add_argument("--json", action="store_true", help="print one JSON object per job")
         action.set_defaults(handler=cmd_jobs_change)
+
+    follow = actions.add_parser(
+        "follow",
+        parents=[config_flag],
+        help="print each event of jobs (status, progress, previews, the result) until they "
+        "end; exit 0 when all are done, 1 when one failed or was canceled",
+    )
+    follow.add_argument("ids", metavar="ID", type=_ID, nargs="+", help="job id")
+    follow.add_argument("--json", action="store_true", help="print one JSON object per event")
+    follow.set_defaults(handler=cmd_jobs_follow)
 
     series_flags = Parser(add_help=False, parents=[config_flag])
     _listing_options(series_flags, 20)

@@ -26,8 +26,20 @@ class Disconnected:
 
 
 @dataclass(frozen=True)
+class PreviewNote:
+    """What a preview event says of the new preview (the picture is read apart)."""
+
+    step: int | None
+    total: int | None
+    width: int
+    height: int
+    size: int  # bytes of the JPEG
+
+
+@dataclass(frozen=True)
 class JobEvent:
-    """A job was inserted, or its status or progress changed: re-read it."""
+    """A job was inserted, or its status or progress changed: re-read it. With
+    `preview`: the running job has a new preview (its row did not change)."""
 
     id: int
     status: str
@@ -35,6 +47,7 @@ class JobEvent:
     series_idx: int | None = None
     progress: float | None = None
     image_id: int | None = None
+    preview: PreviewNote | None = None
 
     @classmethod
     def parse(cls, payload: str) -> JobEvent | None:
@@ -51,9 +64,24 @@ class JobEvent:
                 series_idx=_optional_int(data.get("series_idx")),
                 progress=None if progress is None else float(progress),
                 image_id=_optional_int(data.get("image_id")),
+                preview=_preview(data.get("preview")),
             )
         except (ValueError, KeyError, TypeError):
             return None
+
+
+def _preview(value: Any) -> PreviewNote | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError("preview: not an object")
+    return PreviewNote(
+        step=_optional_int(value.get("step")),
+        total=_optional_int(value.get("total")),
+        width=_int(value["width"]),
+        height=_int(value["height"]),
+        size=_int(value["bytes"]),
+    )
 
 
 def _int(value: Any) -> int:

@@ -55,6 +55,7 @@ class JobRow:
     object_uri: str | None = None  # the image's remote copy (Supabase Storage), if any
     # Pending, and no online worker serves its backend (or, with none, has a default).
     unserved: bool = False
+    steps: int | None = None  # the steps asked for (None: the backend's default)
 
     @property
     def path(self) -> Path | None:
@@ -224,3 +225,16 @@ def backends_served(workers: Sequence[WorkerPresence]) -> dict[str, int]:
             for name in worker.backends:
                 served[name] = served.get(name, 0) + 1
     return dict(sorted(served.items()))
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    """A running job's latest live preview (imagen.previews): a small JPEG."""
+
+    job_id: int
+    step: int | None
+    total: int | None
+    width: int
+    height: int
+    jpeg: bytes
+    updated_at: datetime

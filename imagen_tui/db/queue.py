@@ -48,6 +48,7 @@ from imagen_tui.jobs.types import (
     CancelHint,
     Completion,
     Job,
+    PreviewImage,
     QueueRejected,
     QueueUnavailable,
     Signal,
@@ -163,6 +164,31 @@ UPDATE imagen.jobs
 """
 
 _PROGRESS = f"UPDATE imagen.jobs SET progress = %(progress)s {_FENCE}"
+
+# The job's latest preview, and a job event saying so (the payload names the
+# step and size, never the picture: listeners read it if they show it). FOR
+# SHARE: a completion or cancel committing meanwhile is waited for and seen, so
+# no preview outlives its job's run (the trigger of 0008 deletes it then).
+_PREVIEW = f"""
+WITH job AS (
+    SELECT id, series_id, series_idx, progress FROM imagen.jobs {_FENCE} FOR SHARE
+), kept AS (
+    INSERT INTO imagen.previews (job_id, step, total, width, height, jpeg, updated_at)
+    SELECT id, %(step)s, %(total)s, %(width)s, %(height)s, %(jpeg)s, now() FROM job
+    ON CONFLICT (job_id) DO UPDATE
+       SET step = EXCLUDED.step, total = EXCLUDED.total, width = EXCLUDED.width,
+           height = EXCLUDED.height, jpeg = EXCLUDED.jpeg, updated_at = EXCLUDED.updated_at
+    RETURNING job_id
+)
+SELECT pg_notify('imagen_job_events', json_build_object(
+           'id', job.id, 'series_id', job.series_id, 'series_idx', job.series_idx,
+           'status', 'running', 'progress', job.progress,
+           'preview', json_build_object('step', %(step)s::int, 'total', %(total)s::int,
+                                        'width', %(width)s::int, 'height', %(height)s::int,
+                                        'bytes', octet_length(%(jpeg)s::bytea))
+       )::text)
+  FROM job JOIN kept ON kept.job_id = job.id
+"""
 
 _STATE = "SELECT status, lease_id = %(lease)s AS ours FROM imagen.jobs WHERE id = %(job_id)s"
 
@@ -388,6 +414,11 @@ class PgQueue:
 
     async def progress(self, job: Job, fraction: float) -> bool:
         return await self._write(_PROGRESS, self._fenced(job, progress=fraction))
+
+    async def preview(self, job: Job, preview: PreviewImage) -> bool:
+        params = self._fenced(job, **preview.__dict__)
+        rows, _ = await self._run(_PREVIEW, params)
+        return bool(rows)
 
     async def lost(self, job: Job) -> str | None:
         rows, _ = await self._run(_STATE, self._fenced(job))

@@ -32,6 +32,7 @@ from imagen_tui.core.rows import GalleryCard as GalleryCard
 from imagen_tui.core.rows import ImageRow as ImageRow
 from imagen_tui.core.rows import JobChange as JobChange
 from imagen_tui.core.rows import JobRow as JobRow
+from imagen_tui.core.rows import PreviewRow as PreviewRow
 from imagen_tui.core.rows import SeriesDetail as SeriesDetail
 from imagen_tui.core.rows import SeriesRow as SeriesRow
 from imagen_tui.core.rows import Submitted as Submitted
@@ -121,7 +122,7 @@ SELECT j.id, j.status, j.series_id, j.series_idx, j.prompt,
        coalesce(j.backend, i.backend) AS backend,
        coalesce(i.seed, j.seed) AS seed, j.attempts, j.max_attempts, j.progress, j.error,
        j.image_id, /*fleet*/i.storage_uri AS storage_uri, j.created_at, j.started_at,
-       j.finished_at, i.object_uri, {_UNSERVED} AS unserved
+       j.finished_at, i.object_uri, {_UNSERVED} AS unserved, j.steps
   FROM imagen.jobs j LEFT JOIN imagen.images i ON i.id = j.image_id
 """
 
@@ -149,6 +150,19 @@ def jobs_by_id(ids: Sequence[int]) -> Query[list[JobRow]]:
         f"{_JOB_SELECT} WHERE j.id = ANY(%(ids)s) ORDER BY j.id DESC",
         {"ids": list(ids)},
         lambda rows: [_build(JobRow, row) for row in rows],
+    )
+
+
+def job_preview(job_id: int) -> Query[PreviewRow | None]:
+    """The latest preview of a running job; None when it has none (or it is not
+    the caller's: the table's row-level security is that of jobs)."""
+    return Query(
+        """SELECT job_id, step, total, width, height, jpeg, updated_at
+             FROM imagen.previews WHERE job_id = %(id)s""",
+        {"id": job_id},
+        lambda rows: (
+            _build(PreviewRow, {**rows[0], "jpeg": bytes(rows[0]["jpeg"])}) if rows else None
+        ),
     )
 
 

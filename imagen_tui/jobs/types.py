@@ -76,6 +76,17 @@ class Completion:
     options: Mapping[str, Any] = field(default_factory=dict)  # the job's own inputs, as used
 
 
+@dataclass(frozen=True)
+class PreviewImage:
+    """A running job's latest preview as the worker keeps it: JPEG, small."""
+
+    jpeg: bytes
+    width: int
+    height: int
+    step: int | None = None
+    total: int | None = None
+
+
 class QueueError(Exception):
     """The queue could not do what was asked. `str()` is one line for a log or a job."""
 
@@ -160,6 +171,11 @@ class Queue(Protocol):
         ...
 
     async def progress(self, job: Job, fraction: float) -> bool: ...
+
+    async def preview(self, job: Job, preview: PreviewImage) -> bool:
+        """Keep `preview` as the job's latest (replacing any older one) and tell the
+        live views; False when the claim no longer holds the job."""
+        ...
 
     async def lost(self, job: Job) -> str | None:
         """None while the job still runs under this claim; else why not (`canceled`, ...)."""

@@ -81,6 +81,7 @@ from imagen_tui.limits import (
     DEFAULT_POLL_S,
     JOB_SLACK_S,
     MAX_OOM_HANDBACKS,
+    PREVIEW_INTERVAL_S,
     PROGRESS_INTERVAL_S,
     UPLOAD_DEADLINE_S,
 )
@@ -134,6 +135,7 @@ class WorkerOptions:
     poll_interval: float = DEFAULT_POLL_S  # safety poll and rescue period, seconds
     once: bool = False  # drain the queue, then exit
     progress_interval: float = PROGRESS_INTERVAL_S
+    preview_interval: float = PREVIEW_INTERVAL_S  # at most one preview write per job per this
     stop_grace_s: float = 10.0  # after a second stop: time to hand jobs back, then exit anyway
     gpu_wait: GpuWait = DEFAULT_GPU_WAIT  # a ComfyUI instance short of memory looks again
 
@@ -514,7 +516,9 @@ class Worker:
         except InputError as error:  # bad job parameters: retrying cannot help
             await self._settle(job, "failed", str(error))
             return
-        progress = ProgressWriter(self.queue, job, self.options.progress_interval)
+        progress = ProgressWriter(
+            self.queue, job, self.options.progress_interval, self.options.preview_interval
+        )
         backend = self.workbench.backend(planned.backend)
         # One deadline for the whole run, upload included (see job_deadline_s).
         limit = job_deadline_s(backend)

@@ -25,6 +25,8 @@ One module per concern:
 - `ledger`: `UsageLedger` (the usage rows of `imagen generate`).
 - `feed`: `JobFeed`, job events turned into fresh rows and news (the TUI's
   live views; no Textual code).
+- `follow`: `follow_jobs`, a few jobs' events until they end (`imagen jobs
+  follow`).
 
 Importing this package imports none of them: each name below is loaded from
 its module on first use (PEP 562), so `imagen --help` pays only for what it
@@ -54,6 +56,8 @@ if TYPE_CHECKING:
     from imagen_tui.services.feed import JobFeed as JobFeed
     from imagen_tui.services.feed import JobsUpdate as JobsUpdate
     from imagen_tui.services.feed import Notice as Notice
+    from imagen_tui.services.follow import FollowEvent as FollowEvent
+    from imagen_tui.services.follow import follow_jobs as follow_jobs
     from imagen_tui.services.ledger import UsageLedger as UsageLedger
     from imagen_tui.services.local_worker import BACKENDS_ENV as BACKENDS_ENV
     from imagen_tui.services.local_worker import PARENT_PIPE_ENV as PARENT_PIPE_ENV
@@ -99,6 +103,7 @@ _HOMES: dict[str, str] = {
         "imagen_tui.services.database",
     ),
     **dict.fromkeys(("JobFeed", "JobsUpdate", "Notice"), "imagen_tui.services.feed"),
+    **dict.fromkeys(("FollowEvent", "follow_jobs"), "imagen_tui.services.follow"),
     "UsageLedger": "imagen_tui.services.ledger",
     **dict.fromkeys(
         (

@@ -7,6 +7,11 @@ replaces its older queued one and a flood becomes a few reads. After the
 listener reconnects, events sent while it was away are lost, so the feed
 asks for one reload of everything shown.
 
+A preview event (a running job has a new live preview) re-reads nothing: it
+goes to `on_preview` as it came, for the views that show that job to read the
+picture (`Session.job_preview`) if they want it. So previews never cost the
+job table a query.
+
 It also spots what deserves a notification: a job that failed and a series
 whose every try has finished, each once (again after a retry).
 
@@ -64,9 +69,11 @@ class JobFeed:
         on_update: Callable[[JobsUpdate], None],
         on_link: Callable[[bool, str], None],
         on_notice: Callable[[Notice], None],
+        on_preview: Callable[[JobEvent], None] | None = None,
     ) -> None:
         self._session = session
         self._on_update, self._on_link, self._on_notice = on_update, on_link, on_notice
+        self._on_preview = on_preview
         self._pending: dict[int, JobEvent] = {}
         self._reading: asyncio.Task[None] | None = None
         self._failed_seen: set[int] = set()
@@ -75,7 +82,10 @@ class JobFeed:
     async def run(self) -> None:
         """Follow the events until cancelled (the app's worker is)."""
         async for item in self._session.events():
-            if isinstance(item, JobEvent):
+            if isinstance(item, JobEvent) and item.preview is not None:
+                if self._on_preview is not None:
+                    self._on_preview(item)
+            elif isinstance(item, JobEvent):
                 if item.status not in FINISHED_STATUSES:  # retried, or running: news again later
                     self._failed_seen.discard(item.id)
                     if item.series_id is not None:

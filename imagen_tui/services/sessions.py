@@ -19,6 +19,7 @@ from imagen_tui.core.rows import (
     ImageRow,
     JobChange,
     JobRow,
+    PreviewRow,
     SeriesDetail,
     SeriesRow,
     Submitted,
@@ -52,6 +53,8 @@ class Session(Protocol):
     def jobs(self, status: str | None = None, limit: int = 50) -> list[JobRow]: ...
 
     def jobs_by_id(self, job_ids: Sequence[int]) -> list[JobRow]: ...
+
+    def job_preview(self, job_id: int) -> PreviewRow | None: ...
 
     def series(self, limit: int = 20) -> list[SeriesRow]: ...
 
@@ -124,6 +127,10 @@ class DbSession:
     def jobs_by_id(self, job_ids: Sequence[int]) -> list[JobRow]:
         """These jobs as they are now (a live view re-reading what its events named)."""
         return self.run(q.jobs_by_id(job_ids))
+
+    def job_preview(self, job_id: int) -> PreviewRow | None:
+        """The running job's latest live preview (a small JPEG), if it has one."""
+        return self.run(q.job_preview(job_id))
 
     def series(self, limit: int = 20) -> list[SeriesRow]:
         return self.run(q.series_page(limit))

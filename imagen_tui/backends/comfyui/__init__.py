@@ -24,9 +24,15 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from imagen_tui.backends.base import Progress, Request, Result, random_seed
+from imagen_tui.backends.base import Preview, Progress, Request, Result, random_seed
 from imagen_tui.backends.comfyui import errors
-from imagen_tui.backends.comfyui.client import DROPPED, Frame, Session, Unreachable
+from imagen_tui.backends.comfyui.client import (
+    DROPPED,
+    PREVIEW,
+    Frame,
+    Session,
+    Unreachable,
+)
 from imagen_tui.backends.comfyui.memory import Ollama, Vram, free_models, read_vram
 from imagen_tui.backends.comfyui.workflow import (
     BUILTIN_WORKFLOWS,
@@ -177,6 +183,7 @@ class ComfyBackend:
         started = False
         deadline = loop.time() + self.queue_timeout
         done = 0.0
+        step: tuple[int, int] | None = None  # the sampler's last (step, steps)
         reconnects = 0
         ended = False
         lost: GenerationError | None = None  # why the socket is down, while it is
@@ -262,7 +269,12 @@ class ComfyBackend:
                 value, maximum = data.get("value"), data.get("max")
                 if isinstance(value, int | float) and isinstance(maximum, int | float) and maximum:
                     done = max(done, min(1.0, value / maximum))
+                    step = (int(value), int(maximum))
                     progress(done)
+            elif kind == PREVIEW:
+                if progress is not None:
+                    shown, total = step if step is not None else (None, None)
+                    progress(done, Preview(data["image"], data["mime_type"], shown, total))
             elif kind == "execution_error":
                 raise errors.execution_error(session.name, data)
             elif kind == "execution_interrupted":

@@ -3,7 +3,16 @@
 A backend instance keeps one `Session` for all its jobs: one httpx client,
 one WebSocket under one `clientId`. A reader task routes each text frame
 to the mailbox of the prompt it names (`data.prompt_id`); frames for other
-prompts, `status` frames and binary previews are dropped. When the socket
+prompts and `status` frames are dropped.
+
+Binary frames are latent previews (a server started with `--preview-method`):
+the client advertises `supports_preview_metadata` in a `feature_flags`
+message on connect, and a server that supports it sends event type 4 (JSON
+metadata naming the prompt, then the image), routed by its prompt id. Older
+servers send type 1 (format, then the image), which names no prompt: it goes
+to the prompt this socket last saw executing (ComfyUI runs one at a time).
+Previews reach the mailbox as `PREVIEW` frames; frames for another prompt,
+text frames (type 3) and malformed or oversized ones are dropped. When the socket
 closes, every mailbox gets `DROPPED`, and each follower polls `/history`
 and reconnects (same `clientId`: ComfyUI replaces the old socket and
 re-sends the current `executing`), so no result is lost with a socket.
@@ -36,6 +45,40 @@ Frame = Mapping[str, Any]
 DROPPED: Final = None  # put in every mailbox when the socket closes
 CANCEL_TIMEOUT_S = 3.0  # a cancel's queue delete + interrupt give up after this
 MAX_FRAME_BYTES = 64 * 2**20  # binary previews can be large; we drop them unread
+MAX_PREVIEW_BYTES = 8 * 2**20  # a larger preview image is dropped
+MAX_PREVIEW_METADATA = 4096  # bytes of a type-4 frame's JSON
+PREVIEW: Final = "imagen_preview"  # the `type` of a preview frame put in a mailbox
+PREVIEW_MIME = {1: "image/jpeg", 2: "image/png"}  # type-1 frames' format codes
+
+
+def parse_preview(message: bytes) -> tuple[str | None, bytes, str] | None:
+    """(prompt id or None, image bytes, MIME type) of a binary preview frame; None for
+    any other binary frame or a malformed one."""
+    if len(message) < 8:
+        return None
+    event = int.from_bytes(message[:4], "big")
+    if event == 1:
+        mime = PREVIEW_MIME.get(int.from_bytes(message[4:8], "big"))
+        image = message[8:]
+        if mime is None or not image or len(image) > MAX_PREVIEW_BYTES:
+            return None
+        return None, image, mime
+    if event == 4:
+        size = int.from_bytes(message[4:8], "big")
+        if size > MAX_PREVIEW_METADATA or 8 + size >= len(message):
+            return None
+        try:
+            meta = json.loads(message[8 : 8 + size])
+        except ValueError:
+            return None
+        if not isinstance(meta, dict) or not isinstance(meta.get("prompt_id"), str):
+            return None
+        mime = meta.get("image_type")
+        image = message[8 + size :]
+        if mime not in PREVIEW_MIME.values() or len(image) > MAX_PREVIEW_BYTES:
+            return None
+        return meta["prompt_id"], image, str(mime)
+    return None
 
 
 class Unreachable(GenerationError):
@@ -77,6 +120,10 @@ class Session:
         self._reader: asyncio.Task[None] | None = None
         self._mailboxes: dict[str, asyncio.Queue[Frame | None]] = {}
         self._lock: asyncio.Lock | None = None
+        self._executing: str | None = None  # the prompt this socket last saw start
+        # What the server said in its `feature_flags` reply (None: no reply yet).
+        self.server_features: Mapping[str, Any] | None = None
+        self.previews_seen = 0  # preview frames of our prompts since the session opened
 
     # ------------------------------------------------------------ socket
 
@@ -132,6 +179,10 @@ class Session:
                     f"{self.name}: could not open the WebSocket to ComfyUI at {self.shown_url} "
                     f"({one_line(why, 200)})"
                 ) from None
+            # Ask for type-4 previews (naming their prompt); an older server ignores it.
+            flags = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await ws.send(json.dumps(flags))
             self._ws = ws
             self._reader = asyncio.create_task(self._read(ws), name=f"{self.name} websocket")
 
@@ -169,20 +220,53 @@ class Session:
         try:
             async for message in ws:
                 if not isinstance(message, str):
-                    continue  # a binary preview frame
+                    self._preview(message)
+                    continue
                 try:
                     frame = json.loads(message)
+                    if frame.get("type") == "feature_flags" and isinstance(frame["data"], dict):
+                        self.server_features = frame["data"]
+                        continue
                     prompt_id = frame["data"]["prompt_id"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # status, feature_flags, crash reports: not about a prompt
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue  # status, crash reports: not about a prompt
                 box = self._mailboxes.get(prompt_id) if isinstance(prompt_id, str) else None
                 if box is not None:
+                    self._track(frame, prompt_id)
                     box.put_nowait(frame)
         except (websockets.ConnectionClosed, OSError) as error:
             log.info("%s: websocket closed: %s", self.name, error)
         finally:
             for box in self._mailboxes.values():
                 box.put_nowait(DROPPED)
+
+    def _track(self, frame: Frame, prompt_id: str) -> None:
+        """Which of our prompts runs now (for type-1 previews, which name none)."""
+        kind, data = frame.get("type"), frame.get("data") or {}
+        if kind in ("execution_start", "progress") or (
+            kind == "executing" and data.get("node") is not None
+        ):
+            self._executing = prompt_id
+        elif self._executing == prompt_id and kind in (
+            "executing",
+            "execution_error",
+            "execution_interrupted",
+            "execution_success",
+        ):
+            self._executing = None
+
+    def _preview(self, message: bytes) -> None:
+        parsed = parse_preview(message)
+        if parsed is None:
+            return
+        prompt_id, image, mime = parsed
+        if prompt_id is None:
+            prompt_id = self._executing
+        box = self._mailboxes.get(prompt_id) if prompt_id is not None else None
+        if box is None:
+            return  # another client's prompt, or one no longer followed
+        self.previews_seen += 1
+        box.put_nowait({"type": PREVIEW, "data": {"image": image, "mime_type": mime}})
 
     # ------------------------------------------------------------ HTTP
 

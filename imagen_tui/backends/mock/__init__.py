@@ -18,8 +18,15 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from imagen_tui.backends.base import Progress, Request, Result, random_seed, run_blocking
-from imagen_tui.backends.mock.render import MODEL_NAME, render
+from imagen_tui.backends.base import (
+    Preview,
+    Progress,
+    Request,
+    Result,
+    random_seed,
+    run_blocking,
+)
+from imagen_tui.backends.mock.render import MODEL_NAME, preview_jpeg, render, sketch
 from imagen_tui.backends.registry import BackendType, Option
 from imagen_tui.errors import GenerationError
 
@@ -55,12 +62,20 @@ class MockBackend:
                 f"mock backend: prompt contains {marker!r} (fail_if_prompt_contains)"
             )
         if self.delay_ms > 0 and not self.delay_blocks:
-            # Simulated GPU time, reported step by step like a sampler.
+            # Simulated GPU time, reported step by step like a sampler, each step with
+            # a preview: the picture, blurred, then sharper at each step.
             ticks = min(steps, MAX_TICKS)
+            picture = None
+            if progress is not None:
+                picture = await run_blocking(
+                    sketch, request.prompt, request.negative_prompt, request.width,
+                    request.height, steps, seed,
+                )  # fmt: skip
             for tick in range(1, ticks + 1):
                 await asyncio.sleep(self.delay_ms / 1000 / ticks)
-                if progress is not None:
-                    progress(tick / ticks)
+                if progress is not None and picture is not None:
+                    jpeg = await run_blocking(preview_jpeg, picture, tick / ticks)
+                    progress(tick / ticks, Preview(jpeg, "image/jpeg", tick, ticks))
         # In its own daemon thread, not asyncio.to_thread: a cancelled generation
         # (Ctrl-C, a worker's forced stop) returns at once instead of waiting for it.
         abandoned = threading.Event()
@@ -97,12 +112,19 @@ class MockBackend:
         """
         if self.delay_ms > 0 and self.delay_blocks:
             ticks = min(steps, MAX_TICKS)
+            picture = None
+            if progress is not None:
+                picture = sketch(
+                    request.prompt, request.negative_prompt, request.width, request.height,
+                    steps, seed,
+                )  # fmt: skip
             for tick in range(1, ticks + 1):
                 time.sleep(self.delay_ms / 1000 / ticks)
                 if abandoned.is_set():
                     return b""
-                if progress is not None:
-                    progress(tick / ticks)
+                if progress is not None and picture is not None:
+                    jpeg = preview_jpeg(picture, tick / ticks)
+                    progress(tick / ticks, Preview(jpeg, "image/jpeg", tick, ticks))
         return render(
             request.prompt,
             request.negative_prompt,
@@ -127,7 +149,7 @@ MOCK_TYPE = BackendType(
             default=0,
             minimum=0,
             maximum=600_000,
-            help="simulated GPU time per image",
+            help="simulated GPU time per image, reported step by step with a preview each",
         ),
         Option(
             "delay_blocks",

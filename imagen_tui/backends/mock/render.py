@@ -81,6 +81,32 @@ def render(
     return buffer.getvalue()
 
 
+PREVIEW_MAX_SIDE = 256  # the mock's previews: at most this many pixels a side
+PREVIEW_BLUR = 12.0  # the first preview's blur radius (pixels); none at the end
+
+
+def sketch(
+    prompt: str, negative_prompt: str, width: int, height: int, steps: int, seed: int
+) -> Image.Image:
+    """The picture `render` draws (without its text), small: what previews show."""
+    scene = _compose(random.Random(_seed_from(prompt, negative_prompt, seed)))
+    size = _fit_within((width, height), PREVIEW_MAX_SIDE)
+    image = _paint_background(scene, _fit_within(size, BACKGROUND_MAX_SIDE))
+    image = image.resize(size, Image.Resampling.BICUBIC)
+    _paint_shapes(image, scene, steps)
+    return image
+
+
+def preview_jpeg(picture: Image.Image, fraction: float) -> bytes:
+    """`picture` as a sampler would show it `fraction` of the way: blurred, then
+    sharper at each step (JPEG bytes)."""
+    radius = PREVIEW_BLUR * (1.0 - min(max(fraction, 0.0), 1.0))
+    shown = picture.filter(ImageFilter.GaussianBlur(radius)) if radius >= 0.5 else picture
+    buffer = io.BytesIO()
+    shown.save(buffer, "JPEG", quality=70)
+    return buffer.getvalue()
+
+
 def _seed_from(prompt: str, negative_prompt: str, seed: int) -> int:
     """A stable integer for `random.Random` (never the salted built-in `hash`)."""
     canonical = json.dumps([MODEL_NAME, prompt, negative_prompt, seed], ensure_ascii=False)
