@@ -21,6 +21,7 @@ from imagen_tui.core.rows import (
     ImageRow,
     JobChange,
     JobRow,
+    PreviewRow,
     SeriesDetail,
     SeriesRow,
     UsageRow,
@@ -114,6 +115,7 @@ class FixedSession:
     details: dict[int, SeriesDetail] = field(default_factory=dict)
     images: dict[int, ImageRow] = field(default_factory=dict)
     cards: list[GalleryCard] = field(default_factory=list)
+    previews: dict[int, PreviewRow] = field(default_factory=dict)
     calls: list[tuple[str, Any]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -128,6 +130,9 @@ class FixedSession:
 
     def jobs_by_id(self, job_ids: Sequence[int]) -> list[JobRow]:
         return [r for r in self.jobs_rows if r.id in job_ids]
+
+    def job_preview(self, job_id: int) -> PreviewRow | None:
+        return self.previews.get(job_id)
 
     def series(self, limit: int = 20) -> list[SeriesRow]:
         return self.series_rows[:limit]

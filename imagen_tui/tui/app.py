@@ -7,6 +7,8 @@ The app owns the connections and hands screens what they need:
   call it from their own thread workers, never on the event loop.
 - `jobs_signal`: fresh job rows from the `JobFeed` (LISTEN on
   `imagen_job_events`), or a reload request after a reconnect.
+- `previews_signal`: preview events (a running job has a new live preview);
+  the views showing that job read the picture (`tui/previews.py`).
 - the header's subtitle: the database, the listener's state and the worker.
 - the in-app worker: when given a `worker_keeper` (services.WorkerKeeper),
   a check in a thread at start, every poll interval and after each submit
@@ -44,6 +46,7 @@ from textual.widget import AwaitMount
 from textual.worker import Worker, WorkerState
 
 from imagen_tui import services
+from imagen_tui.core.events import JobEvent
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.errors import DatabaseError, ImagenError, InputError
 from imagen_tui.services.feed import JobFeed, Notice
@@ -207,6 +210,8 @@ class WorkbenchApp(App[None]):
         self._switch_interval = sys.getswitchinterval()  # restored on unmount
         self._status = {"database": "opening the database…", "link": "", "worker": ""}
         self.jobs_signal: Signal[JobsUpdate] = Signal(self, "jobs")
+        # A running job has a new live preview (the event only: views read the picture).
+        self.previews_signal: Signal[JobEvent] = Signal(self, "previews")
         self.log_path: str | None = None  # where `imagen.tui` logs (run_app sets it)
         self._apply_theme()
 
@@ -321,6 +326,7 @@ class WorkbenchApp(App[None]):
             on_update=self.jobs_signal.publish,
             on_link=self._link,
             on_notice=self._notice,
+            on_preview=self.previews_signal.publish,
         )
         await feed.run()
 

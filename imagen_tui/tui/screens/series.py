@@ -32,6 +32,7 @@ from imagen_tui.limits import FINISHED_STATUSES
 from imagen_tui.tui import cells
 from imagen_tui.tui.messages import JobsUpdate
 from imagen_tui.tui.pictures import decode
+from imagen_tui.tui.previews import LivePreviews
 from imagen_tui.tui.screens.base import WorkbenchScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen, ViewItem, open_image_file
 from imagen_tui.tui.widgets.footer import Footer
@@ -41,6 +42,7 @@ from imagen_tui.tui.widgets.image_tile import TileInfo
 if TYPE_CHECKING:
     from PIL.Image import Image as Picture
 
+    from imagen_tui.core.events import JobEvent
     from imagen_tui.core.rows import ImageRow, JobRow, SeriesDetail, SeriesRow, TryRow
 
 LIST_PAGE = 100
@@ -107,6 +109,10 @@ class SeriesScreen(WorkbenchScreen):
         self._built = False  # on_mount ran: the widgets are there
         # A series read before the screen was mounted, for on_mount to show.
         self._unshown: tuple[SeriesDetail, list[ImageRow], dict[int, Picture | None]] | None = None
+        # Live previews of running tries (read on their events, shown in their tiles).
+        self._previews = LivePreviews(
+            self, lambda: self.workbench_app.require_session(), self._show_preview
+        )
 
     @property
     def grid(self) -> ImageGrid:
@@ -135,6 +141,7 @@ class SeriesScreen(WorkbenchScreen):
         ):
             self.table.add_column(label, key=key)
         self.workbench_app.jobs_signal.subscribe(self, self._on_jobs)
+        self.workbench_app.previews_signal.subscribe(self, self._on_preview)
         self._built = True
         if self._unshown is not None:
             self._show_series(*self._unshown)
@@ -326,6 +333,17 @@ class SeriesScreen(WorkbenchScreen):
         self._refresh_grid()
         if need_images:
             self._load_series(self.series_id)
+
+    def _on_preview(self, event: JobEvent) -> None:
+        if any(state.job_id == event.id for state in self.tries.values()):
+            self._previews.want(event.id)
+
+    def _show_preview(
+        self, job_id: int, picture: Picture | None, step: int | None, total: int | None
+    ) -> None:
+        state = next((s for s in self.tries.values() if s.job_id == job_id), None)
+        if state is not None and self.is_mounted:
+            self.grid.set_preview(str(state.idx), picture, step, total)
 
     # ----------------------------------------------------------------- actions
 

@@ -136,6 +136,14 @@ class ImageGrid(VerticalScroll, can_focus=True):
         if tile is not None:
             tile.set_picture(picture)
 
+    def set_preview(
+        self, key: str, picture: Picture | None, step: int | None, total: int | None
+    ) -> None:
+        """A running try's latest live preview (shown until its picture comes)."""
+        tile = self.tile(key)
+        if tile is not None:
+            tile.set_preview(picture, step, total)
+
     def select(self, key: str) -> None:
         """Put the cursor on the tile with this key (if there is one)."""
         if key in self.keys:

@@ -3,7 +3,10 @@
 A tile shows what `TileInfo` says: a title in its top border (`#2 ★` for
 the series' winner), a caption in its bottom border, and inside the picture
 once there is one (a PIL image decoded off the event loop by whoever hands
-it over), else the job's status and progress. User text arrives as plain strings and
+it over), else the job's status and progress. While the job runs, the
+latest live preview (`set_preview`) is shown under a one-line progress bar
+with the step, until the final picture replaces it; a preview is forgotten
+as soon as the job is no longer running. User text arrives as plain strings and
 is shown literally (Rich `Text`, never markup).
 
 The picture widget is the one `tui.images` makes (halfcell in tests). The
@@ -83,6 +86,8 @@ class ImageTile(Container):
         self._picture_size = (20, 10)
         self._image: PictureWidget | None = None
         self._shown: Picture | None = None  # the picture the image widget was given
+        self.preview: Picture | None = None  # the running job's latest live preview
+        self._preview_step: tuple[int | None, int | None] = (None, None)
 
     def compose(self) -> ComposeResult:
         yield Static(self._status_text(), classes="tile-status")
@@ -90,15 +95,24 @@ class ImageTile(Container):
             # Known already: composed with the tile, not mounted after it.
             yield self._new_image(self.picture)
 
+    @property
+    def previewing(self) -> bool:
+        """Showing a live preview (the job runs, no final picture yet)."""
+        final = self.picture is not None and self.info.has_image
+        return not final and self.preview is not None and self.info.status == "running"
+
     def _new_image(self, picture: Picture) -> PictureWidget:
         self._image = protocol.new_picture(picture, classes="tile-picture")
-        self._size_image()
         self._shown = picture
+        self._size_image()
         return self._image
 
     def _size_image(self) -> None:
-        if self._image is not None and self.picture is not None:
-            box = protocol.cell_box(self.picture.size, *self._picture_size)
+        if self._image is not None and self._shown is not None:
+            width, height = self._picture_size
+            if self.previewing:
+                height = max(1, height - 1)  # the progress line above it
+            box = protocol.cell_box(self._shown.size, width, height)
             self._image.styles.width, self._image.styles.height = box
 
     def on_mount(self) -> None:
@@ -116,6 +130,15 @@ class ImageTile(Container):
         if self.is_mounted:
             self._apply()
 
+    def set_preview(
+        self, picture: Picture | None, step: int | None = None, total: int | None = None
+    ) -> None:
+        """The running job's latest live preview (ignored once it stopped running)."""
+        self.preview = picture if self.info.status == "running" else None
+        self._preview_step = (step, total)
+        if self.is_mounted:
+            self._apply()
+
     def set_picture_size(self, width: int, height: int) -> None:
         """The picture's size in cells (the grid's layout decides it)."""
         size = (max(1, width), max(1, height))
@@ -129,24 +152,35 @@ class ImageTile(Container):
         self.border_title = f"{info.title} ★" if info.winner else info.title
         self.set_class(info.winner, "-winner")
         self.border_subtitle = cells.user_text(info.caption, 200)
+        if info.status != "running":
+            self.preview = None
         status = self.query_one(".tile-status", Static)
         status.update(self._status_text())
-        showing = self.picture is not None and info.has_image
-        status.display = not showing
-        if showing and self.picture is not None and self._shown is not self.picture:
+        final = self.picture is not None and info.has_image
+        shown = self.picture if final else self.preview if self.previewing else None
+        status.display = shown is None or self.previewing
+        if shown is not None and self._shown is not shown:
             if self._image is None:
-                self.mount(self._new_image(self.picture))
+                self.mount(self._new_image(shown))
             else:
-                self._image.image = self.picture
+                self._image.image = shown
+                self._shown = shown
                 self._size_image()
-                self._shown = self.picture
-        elif not showing and self._image is not None:
+        elif shown is None and self._image is not None:
             self._image.remove()
             self._image = None
             self._shown = None
+        else:
+            self._size_image()
 
     def _status_text(self) -> Text:
         info = self.info
+        if self.previewing:  # one line above the preview: the bar and the step
+            text = cells.progress_bar(info.progress, info.status)
+            step, total = self._preview_step
+            if step is not None and total is not None:
+                text.append(f" {step}/{total}", style="dim")
+            return text
         text = Text()
         text.append_text(cells.status(info.status))
         if info.status in ("pending", "running"):
