@@ -117,3 +117,47 @@ def test_a_tile_shows_comfyuis_previews_then_its_image(home, monkeypatch, db_url
     series_id = submit(app, "flux", 8)
     assert preview_then_final(home, monkeypatch, db_url, app, series_id) == ["preview", "final"]
     assert fake.previews_sent == 8
+
+
+def test_full_screen_shows_the_live_preview_until_the_image_replaces_it(home, monkeypatch, db_url):
+    from imagen_tui.tui.screens.image_view import ImageViewScreen
+    from imagen_tui.tui.screens.live_view import LiveViewScreen
+
+    app = make_app(
+        home,
+        monkeypatch,
+        db_url,
+        f"default_backend: mock\noutput:\n  directory: {home.root / 'out'}\n"
+        "backends:\n  mock:\n    type: mock\n    delay_ms: 3000\n",
+    )
+    series_id = submit(app, "mock", 10)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.session is not None)
+            app.show_series(series_id)
+            grid = await series_grid(pilot, app)
+            await until(pilot, lambda: grid.keys == ["1"])
+            grid.focus()
+            process = worker(home, db_url)
+            try:
+                await until(pilot, lambda: shows_preview(grid), timeout=60)
+                await pilot.press("f")
+                view = await until(
+                    pilot, lambda: isinstance(app.screen, LiveViewScreen) and app.screen
+                )
+                await until(pilot, lambda: view.preview is not None and view._image, timeout=30)
+                status = str(view.query_one("#live-view-status").render())
+                assert "step " in status and "/10" in status
+                final = await until(
+                    pilot,
+                    lambda: isinstance(app.screen, ImageViewScreen) and app.screen,
+                    timeout=60,
+                )
+                await until(pilot, lambda: final.query("#image-view-image"))
+                assert final.item.image.series_id == series_id
+            finally:
+                _, stderr = process.communicate(timeout=60)
+            assert process.returncode == 0, stderr
+
+    run(scenario())

@@ -149,6 +149,7 @@ class WorkbenchApp(App[None]):
         stylesheet("series"),
         stylesheet("gallery"),
         stylesheet("usage"),
+        stylesheet("previews"),
     ]
     # The first screen is built with the app; the others are installed in
     # on_mount (see switch_mode) and built on their first visit.

@@ -35,6 +35,7 @@ from imagen_tui.tui.pictures import decode
 from imagen_tui.tui.previews import LivePreviews
 from imagen_tui.tui.screens.base import WorkbenchScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen, ViewItem, open_image_file
+from imagen_tui.tui.screens.live_view import LiveViewScreen
 from imagen_tui.tui.widgets.footer import Footer
 from imagen_tui.tui.widgets.image_grid import ImageGrid
 from imagen_tui.tui.widgets.image_tile import TileInfo
@@ -356,6 +357,8 @@ class SeriesScreen(WorkbenchScreen):
             state = self._current_try()
             if state is None or self.focused is self.table:
                 return False
+            if action == "full_screen" and state.status in ("pending", "running"):
+                return True  # its live preview
             return state.image_id is not None or None
         if action == "clear_winner":
             return self.selected_image_id is not None or None
@@ -403,6 +406,15 @@ class SeriesScreen(WorkbenchScreen):
         items: list[ViewItem] = []
         index = 0
         current = self._current_try()
+        if current is not None and current.status in ("pending", "running"):
+            if self.series_id is not None:  # its live preview, until its image comes
+                title = f"Series {self.series_id} · try {current.idx} · {self._prompt}"
+                self.app.push_screen(
+                    LiveViewScreen(
+                        current.job_id, self.series_id, title, current.status, current.progress
+                    )
+                )
+            return
         for state in sorted(self.tries.values(), key=lambda s: s.idx):
             image = self.images.get(state.image_id) if state.image_id is not None else None
             if image is None:
