@@ -330,6 +330,8 @@ class FakeComfy:
 
         if method == "GET" and path == "/system_stats":
             stats = fixture("system_stats.json")["response"]["json"]
+            if self.preview_method:
+                stats["system"]["argv"] += ["--preview-method", self.preview_method]
             with self._cond:
                 if self.device is not None:
                     stats["devices"] = [dict(self.device)]

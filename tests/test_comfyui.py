@@ -614,6 +614,7 @@ def test_imagen_backends_shows_reachability_version_gpu_and_each_missing_file(fa
         "workflow: flux-schnell (split)",
         f"reachable: {fake.url}, ComfyUI 0.3.64",
         "device: cpu: 22.6 GiB free of 23.5 GiB",
+        "previews: off (start ComfyUI with --preview-method auto to watch renders appear)",
         "missing model: clip_l.safetensors (models/text_encoders)",
         "missing model: t5xxl_fp8_e4m3fn.safetensors (models/text_encoders)",
     ]

@@ -399,3 +399,33 @@ def test_the_preview_event_is_small_and_names_the_job(db_url):
     event = JobEvent.parse(payload)
     assert event is not None and event.id == job.id and event.preview is not None
     assert (event.preview.step, event.preview.total, event.preview.height) == (3, 20, 256)
+
+
+# ------------------------------------------------------------------ imagen backends
+
+
+def preview_line(fake: FakeComfy) -> str:
+    probed = registry.details({"type": "comfyui", "url": fake.url})
+    return next(line for line in probed.lines if line.startswith("previews: "))
+
+
+def test_the_probe_says_how_to_turn_previews_on_when_the_server_sends_none(home, fake):
+    line = preview_line(fake)
+    assert (
+        line == "previews: off (start ComfyUI with --preview-method auto to watch renders appear)"
+    )
+
+
+def test_the_probe_reads_the_servers_preview_method(home, fake):
+    fake.preview_method = "taesd"
+    assert preview_line(fake) == "previews: on (--preview-method taesd)"
+
+
+def test_the_probe_says_what_the_last_run_showed(home, fake):
+    fake.scenario, fake.preview_method = "progress", "auto"
+    generate(comfy(fake), Seen(), steps=2)
+    fake.preview_method = None  # started by a launcher whose argv says nothing
+    line = preview_line(fake)
+    assert line.startswith("previews: on (seen on the last run, ")
+    generate(comfy(fake), Seen(), steps=2, seed=9)  # no previews this time
+    assert preview_line(fake).startswith("previews: off (none on the last run, ")

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from imagen_tui.backends.base import Preview, Progress, Request, Result, random_seed
-from imagen_tui.backends.comfyui import errors
+from imagen_tui.backends.base import Preview, Progress, Request, Result, random_seed, run_blocking
+from imagen_tui.backends.comfyui import errors, seen
 from imagen_tui.backends.comfyui.client import (
     DROPPED,
     PREVIEW,
@@ -103,6 +103,7 @@ class ComfyBackend:
             if ollama_url
             else None
         )
+        self._previews_recorded: bool | None = None  # what seen.record last wrote
 
     async def vram(self) -> Vram:
         """What the server's first device has for ComfyUI (GenerationError if unreadable)."""
@@ -139,6 +140,7 @@ class ComfyBackend:
         graph = workflow.fill(values)
         prompt_id = str(uuid4())
         session = self.session
+        previews_before = session.previews_seen
         mailbox = session.watch(prompt_id)
         posted = False
         try:
@@ -162,6 +164,7 @@ class ComfyBackend:
             session.unwatch(prompt_id)
         # The same check as every cloud output: type, size, no decompression bomb.
         checked_mime, width, height = output_image_info(session.name, image)
+        await self._remember_previews(session.previews_seen > previews_before)
         return Result(
             image=image,
             mime_type=checked_mime,
@@ -284,6 +287,12 @@ class ComfyBackend:
                 if entry is not None:
                     return self._finished(entry)
                 ended = True  # ComfyUI writes history first, so this is rare: poll it soon
+
+    async def _remember_previews(self, sent: bool) -> None:
+        """For `imagen backends`: whether this server sends previews (written on change)."""
+        if sent != self._previews_recorded:
+            self._previews_recorded = sent
+            await run_blocking(seen.record, self.url, sent)
 
     async def _history_if_up(self, prompt_id: str) -> Mapping[str, Any] | None:
         try:

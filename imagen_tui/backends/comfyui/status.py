@@ -3,11 +3,15 @@
 Reachable or not (naming the URL), the ComfyUI version, each GPU with its
 free VRAM (`/system_stats`), which configured model files are installed
 (the loader nodes' choice lists in `/object_info/{class}`: the same check
-ComfyUI's validation makes), and which request fields the workflow ignores.
+ComfyUI's validation makes), which request fields the workflow ignores, and
+whether it sends live previews (its `--preview-method` in `/system_stats`,
+and what this machine's workers saw on their last run there), or how to turn
+them on.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +19,7 @@ from typing import Any
 import httpx
 
 from imagen_tui import __version__
+from imagen_tui.backends.comfyui import seen
 from imagen_tui.backends.comfyui.workflow import ModelFile, Workflow
 from imagen_tui.backends.http import HttpError, mask, read_token
 from imagen_tui.backends.registry import Probe
@@ -61,6 +66,7 @@ def probe(block: Mapping[str, Any]) -> Probe:
             stats = client.get("/system_stats")
             stats.raise_for_status()
             lines.extend(_stats_lines(shown, stats.json()))
+            lines.append(preview_line(url, stats.json()))
             if workflow is not None and workflow.model_files:
                 found = _model_lines(client, workflow.model_files)
                 lines.extend(found)
@@ -87,6 +93,35 @@ def _stats_lines(url: str, stats: Any) -> list[str]:
         name = one_line(str(device.get("name")), 80)
         lines.append(f"device: {name}: {free:.1f} GiB free of {total:.1f} GiB")
     return lines
+
+
+PREVIEW_HINT = "start ComfyUI with --preview-method auto to watch renders appear"
+
+
+def preview_line(url: str, stats: Any) -> str:
+    """`previews: on (...)` or `previews: off (...)`, with how to turn them on."""
+    system = stats.get("system", {}) if isinstance(stats, Mapping) else {}
+    argv = system.get("argv") if isinstance(system, Mapping) else None
+    method: str | None = None
+    if isinstance(argv, list):
+        for flag, value in itertools.pairwise([*argv, ""]):
+            if not isinstance(flag, str) or not isinstance(value, str):
+                continue
+            if flag == "--preview-method":
+                method = one_line(value, 20)
+            elif flag.startswith("--preview-method="):
+                method = one_line(flag.partition("=")[2], 20)
+    last = seen.last_run(url)
+    why = []
+    if method is not None:
+        why.append(f"--preview-method {method}")
+    if last is not None:
+        when = last.at.astimezone().strftime("%Y-%m-%d %H:%M")
+        why.append(f"{'seen' if last.previews else 'none'} on the last run, {when}")
+    on = (method is not None and method != "none") or (last is not None and last.previews)
+    if not on:
+        why.append(PREVIEW_HINT)
+    return f"previews: {'on' if on else 'off'} ({'; '.join(why)})"
 
 
 def _model_lines(client: httpx.Client, files: tuple[ModelFile, ...]) -> list[str]:
