@@ -25,11 +25,22 @@ Figures:
    series (the tiles stay, their pictures change); and the process RSS with
    it open (see `grid_phase`).
 
+5. preview to tile: a real `imagen worker --once` (a child process) renders
+   a few 512x512 tries on the mock, slowed down so it sends a preview per
+   step (`delay_ms`); for each preview the worker takes (the throttle keeps
+   two a second), the time from the backend handing it to the worker (the
+   worker's clock, CLOCK_MONOTONIC is system-wide) to the frame where the
+   app's Series tile has drawn that step's preview: shrinking, the previews
+   row, NOTIFY, the feed, the read, the decode and the paint. p50/p95.
+   Baseline: the same path up to the NOTIFY arriving on a bare LISTEN
+   connection.
+
 Every app of the events and grid phases is built on a collected heap (see
 `fresh_heap`): a real `imagen-tui` runs one app a process.
 
 Targets (issue 8): start < 1.0 s, event-to-cell p95 < 30 ms, per-event cost
-flat from 10 to 1,000 rows, grid paint < 300 ms, RSS < 200 MB. Missed targets
+flat from 10 to 1,000 rows, grid paint < 300 ms, RSS < 200 MB; (issue 18)
+preview to tile p95 < 150 ms. Missed targets
 are reported; the process exits non-zero only on errors.
 """
 
@@ -37,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import shutil
@@ -59,6 +71,28 @@ TARGET_LAUNCH_S = 1.0
 TARGET_EVENT_P95_MS = 30.0
 TARGET_GRID_MS = 300.0
 TARGET_RSS_MB = 200.0
+TARGET_PREVIEW_P95_MS = 150.0
+
+# `imagen worker --once`, noting the clock when each preview it takes reaches it.
+PREVIEW_WORKER_CHILD = """
+import sys, time
+from imagen_tui.jobs import progress
+
+log = open(sys.argv[1], "a", buffering=1)
+original = progress.ProgressWriter.report
+
+def report(self, fraction, preview=None):
+    now = time.monotonic()
+    taken = self.previews_taken
+    original(self, fraction, preview)
+    if preview is not None and self.previews_taken > taken:
+        log.write(f"{self._job.id} {preview.step} {now}\\n")
+
+progress.ProgressWriter.report = report
+from imagen_tui.cli import main
+sys.argv = ["imagen", "worker", "--once"]
+sys.exit(main())
+"""
 
 LAUNCH_CHILD = """
 import time
@@ -327,6 +361,100 @@ class Bench:
             "rss_before_app_mb": rss_before,
         }
 
+    # ------------------------------------------------------------------ 5. previews
+
+    def preview_phase(self) -> dict[str, list[float]]:
+        """Preview handed to the worker -> the tile painted with it (see the module doc)."""
+        return asyncio.run(self._previews(self.args.previews))
+
+    async def _previews(self, tries: int) -> dict[str, list[float]]:
+        from imagen_tui import services
+        from imagen_tui.core.spec import RequestSpec
+        from imagen_tui.core.workbench import open_workbench
+        from imagen_tui.tui.app import WorkbenchApp
+        from imagen_tui.tui.pictures import protocol
+        from imagen_tui.tui.screens.series import SeriesScreen
+        from imagen_tui.tui.widgets.image_tile import ImageTile
+
+        config = self.home / "previews.yaml"
+        config.write_text(
+            "default_backend: mock\ntui:\n  image_protocol: halfcell\n"
+            "backends:\n  mock:\n    type: mock\n    delay_ms: 4000\n",
+            encoding="utf-8",
+        )
+        env = {**self.env, "IMAGEN_CONFIG": str(config)}
+        workbench = open_workbench(config)
+        protocol.configure(workbench.config)
+        with services.session(workbench) as session:
+            spec = RequestSpec(prompt="a heron at dawn", width=512, height=512, seed=1, steps=20)
+            submitted = session.submit(workbench, spec, tries)
+        painted: dict[tuple[int, int], float] = {}  # (job, step) -> first frame showing it
+        fresh_heap()
+        app = WorkbenchApp(workbench)
+        original = ImageTile._apply
+
+        def apply(tile: ImageTile) -> None:
+            shown = tile._shown
+            original(tile)
+            step = tile._preview_step[0]
+            if tile.previewing and tile._shown is not shown and step is not None:
+                key = (submitted.job_ids[int(tile.info.key) - 1], step)
+                app.call_after_refresh(lambda: painted.setdefault(key, time.monotonic()))
+
+        ImageTile._apply = apply  # type: ignore[method-assign]
+        bare: list[float] = []
+        log = self.root / "previews.log"
+        try:
+            async with app.run_test(size=(200, 60)) as pilot:
+                while app.session is None:
+                    await pilot.pause(0.01)
+                interactive = asyncio.Event()
+                app.call_after_refresh(interactive.set)
+                await interactive.wait()
+                app.show_series(submitted.series_id)
+                while not (
+                    isinstance(app.screen, SeriesScreen)
+                    and app.screen.query("#series-grid")
+                    and app.screen.grid.keys
+                ):
+                    await pilot.pause(0.01)
+                listener = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                await listener.execute("LISTEN imagen_job_events")
+                noted: dict[tuple[int, int], float] = {}
+
+                async def listen() -> None:
+                    import json
+
+                    async for note in listener.notifies():
+                        event = json.loads(note.payload)
+                        if event.get("preview"):
+                            key = (event["id"], event["preview"]["step"])
+                            noted.setdefault(key, time.monotonic())
+
+                listening = asyncio.create_task(listen())
+                worker = await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", PREVIEW_WORKER_CHILD, str(log), env=env,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                )  # fmt: skip
+                while worker.returncode is None:
+                    await pilot.pause(0.05)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(worker.wait(), 0.001)
+                await pilot.pause(0.5)
+                listening.cancel()
+                await listener.close()
+        finally:
+            ImageTile._apply = original  # type: ignore[method-assign]
+        latencies = []
+        for line in log.read_text().splitlines():
+            job, step, at = line.split()
+            key = (int(job), int(step))
+            if key in painted:
+                latencies.append((painted[key] - float(at)) * 1000)
+            if key in noted:
+                bare.append((noted[key] - float(at)) * 1000)
+        return {"tile": latencies, "bare": bare}
+
     def event_phase(self) -> dict[str, Any]:
         count = self.args.events
         (job,) = self.sql("INSERT INTO imagen.jobs (prompt) VALUES ('baseline') RETURNING id")
@@ -338,7 +466,12 @@ class Bench:
         return results
 
 
-def report(launch: dict[str, float], events: dict[str, Any], grid: dict[str, float]) -> None:
+def report(
+    launch: dict[str, float],
+    events: dict[str, Any],
+    grid: dict[str, float],
+    previews: dict[str, list[float]],
+) -> None:
     print()
     print("figure                                  ours        baseline (same run)   target")
     print(
@@ -374,22 +507,43 @@ def report(launch: dict[str, float], events: dict[str, Any], grid: dict[str, flo
         f"this process before the app {grid['rss_before_app_mb']:4.0f} MB"
         f"   < {TARGET_RSS_MB:.0f} MB  {'met' if grid['rss_mb'] < TARGET_RSS_MB else 'MISSED'}"
     )
+    report_previews(previews)
+
+
+def report_previews(previews: dict[str, list[float]]) -> None:
+    tile, bare = previews["tile"], previews["bare"]
+    if tile:
+        p50, p95 = percentile(tile, 0.5), percentile(tile, 0.95)
+        print(
+            f"preview at the worker -> tile, p50/p95 {p50:5.0f} / {p95:4.0f} ms  "
+            f"NOTIFY {percentile(bare, 0.5):4.0f} / {percentile(bare, 0.95):3.0f} ms"
+            f"   p95 < {TARGET_PREVIEW_P95_MS:.0f} ms  {verdict(p95 < TARGET_PREVIEW_P95_MS)}"
+            f"  ({len(tile)} previews)"
+        )
+    else:
+        print("preview at the worker -> tile: no preview reached a tile (MISSED)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--launches", type=int, default=5)
+    parser.add_argument("--previews", type=int, default=4, help="tries rendered with previews")
+    parser.add_argument("--only-previews", action="store_true", help="run only the preview figure")
     args = parser.parse_args()
     bench = Bench(args)
     try:
         bench.start()
+        if args.only_previews:
+            report_previews(bench.preview_phase())
+            return 0
         launch = bench.launch_phase()
         events = bench.event_phase()
         grid = bench.grid_phase()
+        previews = bench.preview_phase()
     finally:
         bench.stop()
-    report(launch, events, grid)
+    report(launch, events, grid, previews)
     return 0
 
 
