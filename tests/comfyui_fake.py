@@ -14,12 +14,12 @@ What a run does is `scenario` when it starts:
   (execution_cached of every node, the old file names, no new file);
 - "progress": sampler steps 1..steps as `progress` frames, `step_delay` apart;
   with `preview_method` set (as `--preview-method auto` does), each step's
-  progress frame is followed by a latent preview (a 512x512 JPEG): binary
-  event type 4 (metadata naming the prompt) on a socket that advertised
-  `supports_preview_metadata` in its `feature_flags` message while
-  `supports_metadata` is on, else type 1 (no prompt id), like ComfyUI;
-  `foreign_previews` also sends, before each, a type-4 preview naming another
-  prompt id;
+  progress frame comes with a latent preview (a 512x512 JPEG): binary event
+  type 4 (metadata naming the prompt), sent before the progress frame, on a
+  socket that advertised `supports_preview_metadata` in its `feature_flags`
+  message while `supports_metadata` is on, else type 1 (no prompt id) after
+  it, as ComfyUI 0.3.64 does; `foreign_previews` also sends, before each
+  type-4 one, a preview naming another prompt id;
 - "exec_error" / "oom": the recorded execution_error (the OOM one with
   torch.OutOfMemoryError and ComfyUI's own tip);
 - "hold": starts, reports one step, then runs until interrupted;
@@ -519,6 +519,10 @@ class FakeComfy:
                         }
                     )
 
+    def _metadata(self, prompt: _Prompt) -> bool:
+        sock = self._sockets.get(prompt.client_id or "")
+        return sock is not None and sock.metadata
+
     def _preview(self, prompt: _Prompt, prompt_id: str | None = None) -> None:
         """A latent preview of `prompt` (or one naming `prompt_id`), as ComfyUI sends it."""
         sock = self._sockets.get(prompt.client_id or "")
@@ -724,9 +728,14 @@ class FakeComfy:
         if scenario == "progress":
             steps = int(graph[sampler]["inputs"].get("steps", 4)) if sampler != output else 4
             self._send_executing(prompt, sampler)
+            metadata = self._metadata(prompt)
             for step in range(1, steps + 1):
                 if self.step_delay:
                     await asyncio.sleep(self.step_delay)
+                if self.preview_method and metadata:  # type 4: before its progress frame
+                    if self.foreign_previews:
+                        self._preview(prompt, str(uuid.uuid4()))
+                    self._preview(prompt)
                 self._send(
                     prompt,
                     {
@@ -739,9 +748,7 @@ class FakeComfy:
                         },
                     },
                 )
-                if self.preview_method:
-                    if self.foreign_previews:
-                        self._preview(prompt, str(uuid.uuid4()))
+                if self.preview_method and not metadata:  # type 1: after it
                     self._preview(prompt)
         if scenario == "drop":
             self._send(

@@ -151,7 +151,7 @@ class ComfyBackend:
                 raise errors.validation_error(
                     f"{session.name}: invalid graph", json_object(response)
                 )
-            entry = await self._follow(prompt_id, mailbox, progress)
+            entry = await self._follow(prompt_id, mailbox, progress, steps)
             image, _mime = await session.view(self._image_of(entry, workflow))
         except asyncio.CancelledError:
             if posted:
@@ -178,7 +178,11 @@ class ComfyBackend:
         )
 
     async def _follow(
-        self, prompt_id: str, mailbox: asyncio.Queue[Frame | None], progress: Progress | None
+        self,
+        prompt_id: str,
+        mailbox: asyncio.Queue[Frame | None],
+        progress: Progress | None,
+        steps: int | None = None,
     ) -> Mapping[str, Any]:
         """Follow the prompt to its end; its /history entry (raises on failure or timeout)."""
         session = self.session
@@ -276,7 +280,13 @@ class ComfyBackend:
                     progress(done)
             elif kind == PREVIEW:
                 if progress is not None:
-                    shown, total = step if step is not None else (None, None)
+                    shown, total = step if step is not None else (0, steps)
+                    if data["before_progress"] and shown is not None:
+                        # ComfyUI sends a type-4 preview before its step's progress frame
+                        # (a type-1 one after it): it shows the step to come.
+                        shown += 1
+                        total = total or steps
+                        shown = min(shown, total) if total else shown
                     progress(done, Preview(data["image"], data["mime_type"], shown, total))
             elif kind == "execution_error":
                 raise errors.execution_error(session.name, data)

@@ -266,7 +266,10 @@ class Session:
         if box is None:
             return  # another client's prompt, or one no longer followed
         self.previews_seen += 1
-        box.put_nowait({"type": PREVIEW, "data": {"image": image, "mime_type": mime}})
+        # Type 4 (it names its prompt) comes before its step's progress frame, type 1 after.
+        named = parsed[0] is not None
+        data = {"image": image, "mime_type": mime, "before_progress": named}
+        box.put_nowait({"type": PREVIEW, "data": data})
 
     # ------------------------------------------------------------ HTTP
 
