@@ -1,6 +1,6 @@
 """How fast and lean the workbench app is, each figure next to a baseline from the same run.
 
-Run:  .venv/bin/python bench/tui.py [--events 200] [--launches 5]
+Run:  .venv/bin/python bench/tui.py [--events 200] [--launches 5] [--previews 4] [--only-previews]
 
 A private embedded PostgreSQL is started in a temp dir (stopped at the end);
 the app runs headless (Textual's `run_test`, or `App.run(headless=True)` in a
