@@ -429,3 +429,18 @@ def test_the_probe_says_what_the_last_run_showed(home, fake):
     assert line.startswith("previews: on (seen on the last run, ")
     generate(comfy(fake), Seen(), steps=2, seed=9)  # no previews this time
     assert preview_line(fake).startswith("previews: off (none on the last run, ")
+
+
+def test_a_preview_after_the_run_ended_is_not_kept(db_url):
+    queue = PgQueue(db_url, new_worker_id())
+    job = claimed(db_url, queue)
+
+    async def scenario() -> ProgressWriter:
+        writer = ProgressWriter(queue, job)
+        await writer.close()  # the generation returned; a late frame comes in
+        writer.report(1.0, Preview(jpeg(), step=10, total=10))
+        await queue.close()
+        return writer
+
+    writer = asyncio.run(scenario())
+    assert writer.previews_taken == 0

@@ -56,6 +56,7 @@ class ProgressWriter:
         self._preview_busy = False
         self._preview_at = -preview_interval  # when the last preview was taken (monotonic)
         self._preview_task: asyncio.Task[None] | None = None
+        self._closed = False
         self.previews_taken = 0
         self.previews_dropped = 0
         self.previews_written = 0
@@ -67,6 +68,8 @@ class ProgressWriter:
             return
         with self._preview_lock:
             now = time.monotonic()
+            if self._closed:
+                return  # the job's run is over: its preview row is gone for good
             if self._preview_busy or now - self._preview_at < self._preview_interval:
                 self.previews_dropped += 1
                 return
@@ -108,6 +111,8 @@ class ProgressWriter:
                 await self._queue.progress(self._job, value)
 
     async def close(self) -> None:
+        with self._preview_lock:
+            self._closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
