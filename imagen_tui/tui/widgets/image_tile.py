@@ -88,6 +88,7 @@ class ImageTile(Container):
         self._shown: Picture | None = None  # the picture the image widget was given
         self.preview: Picture | None = None  # the running job's latest live preview
         self._preview_step: tuple[int | None, int | None] = (None, None)
+        self._status_shape: tuple[bool, int, int] | None = None  # see _apply
 
     def compose(self) -> ComposeResult:
         yield Static(self._status_text(), classes="tile-status")
@@ -155,10 +156,15 @@ class ImageTile(Container):
         if info.status != "running":
             self.preview = None
         status = self.query_one(".tile-status", Static)
-        status.update(self._status_text())
+        text = self._status_text()
         final = self.picture is not None and info.has_image
         shown = self.picture if final else self.preview if self.previewing else None
-        status.display = shown is None or self.previewing
+        display = shown is None or self.previewing
+        # The same lines of the same widths (a new step, a new percentage): no layout.
+        shape = (display, text.plain.count("\n"), text.cell_len)
+        status.update(text, layout=shape != self._status_shape)
+        self._status_shape = shape
+        status.display = display
         if shown is not None and self._shown is not shown:
             if self._image is None:
                 self.mount(self._new_image(shown))
