@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
+from imagen_tui.backends.base import Preview, Progress
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.db.queue import PgQueue
 from imagen_tui.jobs.worker import Worker, WorkerOptions, new_worker_id
@@ -167,3 +168,12 @@ def add_job(db_url: str, prompt: str = "a red fox", **columns: object) -> int:
 
 def status_is(db_url: str, job_id: int, status: str) -> Callable[[], bool]:
     return lambda: job_row(db_url, job_id)["status"] == status
+
+
+def fractions_into(seen: list[float]) -> Progress:
+    """A backend's progress callback that records the fractions (previews ignored)."""
+
+    def progress(fraction: float, preview: Preview | None = None) -> None:
+        seen.append(fraction)
+
+    return progress

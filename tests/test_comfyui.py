@@ -17,6 +17,7 @@ from imagen_tui.backends.base import Request, Result
 from imagen_tui.backends.comfyui import COMFYUI_TYPE, ComfyBackend, load_workflow
 from imagen_tui.errors import ConfigError, GenerationError
 from tests.comfyui_fake import FIXTURES, FakeComfy
+from tests.helpers import fractions_into
 
 PNG = (FIXTURES / "imagen_00001_.png").read_bytes()
 FLUX_FILES = {
@@ -157,8 +158,8 @@ def test_one_backend_runs_two_jobs_at_once_each_with_its_own_progress(fake):
         try:
             return list(
                 await asyncio.gather(
-                    made.generate(Request(prompt="x", seed=1, steps=2), first.append),
-                    made.generate(Request(prompt="y", seed=2, steps=4), second.append),
+                    made.generate(Request(prompt="x", seed=1, steps=2), fractions_into(first)),
+                    made.generate(Request(prompt="y", seed=2, steps=4), fractions_into(second)),
                 )
             )
         finally:
@@ -179,7 +180,7 @@ def test_frames_of_other_prompts_are_ignored(fake):
         a, b = backend(fake), backend(fake)
         try:
             await asyncio.gather(
-                a.generate(Request(prompt="x", seed=1, steps=2), seen.append),
+                a.generate(Request(prompt="x", seed=1, steps=2), fractions_into(seen)),
                 b.generate(Request(prompt="y", seed=2, steps=5)),
             )
         finally:

@@ -23,6 +23,7 @@ from imagen_tui.backends import registry
 from imagen_tui.backends.base import Request
 from imagen_tui.backends.comfyui import ComfyBackend
 from imagen_tui.errors import GenerationError
+from tests.helpers import fractions_into
 
 URL = os.environ.get("IMAGEN_TEST_COMFYUI_URL", "")
 pytestmark = pytest.mark.skipif(not URL, reason="set IMAGEN_TEST_COMFYUI_URL to a ComfyUI")
@@ -144,11 +145,11 @@ def test_progress_then_a_running_cancel_within_a_second(tmp_path):
         made = backend(tmp_path, graph, seed_at="1.color", steps_at="2.seconds")
         try:
             seen: list[float] = []
-            await made.generate(Request(prompt="x", seed=seed, steps=1), seen.append)
+            await made.generate(Request(prompt="x", seed=seed, steps=1), fractions_into(seen))
             assert seen and seen[-1] == 1.0 and seen == sorted(seen)
             running: list[float] = []
             task = asyncio.create_task(
-                made.generate(Request(prompt="x", seed=seed + 1, steps=30), running.append)
+                made.generate(Request(prompt="x", seed=seed + 1, steps=30), fractions_into(running))
             )
             while not running:
                 await asyncio.sleep(0.01)

@@ -235,7 +235,7 @@ def claimed(db_url: str, queue: PgQueue) -> Job:
     add_job(db_url)
 
     async def claim() -> Job:
-        job = await queue.claim()
+        job = await queue.claim([], True)
         assert job is not None
         return job
 
@@ -351,7 +351,7 @@ def test_only_the_jobs_owner_reads_its_preview(db_url, api):
     queue = PgQueue(db_url, new_worker_id())
     with acting(api, ALICE):
         api.execute("INSERT INTO imagen.jobs (prompt) VALUES ('fox')")
-    job = asyncio.run(queue.claim())
+    job = asyncio.run(queue.claim([], True))
     assert job is not None
 
     async def keep() -> None:

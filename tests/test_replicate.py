@@ -22,6 +22,7 @@ from imagen_tui.backends.replicate.models import PRICES_TAKEN, parse_ref
 from imagen_tui.backends.replicate.sizes import closest_aspect_ratio, pixel_size
 from imagen_tui.errors import ConfigError, GenerationError, InputError
 from tests.cloudfakes import Clock, Server, png, reply
+from tests.helpers import fractions_into
 
 TOKEN = "r8_Sup3rS3cretTok3nValue"
 TOKEN_ENV = "IMAGEN_TEST_REPLICATE_TOKEN"
@@ -211,7 +212,9 @@ def test_incomplete_sync_wait_is_polled_every_half_second_with_progress():
 
 async def _generate_with_progress(b: ReplicateBackend, seen: list[float]) -> Any:
     try:
-        return await b.generate(Request("a fox", width=1024, height=1024, seed=1), seen.append)
+        return await b.generate(
+            Request("a fox", width=1024, height=1024, seed=1), fractions_into(seen)
+        )
     finally:
         await b.aclose()
 

@@ -20,7 +20,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from imagen_tui.errors import DatabaseError, InputError
-from imagen_tui.services.feed import FINISHED
+from imagen_tui.limits import FINISHED_STATUSES
 from imagen_tui.text import one_line
 from imagen_tui.tui import cells
 from imagen_tui.tui.pictures import decode, protocol
@@ -101,7 +101,7 @@ class LiveViewScreen(WorkbenchScreen):
     def _show_preview(
         self, job_id: int, picture: Picture | None, step: int | None, total: int | None
     ) -> None:
-        if job_id != self.job_id or self.status in FINISHED:
+        if job_id != self.job_id or self.status in FINISHED_STATUSES:
             return
         self.status = "running"
         self.preview, self._step = picture, (step, total)
