@@ -22,6 +22,8 @@ from imagen_tui.core.rows import (
     JobChange,
     JobRow,
     PreviewRow,
+    Recalled,
+    Search,
     SeriesDetail,
     SeriesRow,
     UsageRow,
@@ -134,7 +136,7 @@ class FixedSession:
     def job_preview(self, job_id: int) -> PreviewRow | None:
         return self.previews.get(job_id)
 
-    def series(self, limit: int = 20) -> list[SeriesRow]:
+    def series(self, limit: int = 20, search: Search | None = None) -> list[SeriesRow]:
         return self.series_rows[:limit]
 
     def series_detail(self, series_id: int) -> SeriesDetail:
@@ -143,8 +145,19 @@ class FixedSession:
     def series_images(self, series_id: int) -> list[ImageRow]:
         return [row for row in self.images.values() if row.series_id == series_id]
 
-    def gallery(self, limit: int = 100, before_id: int | None = None) -> list[GalleryCard]:
+    def gallery(
+        self, limit: int = 100, before_id: int | None = None, search: Search | None = None
+    ) -> list[GalleryCard]:
         return self.cards[:limit]
+
+    def recall(self, job_id: int | None = None, image_id: int | None = None) -> Recalled:
+        self.calls.append(("recall", (job_id, image_id)))
+        detail = next(iter(self.details.values()))
+        return Recalled(job_id or 0, detail.id, 1, detail.spec, detail.count)
+
+    def prompt_history(self, search: str = "", limit: int = 50) -> list[str]:
+        prompts = dict.fromkeys(row.prompt for row in self.jobs_rows)
+        return [p for p in prompts if search.lower() in p.lower()][:limit]
 
     def usage_totals(
         self, by: str = "backend", since: datetime | None = None, until: datetime | None = None

@@ -238,3 +238,29 @@ class PreviewRow:
     height: int
     jpeg: bytes
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """What a job asked for, to fill the form again (`recall`) or queue again (`again`):
+    its request (the seed the try used, once known) and its series' tries."""
+
+    job_id: int
+    series_id: int | None
+    series_idx: int | None
+    spec: RequestSpec
+    tries: int  # the series' count (1 for a solo job)
+
+
+@dataclass(frozen=True)
+class Search:
+    """A filter on the Gallery and the Series list: prompt text (case-insensitive,
+    anywhere in the prompt), the backend that rendered it, made since when."""
+
+    text: str = ""
+    backend: str | None = None
+    since: datetime | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.text and self.backend is None and self.since is None

@@ -33,6 +33,8 @@ from imagen_tui.core.rows import ImageRow as ImageRow
 from imagen_tui.core.rows import JobChange as JobChange
 from imagen_tui.core.rows import JobRow as JobRow
 from imagen_tui.core.rows import PreviewRow as PreviewRow
+from imagen_tui.core.rows import Recalled as Recalled
+from imagen_tui.core.rows import Search as Search
 from imagen_tui.core.rows import SeriesDetail as SeriesDetail
 from imagen_tui.core.rows import SeriesRow as SeriesRow
 from imagen_tui.core.rows import Submitted as Submitted
@@ -166,19 +168,48 @@ def job_preview(job_id: int) -> Query[PreviewRow | None]:
     )
 
 
-def series_page(limit: int = 20, before_id: int | None = None) -> Query[list[SeriesRow]]:
+def like_pattern(text: str) -> str | None:
+    """An ILIKE pattern matching `text` anywhere, its wildcards taken literally
+    (None: no text, no filter)."""
+    text = text.strip()
+    if not text:
+        return None
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _search_params(search: Search | None) -> dict[str, Any]:
+    search = search or Search()
+    return {"pattern": like_pattern(search.text), "backend": search.backend, "since": search.since}
+
+
+# Rows may be filtered by prompt text (ILIKE: served by the trigram indexes of
+# 0009 where the server has pg_trgm, a scan of the user's own rows otherwise),
+# by backend and by date. Row-level security keeps them to the user's rows.
+_SERIES_SEARCH = """(%(pattern)s::text IS NULL OR s.prompt ILIKE %(pattern)s)
+           AND (%(since)s::timestamptz IS NULL OR s.created_at >= %(since)s)
+           AND (%(backend)s::text IS NULL OR s.backend = %(backend)s
+                OR EXISTS (SELECT 1 FROM imagen.images b
+                            WHERE b.series_id = s.id AND b.backend = %(backend)s))"""
+
+
+def series_page(
+    limit: int = 20, before_id: int | None = None, search: Search | None = None
+) -> Query[list[SeriesRow]]:
+    """The newest series (older than `before_id`), those matching `search` if given."""
     return Query(
-        """SELECT s.id, s.prompt, s.style, s.count, s.created_at,
+        f"""SELECT s.id, s.prompt, s.style, s.count, s.created_at,
                   count(j.id) FILTER (WHERE j.status = 'done') AS done,
                   count(j.id) FILTER (WHERE j.status = 'failed') AS failed,
                   (SELECT w.series_idx FROM imagen.images w
                     WHERE w.id = s.selected_image_id) AS winner_idx
              FROM imagen.series s LEFT JOIN imagen.jobs j ON j.series_id = s.id
-            WHERE %(before)s::bigint IS NULL OR s.id < %(before)s
+            WHERE (%(before)s::bigint IS NULL OR s.id < %(before)s)
+              AND {_SERIES_SEARCH}
             GROUP BY s.id
             ORDER BY s.id DESC
             LIMIT %(limit)s""",
-        {"limit": limit, "before": before_id},
+        {"limit": limit, "before": before_id, **_search_params(search)},
         lambda rows: [_build(SeriesRow, row) for row in rows],
     )
 
@@ -275,9 +306,12 @@ def _image(row: Row) -> ImageRow:
     return _build(ImageRow, {**row, "thumbnail": None if thumbnail is None else bytes(thumbnail)})
 
 
-def gallery(limit: int = 100, before_id: int | None = None) -> Query[list[GalleryCard]]:
+def gallery(
+    limit: int = 100, before_id: int | None = None, search: Search | None = None
+) -> Query[list[GalleryCard]]:
     """Solo images (`series_id IS NULL`) and one card per series that has an image,
-    newest first (by the cover image's id; `before_id` pages on it)."""
+    newest first (by the cover image's id; `before_id` pages on it); those
+    matching `search` (its prompt, the cover's backend, made since) if given."""
 
     def decode(rows: list[Row]) -> list[GalleryCard]:
         return [
@@ -308,11 +342,60 @@ def gallery(limit: int = 100, before_id: int | None = None) -> Query[list[Galler
                  ORDER BY s.id, i.id IS NOT DISTINCT FROM s.selected_image_id DESC,
                           i.series_idx, i.id)
             ) AS cards
-             WHERE %(before)s::bigint IS NULL OR id < %(before)s
+             WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
+               AND (%(pattern)s::text IS NULL OR card_prompt ILIKE %(pattern)s)
+               AND (%(backend)s::text IS NULL OR backend = %(backend)s)
+               AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
              ORDER BY id DESC
              LIMIT %(limit)s""",
-        {"limit": limit, "before": before_id},
+        {"limit": limit, "before": before_id, **_search_params(search)},
         decode,
+    )
+
+
+def recall(job_id: int | None = None, image_id: int | None = None) -> Query[Recalled]:
+    """What a job asked for (or the job that made an image): its request, the
+    seed the try used (the image's, once known), and its series' tries."""
+    what = f"job {job_id}" if job_id is not None else f"image {image_id}"
+    columns = ", ".join(f"j.{name}" for name in REQUEST_FIELDS if name != "seed")
+
+    def decode(rows: list[Row]) -> Recalled:
+        if not rows:
+            field = "job" if job_id is not None else "image"
+            raise InputError(field, f"no {what} with a job to recall (it may have been deleted)")
+        row = rows[0]
+        return Recalled(
+            job_id=row["job_id"],
+            series_id=row["series_id"],
+            series_idx=row["series_idx"],
+            spec=RequestSpec.from_row(row),
+            tries=int(row["tries"]),
+        )
+
+    return Query(
+        f"""SELECT j.id AS job_id, j.series_id, j.series_idx, {columns},
+                   coalesce(i.seed, j.seed) AS seed, coalesce(s.count, 1) AS tries
+              FROM imagen.jobs j
+              LEFT JOIN imagen.images i ON i.id = j.image_id
+              LEFT JOIN imagen.series s ON s.id = j.series_id
+             WHERE j.id = coalesce(%(job)s::bigint,
+                                   (SELECT job_id FROM imagen.images WHERE id = %(image)s))""",
+        {"job": job_id, "image": image_id},
+        decode,
+    )
+
+
+def prompt_history(search: str = "", limit: int = 50) -> Query[list[str]]:
+    """The user's earlier prompts (row-level security: only their own jobs), newest
+    first, each once; those containing `search` (case-insensitive) if given."""
+    return Query(
+        """SELECT prompt FROM imagen.jobs
+            WHERE (%(pattern)s::text IS NULL OR prompt ILIKE %(pattern)s)
+            GROUP BY prompt
+            ORDER BY max(id) DESC
+            LIMIT %(limit)s""",
+        {"pattern": like_pattern(search), "limit": limit},
+        lambda rows: [row["prompt"] for row in rows],
     )
 
 

@@ -20,6 +20,8 @@ from imagen_tui.core.rows import (
     JobChange,
     JobRow,
     PreviewRow,
+    Recalled,
+    Search,
     SeriesDetail,
     SeriesRow,
     Submitted,
@@ -56,13 +58,19 @@ class Session(Protocol):
 
     def job_preview(self, job_id: int) -> PreviewRow | None: ...
 
-    def series(self, limit: int = 20) -> list[SeriesRow]: ...
+    def series(self, limit: int = 20, search: Search | None = None) -> list[SeriesRow]: ...
 
     def series_detail(self, series_id: int) -> SeriesDetail: ...
 
     def series_images(self, series_id: int) -> list[ImageRow]: ...
 
-    def gallery(self, limit: int = 100, before_id: int | None = None) -> list[GalleryCard]: ...
+    def gallery(
+        self, limit: int = 100, before_id: int | None = None, search: Search | None = None
+    ) -> list[GalleryCard]: ...
+
+    def recall(self, job_id: int | None = None, image_id: int | None = None) -> Recalled: ...
+
+    def prompt_history(self, search: str = "", limit: int = 50) -> list[str]: ...
 
     def pick(self, series_id: int, idx: int | None) -> int | None: ...
 
@@ -132,8 +140,9 @@ class DbSession:
         """The running job's latest live preview (a small JPEG), if it has one."""
         return self.run(q.job_preview(job_id))
 
-    def series(self, limit: int = 20) -> list[SeriesRow]:
-        return self.run(q.series_page(limit))
+    def series(self, limit: int = 20, search: Search | None = None) -> list[SeriesRow]:
+        """The newest series, those matching `search` (prompt text, backend, since) if given."""
+        return self.run(q.series_page(limit, search=search))
 
     def series_detail(self, series_id: int) -> SeriesDetail:
         return self.run(q.series_detail(series_id))
@@ -142,9 +151,23 @@ class DbSession:
         """The images of a series with their thumbnails and metadata, in try order."""
         return self.run(q.series_images(series_id))
 
-    def gallery(self, limit: int = 100, before_id: int | None = None) -> list[GalleryCard]:
-        """Solo images and one card per series (its winner, else its first image)."""
-        return self.run(q.gallery(limit, before_id))
+    def gallery(
+        self, limit: int = 100, before_id: int | None = None, search: Search | None = None
+    ) -> list[GalleryCard]:
+        """Solo images and one card per series (its winner, else its first image),
+        those matching `search` if given."""
+        return self.run(q.gallery(limit, before_id, search))
+
+    def recall(self, job_id: int | None = None, image_id: int | None = None) -> Recalled:
+        """What a job (or the job of an image) asked for, with the seed it used and
+        its series' tries: to fill the form again or queue it again."""
+        if (job_id is None) == (image_id is None):
+            raise ValueError("recall takes a job id or an image id")
+        return self.run(q.recall(job_id, image_id))
+
+    def prompt_history(self, search: str = "", limit: int = 50) -> list[str]:
+        """The user's earlier prompts, newest first, each once (containing `search`)."""
+        return self.run(q.prompt_history(search, limit))
 
     def pick(self, series_id: int, idx: int | None) -> int | None:
         """Mark try `idx` the series' winner (None: no winner); the image id."""
