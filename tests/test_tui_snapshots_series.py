@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from imagen_tui.db.repositories import (
     TryRow,
 )
 from imagen_tui.tui.app import WorkbenchApp
+from imagen_tui.tui.screens.duel import DuelScreen
 from imagen_tui.tui.screens.gallery import GalleryScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen
 from imagen_tui.tui.screens.series import SeriesScreen
@@ -37,6 +39,7 @@ WHEN = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
 COLOURS = {
     101: ((200, 60, 40), (250, 200, 60)),
     102: ((30, 90, 200), (120, 230, 250)),
+    103: ((240, 240, 240), (60, 60, 60)),
     201: ((40, 150, 60), (230, 240, 120)),
     301: ((120, 40, 160), (250, 150, 200)),
 }
@@ -209,10 +212,11 @@ def test_gallery(app, snap_compare):
 
 @pytest.mark.parametrize(
     ("size", "columns", "tile_width"),
-    [((80, 24), 2, 25), ((200, 60), 4, 35)],
+    [((80, 24), 2, 25), ((200, 60), 2, 54)],
 )
 def test_the_grid_uses_the_room_there_is(app, size, columns, tile_width):
-    """Fewer, smaller tiles at 80x24; more columns and larger tiles on a large terminal."""
+    """Small tiles at 80x24; on a large terminal the tiles grow until every try
+    still shows without scrolling (four tries: two rows of two, 54 cells wide)."""
 
     async def scenario() -> None:
         async with app.run_test(size=size) as pilot:
@@ -227,3 +231,61 @@ def test_the_grid_uses_the_room_there_is(app, size, columns, tile_width):
             assert picture.size.height == (tile_width - 2) // 2
 
     asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def three_tries_session() -> FixedSession:
+    """Series 7 with its third try done too (image 103), no winner yet."""
+    session = fixed_session()
+    session.images[103] = image_row(103, 7, 3, 44)
+    detail = session.details[7]
+    tries = list(detail.tries)
+    tries[2] = try_row(3, "done", session.images[103])
+    session.details[7] = replace(detail, tries=tuple(tries), selected_image_id=None)
+    return session
+
+
+async def duel(pilot: Any) -> DuelScreen:
+    screen = await until(
+        pilot, lambda: isinstance(pilot.app.screen, DuelScreen) and pilot.app.screen
+    )
+    await until(pilot, lambda: len(screen.query(".duel-image")) == 2)
+    await pilot.pause()
+    assert isinstance(screen, DuelScreen)
+    return screen
+
+
+def test_compare_view(app, snap_compare):
+    """Try 1 marked, compared from try 2: side by side, the seed (what differs) under each."""
+
+    async def run_before(pilot: Any) -> None:
+        await shown_series(pilot)  # the cursor on try 2
+        await pilot.press("left", "m", "right", "c")
+        await duel(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_pick_by_pairs_view(home, snap_compare):
+    """Three tries: the second choice, the first one's keeper (try 2) against try 3,
+    whose seed differs."""
+    workbench = open_workbench(home.write_config("default_backend: mock\n"))
+    app = WorkbenchApp(workbench, open_session=three_tries_session, clock=lambda: WHEN)  # type: ignore[arg-type]
+    app.theme = "textual-dark"
+
+    async def run_before(pilot: Any) -> None:
+        await until(pilot, lambda: pilot.app.session is not None)
+        await pilot.press("f3")
+        screen = await until(pilot, lambda: isinstance(app.screen, SeriesScreen) and app.screen)
+        await until(pilot, lambda: sum(t._image is not None for t in screen.grid.tiles) == 3)
+        screen.grid.focus()
+        await pilot.press("p")
+        first = await duel(pilot)
+        await pilot.press("right")  # keeps try 2
+        await until(pilot, lambda: first.made == 1)
+        await until(pilot, lambda: len(first.query(".duel-image")) == 2)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)

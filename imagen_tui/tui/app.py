@@ -31,6 +31,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -47,6 +48,7 @@ from textual.worker import Worker, WorkerState
 
 from imagen_tui import services
 from imagen_tui.core.events import JobEvent
+from imagen_tui.core.rows import Recalled
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.errors import DatabaseError, ImagenError, InputError
 from imagen_tui.services.feed import JobFeed, Notice
@@ -210,6 +212,7 @@ class WorkbenchApp(App[None]):
         self._gone = threading.Event()  # unmounted: thread workers must not call in any more
         self._switch_interval = sys.getswitchinterval()  # restored on unmount
         self._status = {"database": "opening the database…", "link": "", "worker": ""}
+        self.database_error: str | None = None  # why the database could not be opened
         self.jobs_signal: Signal[JobsUpdate] = Signal(self, "jobs")
         # A running job has a new live preview (the event only: views read the picture).
         self.previews_signal: Signal[JobEvent] = Signal(self, "previews")
@@ -272,8 +275,12 @@ class WorkbenchApp(App[None]):
         gc.freeze()
 
     def on_database_failed(self, message: DatabaseFailed) -> None:
+        """Said once, whole, in the screen (a toast would cut it): the Compose
+        screen shows it above the form, and submitting says it cannot be done."""
+        self.database_error = message.error
         self._set_status("database", "no database")
-        self.tell(message.error, title="Database", severity="error", timeout=30)
+        if isinstance(self.screen, ComposeScreen):  # else it shows it when it comes back
+            self.screen.show_database_error()
 
     def tell(
         self,
@@ -315,6 +322,11 @@ class WorkbenchApp(App[None]):
     def require_session(self) -> services.Session:
         """The open session (screens call this from their thread workers)."""
         if self.session is None:
+            if self.database_error is not None:
+                raise DatabaseError(
+                    "impossible: the database could not be opened (see the reason above "
+                    "the form); fix it and start imagen-tui again"
+                )
             raise DatabaseError("the database is not open yet")
         return self.session
 
@@ -472,7 +484,68 @@ class WorkbenchApp(App[None]):
             screen = self.get_screen(mode)
             if not screen.is_running:  # its first visit: about to be built
                 _styled_at_registration(self, screen)
+        elif mode == "compose":  # typing lands in the prompt, not in the field left last
+            self.call_after_refresh(self._focus_prompt)
         return super().switch_mode(mode)
+
+    def _focus_prompt(self) -> None:
+        if isinstance(self.screen, ComposeScreen):
+            self.screen.focus_prompt()
+
+    # ----------------------------------------------------------------- the loop
+
+    def recall(self, *, job_id: int | None = None, image_id: int | None = None) -> None:
+        """Fill the Compose form with what this job (or the job of this image) asked
+        for, its seed and its series' tries, and go there, the cursor in the prompt."""
+        self._recall(job_id, image_id, again=False)
+
+    def again(self, *, job_id: int | None = None, image_id: int | None = None) -> None:
+        """Queue a new series with the same request as this job (or image) and its
+        series' tries, with fresh seeds; then show it."""
+        self._recall(job_id, image_id, again=True)
+
+    @work(thread=True, group="recall", exit_on_error=False)
+    def _recall(self, job_id: int | None, image_id: int | None, again: bool) -> None:
+        title = "Again" if again else "Recall"
+        try:
+            session = self.require_session()
+            recalled = session.recall(job_id=job_id, image_id=image_id)
+            if not again:
+                self.call_from_thread(self._fill_form, recalled)
+                return
+            spec = replace(recalled.spec, seed=None)  # fresh seeds
+            submission = session.submit(self.workbench, spec, recalled.tries)
+        except (DatabaseError, InputError) as error:
+            message = error.message if isinstance(error, InputError) else str(error)
+            self.tell(message, title=title, severity="error")
+            return
+        for warning in submission.warnings:
+            self.tell(warning.message, title=warning.field or title, severity="warning")
+        self.post_message(SeriesSubmitted(submission.series_id, submission.job_ids))
+
+    @work(thread=True, group="pick", exit_on_error=False)
+    def pick_winner(self, series_id: int, idx: int) -> None:
+        """Make try `idx` the series' winner (from a view that is not the Series screen)."""
+        try:
+            self.require_session().pick(series_id, idx)
+        except (DatabaseError, InputError) as error:
+            message = error.message if isinstance(error, InputError) else str(error)
+            self.tell(message, title="Pick", severity="warning")
+            return
+        self.notify(f"Try {idx} is series {series_id}'s winner", title="Pick")
+        screen = self.get_screen("series")
+        if isinstance(screen, SeriesScreen) and screen.is_mounted:
+            self.call_from_thread(screen.action_reload)
+
+    def _fill_form(self, recalled: Recalled) -> None:
+        self.switch_mode("compose")
+        screen = self.screen
+        if not isinstance(screen, ComposeScreen):
+            return
+        for note in screen.fill(recalled):
+            self.tell(note, title="Recall", severity="warning")
+        where = f"series {recalled.series_id}" if recalled.series_id else f"job {recalled.job_id}"
+        self.notify(f"The form holds {where}'s request: change one thing", title="Recall")
 
     def remember_form(self, values: dict[str, Any]) -> None:
         self.state["form"] = values

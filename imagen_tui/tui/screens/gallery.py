@@ -7,7 +7,11 @@ thread worker. Enter on a series card opens it on the Series screen, on a
 solo image shows it full-screen (`f` does so for any card); `o` opens the
 file with the system viewer when it is on this machine. The gallery reloads
 when a job finishes and whenever the screen comes back into view (a winner
-picked on the Series screen changes a cover).
+picked on the Series screen changes a cover). `e` recalls the card's request
+into the Compose form, `a` queues it again with fresh seeds (a series card
+shows its winner once one is picked: again from the winner). `/` filters
+by prompt text, `b` by backend, `d` by date (on the server, the user's own
+rows only).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Header, Static
 
+from imagen_tui.core.rows import Search
 from imagen_tui.errors import DatabaseError
 from imagen_tui.tui.messages import JobsUpdate
 from imagen_tui.tui.pictures import decode
@@ -28,6 +33,7 @@ from imagen_tui.tui.screens.image_view import ImageViewScreen, ViewItem, open_im
 from imagen_tui.tui.widgets.footer import Footer
 from imagen_tui.tui.widgets.image_grid import ImageGrid
 from imagen_tui.tui.widgets.image_tile import TileInfo
+from imagen_tui.tui.widgets.search_bar import SearchBar
 
 if TYPE_CHECKING:
     from PIL.Image import Image as Picture
@@ -60,6 +66,11 @@ class GalleryScreen(WorkbenchScreen):
         Binding("enter", "open_card", "Open", id="open-card"),
         Binding("f", "full_screen", "Full screen", id="gallery-full-screen"),
         Binding("o", "open_file", "Open file", id="gallery-open-file"),
+        Binding("e", "recall", "Recall", id="gallery-recall", tooltip="Fill the form with it"),
+        Binding("a", "again", "Again", id="gallery-again", tooltip="Again, fresh seeds"),
+        Binding("slash", "search", "Search", id="gallery-search", tooltip="Filter by prompt"),
+        Binding("b", "filter_backend", "Backend filter", id="gallery-backend", show=False),
+        Binding("d", "filter_date", "Date filter", id="gallery-date", show=False),
         Binding("ctrl+l", "reload", "Reload", id="reload-gallery", show=False),
     ]
 
@@ -68,6 +79,7 @@ class GalleryScreen(WorkbenchScreen):
         self.cards: list[GalleryCard] = []
         self.pictures: dict[int, Picture] = {}  # decoded thumbnails, by image id
         self._asked = 0  # loads asked for; an answer older than the last is dropped
+        self.search = Search()
 
     @property
     def grid(self) -> ImageGrid:
@@ -76,6 +88,8 @@ class GalleryScreen(WorkbenchScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("Loading…", id="gallery-title", markup=False)
+        app = self.workbench_app
+        yield SearchBar(sorted(app.workbench.backend_blocks), app.clock, id="gallery-search")
         yield ImageGrid(id="gallery-grid")
         yield Footer()
 
@@ -101,7 +115,7 @@ class GalleryScreen(WorkbenchScreen):
     def _load(self, asked: int) -> None:
         app = self.workbench_app
         try:
-            cards = app.require_session().gallery(PAGE)
+            cards = app.require_session().gallery(PAGE, search=self.search)
         except DatabaseError as error:
             app.tell(str(error), title="Gallery", severity="error")
             return
@@ -125,7 +139,8 @@ class GalleryScreen(WorkbenchScreen):
         series = len(cards) - solo
         title.append(f"  {series} series · {solo} single image{'' if solo == 1 else 's'}")
         if not cards:
-            title.append("  (nothing finished yet)", style="dim")
+            empty = "nothing finished yet" if self.search.empty else "nothing matches the filter"
+            title.append(f"  ({empty})", style="dim")
         self.query_one("#gallery-title", Static).update(title)
         grid = self.grid
         grid.show([card_info(card) for card in cards])
@@ -140,7 +155,7 @@ class GalleryScreen(WorkbenchScreen):
         return next((card for card in self.cards if card_key(card) == key), None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("open_card", "full_screen", "open_file"):
+        if action in ("open_card", "full_screen", "open_file", "recall", "again"):
             return self.current_card() is not None or None
         return True
 
@@ -171,6 +186,38 @@ class GalleryScreen(WorkbenchScreen):
         card = self.current_card()
         if card is not None:
             open_image_file(self, card.image)
+
+    def action_recall(self) -> None:
+        if (card := self.current_card()) is not None:
+            self.workbench_app.recall(image_id=card.image.id)
+
+    def action_again(self) -> None:
+        if (card := self.current_card()) is not None:
+            self.workbench_app.again(image_id=card.image.id)
+
+    # ----------------------------------------------------------------- search
+
+    @property
+    def search_bar(self) -> SearchBar:
+        return self.query_one("#gallery-search", SearchBar)
+
+    def action_search(self) -> None:
+        self.search_bar.open()
+
+    def action_filter_backend(self) -> None:
+        self.search_bar.next_backend()
+
+    def action_filter_date(self) -> None:
+        self.search_bar.next_date()
+
+    @on(SearchBar.Changed, "#gallery-search")
+    def _search_changed(self, event: SearchBar.Changed) -> None:
+        self.search = event.search
+        self.action_reload()
+
+    @on(SearchBar.Closed, "#gallery-search")
+    def _search_closed(self) -> None:
+        self.grid.focus()
 
     @staticmethod
     def _title(card: GalleryCard) -> str:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from textual.events import Resize
 
     from imagen_tui.core.rows import ImageRow
+    from imagen_tui.tui.app import WorkbenchApp
     from imagen_tui.tui.pictures.protocol import PictureWidget
 
 # Metadata keys shown first, with their labels; the rest follow as they are.
@@ -112,6 +113,10 @@ class ImageViewScreen(Screen[None]):
         Binding("left,h", "step(-1)", "Previous", id="previous-image"),
         Binding("right,l", "step(1)", "Next", id="next-image"),
         Binding("o", "open_file", "Open file", id="open-image-file"),
+        Binding("e", "recall", "Recall", id="view-recall", tooltip="Fill the form with it"),
+        Binding("a", "again", "Again", id="view-again", tooltip="Again, fresh seeds"),
+        Binding("m", "mark", "Mark", id="view-mark", tooltip="Mark it to compare"),
+        Binding("c", "compare", "Compare", id="view-compare", tooltip="Beside the marked one"),
     ]
 
     def __init__(self, items: Sequence[ViewItem], index: int = 0) -> None:
@@ -120,6 +125,7 @@ class ImageViewScreen(Screen[None]):
         self.index = max(0, min(index, len(self.items) - 1))
         self._full: dict[int, Picture] = {}  # image id -> the local file, scaled
         self._image: PictureWidget | None = None
+        self.marked: int | None = None  # the index of the image marked to compare
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         forward_worker_state(self, event)
@@ -219,6 +225,52 @@ class ImageViewScreen(Screen[None]):
 
     def action_open_file(self) -> None:
         open_image_file(self, self.item.image)
+
+    # ----------------------------------------------------------------- the loop
+
+    def action_recall(self) -> None:
+        self.app.pop_screen()
+        self._workbench().recall(image_id=self.item.image.id)
+
+    def action_again(self) -> None:
+        self._workbench().again(image_id=self.item.image.id)
+
+    def action_mark(self) -> None:
+        self.marked = None if self.marked == self.index else self.index
+        what = "marked: move to another and press c" if self.marked is not None else "unmarked"
+        self.notify(f"Image {self.item.image.id} {what}", title="Compare")
+
+    def action_compare(self) -> None:
+        """The marked image beside this one; in one series, the one kept is its winner."""
+        from imagen_tui.tui.screens.duel import DuelEntry, DuelScreen
+
+        if self.marked is None or self.marked == self.index:
+            self.notify("Mark an image with m, move to another, then c", title="Compare")
+            return
+        items = [self.items[self.marked], self.item]
+        entries = [
+            DuelEntry(index, item.title, item.image, item.thumbnail)
+            for index, item in zip((self.marked, self.index), items, strict=True)
+        ]
+        series = {item.image.series_id for item in items}
+        series_id = series.pop() if len(series) == 1 else None
+
+        def chosen(index: int | None) -> None:
+            if index is None:
+                return
+            image = self.items[index].image
+            if series_id is not None and image.series_idx is not None:
+                self._workbench().pick_winner(series_id, image.series_idx)
+            else:
+                self.notify("Not one series: no winner to pick", title="Compare")
+
+        self.app.push_screen(DuelScreen(entries, "Compare"), chosen)
+
+    def _workbench(self) -> WorkbenchApp:
+        from imagen_tui.tui.app import WorkbenchApp  # the app imports the screens
+
+        assert isinstance(self.app, WorkbenchApp)
+        return self.app
 
 
 def open_image_file(screen: Screen[Any], image: ImageRow) -> None:

@@ -3,7 +3,9 @@
 Rows arrive through the app's `jobs` signal (re-read after each event); a
 reload signal (database opened, listener back after a drop) re-reads the
 page shown. Cancel and retry go through the same services as
-`imagen jobs cancel|retry`.
+`imagen jobs cancel|retry`. Enter opens the job's series; `e` recalls the
+job's request into the Compose form, `a` queues it again with fresh seeds
+(its series' tries). The table has the focus from the start.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ class JobsScreen(WorkbenchScreen):
         Binding("c", "cancel_job", "Cancel job", id="cancel-job"),
         Binding("r", "retry_job", "Retry job", id="retry-job"),
         Binding("s", "next_filter", "Filter", id="filter-jobs"),
-        Binding("enter", "open_series", "Series", id="open-series", show=False),
+        Binding("enter", "open_series", "Open series", id="open-series"),
+        Binding("e", "recall", "Recall", id="recall-job", tooltip="Fill the form with this job"),
+        Binding("a", "again", "Again", id="again-job", tooltip="This request again, fresh seeds"),
     ]
+    AUTO_FOCUS = "#jobs"  # the table, not the status filter (its arrows open a list)
 
     @property
     def table(self) -> JobTable:
@@ -109,6 +114,10 @@ class JobsScreen(WorkbenchScreen):
             return (job is not None and job.status in CANCELABLE_STATUSES) or None
         if action == "retry_job":
             return (job is not None and job.status in RETRYABLE_STATUSES) or None
+        if action == "open_series":
+            return (job is not None and job.series_id is not None) or None
+        if action in ("recall", "again"):
+            return job is not None or None
         return True
 
     @on(JobTable.RowHighlighted)
@@ -138,6 +147,14 @@ class JobsScreen(WorkbenchScreen):
         if changes:
             app.notify(f"Job {job_id} {verb}", title="Jobs")
         app.call_from_thread(self.table.upsert, rows)
+
+    def action_recall(self) -> None:
+        if (job := self.table.current_job) is not None:
+            self.workbench_app.recall(job_id=job.id)
+
+    def action_again(self) -> None:
+        if (job := self.table.current_job) is not None:
+            self.workbench_app.again(job_id=job.id)
 
     def action_open_series(self) -> None:
         job = self.table.current_job

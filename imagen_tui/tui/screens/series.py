@@ -10,9 +10,16 @@ app's `jobs` signal updates them live, and a try turning done loads its
 thumbnail.
 
 In the grid: arrows or h/j/k/l move, enter or space picks the winner (one
-`Session.pick`; picking the winner again, `u` or backspace clears it), `o`
-opens the file with the system viewer when it is on this machine, `f` shows
-the image full-screen with its metadata.
+`Session.pick`; picking the winner again, `u` or backspace clears it; on a
+failed try it says why not, with the error), `o` opens the file with the
+system viewer when it is on this machine, `f` shows the image full-screen
+with its metadata.
+
+The loop: `e` recalls the try's request into the Compose form, `a` queues
+the series again with fresh seeds (from the winner's request once one is
+picked), `m` marks tries and `c` compares two side by side, `p` picks by
+pairs (two at a time, N-1 choices); either ends in the winner being
+picked. `/` filters the list by prompt text, `b` by backend, `d` by date.
 """
 
 from __future__ import annotations
@@ -27,18 +34,22 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Static
 
+from imagen_tui.core.rows import Search
 from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.limits import FINISHED_STATUSES
+from imagen_tui.text import one_line
 from imagen_tui.tui import cells
 from imagen_tui.tui.messages import JobsUpdate
 from imagen_tui.tui.pictures import decode
 from imagen_tui.tui.previews import LivePreviews
 from imagen_tui.tui.screens.base import WorkbenchScreen
+from imagen_tui.tui.screens.duel import DuelEntry, DuelScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen, ViewItem, open_image_file
 from imagen_tui.tui.screens.live_view import LiveViewScreen
 from imagen_tui.tui.widgets.footer import Footer
 from imagen_tui.tui.widgets.image_grid import ImageGrid
 from imagen_tui.tui.widgets.image_tile import TileInfo
+from imagen_tui.tui.widgets.search_bar import SearchBar
 
 if TYPE_CHECKING:
     from PIL.Image import Image as Picture
@@ -90,9 +101,23 @@ class TryState:
 class SeriesScreen(WorkbenchScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter,space", "pick", "Pick winner", id="pick-winner"),
+        Binding("e", "recall", "Recall", id="recall-try", tooltip="Fill the form with this try"),
+        Binding(
+            "a",
+            "again",
+            "Again",
+            id="again-series",
+            tooltip="The same series again, fresh seeds (from the winner once picked)",
+        ),
+        Binding("c", "compare", "Compare", id="compare-tries", tooltip="Two tries side by side"),
+        Binding("p", "pairs", "Pick by pairs", id="pick-by-pairs"),
         Binding("u,backspace", "clear_winner", "Clear winner", id="clear-winner"),
         Binding("f", "full_screen", "Full screen", id="full-screen"),
         Binding("o", "open_file", "Open file", id="open-file"),
+        Binding("m", "mark", "Mark", id="mark-try", tooltip="Mark a try to compare"),
+        Binding("slash", "search", "Search", id="search-series", tooltip="Filter by prompt"),
+        Binding("b", "filter_backend", "Backend filter", id="series-backend", show=False),
+        Binding("d", "filter_date", "Date filter", id="series-date", show=False),
         Binding("escape", "focus_list", "Series list", id="focus-series-list", show=False),
         Binding("ctrl+l", "reload", "Reload", id="reload-series", show=False),
     ]
@@ -105,6 +130,8 @@ class SeriesScreen(WorkbenchScreen):
         self.images: dict[int, ImageRow] = {}  # by image id
         self.pictures: dict[int, Picture] = {}  # decoded thumbnails, by image id
         self._prompt = ""
+        self.marked: list[int] = []  # tries marked to compare, in marking order
+        self.search = Search()
         self._wanted: int | None = None  # a series to put the cursor on once loaded
         self._loading: int | None = None  # the series last asked for (older answers are dropped)
         self._built = False  # on_mount ran: the widgets are there
@@ -125,6 +152,8 @@ class SeriesScreen(WorkbenchScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        app = self.workbench_app
+        yield SearchBar(sorted(app.workbench.backend_blocks), app.clock, id="series-search")
         with Horizontal(id="series-body"):
             table: DataTable[Text] = DataTable(id="series-list", cursor_type="row")
             yield table
@@ -175,7 +204,7 @@ class SeriesScreen(WorkbenchScreen):
     def _load_list(self) -> None:
         app = self.workbench_app
         try:
-            rows = app.require_session().series(LIST_PAGE)
+            rows = app.require_session().series(LIST_PAGE, self.search)
         except DatabaseError as error:
             app.tell(str(error), title="Series", severity="error")
             return
@@ -267,6 +296,7 @@ class SeriesScreen(WorkbenchScreen):
             return
         if detail.id != self.series_id:
             self.pictures = {}
+            self.marked = []
         self.series_id = detail.id
         self.selected_image_id = detail.selected_image_id
         self._prompt = detail.spec.prompt
@@ -297,9 +327,10 @@ class SeriesScreen(WorkbenchScreen):
         image = self.images.get(state.image_id) if state.image_id is not None else None
         seed = f"seed {state.seed}" if state.seed is not None else "seed —"
         caption = seed if image is None else f"{seed} · {image.model}"
+        mark = " ◆" if state.idx in self.marked else ""
         return TileInfo(
             key=str(state.idx),
-            title=f"#{state.idx}",
+            title=f"#{state.idx}{mark}",
             caption=caption,
             status=state.status,
             progress=state.progress,
@@ -353,15 +384,20 @@ class SeriesScreen(WorkbenchScreen):
         return None if key is None else self.tries.get(int(key))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("pick", "full_screen", "open_file"):
+        if action in ("pick", "full_screen", "open_file", "mark"):
             state = self._current_try()
             if state is None or self.focused is self.table:
                 return False
             if action == "full_screen" and state.status in ("pending", "running"):
                 return True  # its live preview
-            return state.image_id is not None or None
+            # pick: a try without an image says why it cannot be picked.
+            return action == "pick" or state.image_id is not None or None
         if action == "clear_winner":
             return self.selected_image_id is not None or None
+        if action in ("recall", "again"):
+            return bool(self.tries) or None
+        if action in ("compare", "pairs"):
+            return len(self._pictured()) >= 2 or None
         return True
 
     @on(ImageGrid.Highlighted, "#series-grid")
@@ -373,10 +409,23 @@ class SeriesScreen(WorkbenchScreen):
         if state is None or self.series_id is None:
             return
         if state.image_id is None:
-            self.notify(f"Try {state.idx} has no image ({state.status})", title="Pick")
+            self.notify(self._why_not(state), title="Pick", severity="warning", markup=False)
             return
         again = state.image_id == self.selected_image_id
         self._pick(self.series_id, None if again else state.idx)
+
+    @staticmethod
+    def _why_not(state: TryState) -> str:
+        """Why a try without an image cannot be the winner (with its error)."""
+        if state.status == "failed":
+            error = one_line(state.error or "no error was recorded", 500)
+            return (
+                f"Try {state.idx} failed, so it has no image to pick: {error}. "
+                f"Retry it with r on the Jobs screen (job {state.job_id})."
+            )
+        if state.status == "canceled":
+            return f"Try {state.idx} was canceled: no image to pick (retry job {state.job_id})."
+        return f"Try {state.idx} has no image yet ({state.status}): pick it once it is done."
 
     def action_clear_winner(self) -> None:
         if self.series_id is not None and self.selected_image_id is not None:
@@ -400,6 +449,104 @@ class SeriesScreen(WorkbenchScreen):
         self._load_list()  # the winner column
 
     def action_focus_list(self) -> None:
+        self.table.focus()
+
+    # ----------------------------------------------------------------- the loop
+
+    def _chosen_try(self) -> TryState | None:
+        """The try under the cursor, or the first one when the list has the focus."""
+        current = self._current_try()
+        if current is not None and self.focused is not self.table:
+            return current
+        return min(self.tries.values(), key=lambda s: s.idx, default=None)
+
+    def action_recall(self) -> None:
+        state = self._chosen_try()
+        if state is not None:
+            self.workbench_app.recall(job_id=state.job_id)
+
+    def action_again(self) -> None:
+        """Again from the winner once one is picked, else from the series' request."""
+        if self.selected_image_id is not None:
+            self.workbench_app.again(image_id=self.selected_image_id)
+        elif (state := self._chosen_try()) is not None:
+            self.workbench_app.again(job_id=state.job_id)
+
+    def action_mark(self) -> None:
+        state = self._current_try()
+        if state is None or state.image_id is None:
+            return
+        if state.idx in self.marked:
+            self.marked.remove(state.idx)
+        else:
+            self.marked = [*self.marked, state.idx][-2:]  # the last two marked
+        self._refresh_grid()
+
+    def _pictured(self) -> list[TryState]:
+        """The tries with an image, in try order."""
+        tries = sorted(self.tries.values(), key=lambda s: s.idx)
+        return [state for state in tries if state.image_id in self.images]
+
+    def _entry(self, state: TryState) -> DuelEntry:
+        image = self.images[state.image_id] if state.image_id is not None else None
+        assert image is not None
+        seed = f"seed {state.seed}" if state.seed is not None else "no seed"
+        return DuelEntry(state.idx, f"try {state.idx} · {seed}", image, self.pictures.get(image.id))
+
+    def action_compare(self) -> None:
+        """The two marked tries side by side (or the marked one and the current one)."""
+        chosen = [self.tries[idx] for idx in self.marked if idx in self.tries]
+        current = self._current_try()
+        if len(chosen) == 1 and current is not None and current.idx != chosen[0].idx:
+            chosen.append(current)
+        chosen = [state for state in chosen if state.image_id in self.images]
+        if len(chosen) != 2:
+            hint = "Mark two tries with m (or one, then compare from another)"
+            self.notify(hint, title="Compare")
+            return
+        self._duel([self._entry(state) for state in chosen], "Compare")
+
+    def action_pairs(self) -> None:
+        tries = self._pictured()
+        if len(tries) >= 2:
+            self._duel([self._entry(state) for state in tries], "Pick by pairs")
+
+    def _duel(self, entries: list[DuelEntry], what: str) -> None:
+        series_id = self.series_id
+        if series_id is None:
+            return
+        title = f"{what} · series {series_id} · {self._prompt}"
+
+        def chosen(idx: int | None) -> None:
+            if idx is not None and series_id == self.series_id:
+                self.marked = []
+                self.grid.select(str(idx))
+                self._pick(series_id, idx)
+
+        self.app.push_screen(DuelScreen(entries, title), chosen)
+
+    # ----------------------------------------------------------------- search
+
+    @property
+    def search_bar(self) -> SearchBar:
+        return self.query_one("#series-search", SearchBar)
+
+    def action_search(self) -> None:
+        self.search_bar.open()
+
+    def action_filter_backend(self) -> None:
+        self.search_bar.next_backend()
+
+    def action_filter_date(self) -> None:
+        self.search_bar.next_date()
+
+    @on(SearchBar.Changed, "#series-search")
+    def _search_changed(self, event: SearchBar.Changed) -> None:
+        self.search = event.search
+        self._load_list()
+
+    @on(SearchBar.Closed, "#series-search")
+    def _search_closed(self) -> None:
         self.table.focus()
 
     def action_full_screen(self) -> None:

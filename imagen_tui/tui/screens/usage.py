@@ -3,7 +3,7 @@
 The same totals as `imagen usage --by ...` (images, total and mean cost,
 mean latency, a grand total), grouped by backend, model, caller or day, and
 a bar chart of the cost (or, with nothing priced, the images) of the last
-14 days.
+14 days; a day whose images cost nothing shows how many there were.
 """
 
 from __future__ import annotations
@@ -51,6 +51,10 @@ def bar_chart(days: list[UsageTotal], today: date) -> Text:
         value = amount(day)
         filled = 0 if not top else round(value / top * BAR_WIDTH)
         label = dollars(value) if priced else f"{int(value)} images"
+        made = by_day.get(day.isoformat())
+        if priced and not value and made is not None and made.count:
+            # Images that cost nothing (mock, a local ComfyUI): their count, not "$0.00".
+            label = f"{made.count} image{'' if made.count == 1 else 's'}, no cost"
         chart.append(f"{day:%a %d %b} ", style="dim")
         chart.append("█" * filled, style="bold")
         chart.append("·" * (BAR_WIDTH - filled), style="dim")

@@ -6,7 +6,10 @@ picture. The layout follows the room there is: as many columns as tiles of
 at least `MIN_TILE` cells fit (at 80 columns: two or three), each tile at
 most `MAX_TILE` wide, a picture twice as wide as high in cells (a square
 image: a cell is about twice as high as wide) and never taller than the
-grid, so one row of tiles always fits.
+grid, so one row of tiles always fits. When every tile fits on the screen
+with room to spare (a large terminal, a series of a few tries), the tiles
+grow instead: the columns are chosen for the largest pictures that still
+show every tile without scrolling.
 
 Arrows and h/j/k/l move the cursor; the screen holding the grid does the
 rest with `current_key` (pick, open, full screen) and hears of moves
@@ -192,6 +195,10 @@ class ImageGrid(VerticalScroll, can_focus=True):
         picture_height = max(3, picture_width // 2)
         picture_height = min(picture_height, max(3, height - BORDER))
         picture_width = min(picture_width, picture_height * 2)
+        roomier = _roomier(count, width, height)
+        if roomier is not None and roomier[2] > picture_height:
+            columns, tile_width, picture_height = roomier
+            picture_width = min(tile_width - BORDER, picture_height * 2)
         self.columns = columns
         cells = self.query_one("#grid-cells", Container)
         cells.styles.grid_size_columns = columns
@@ -200,3 +207,21 @@ class ImageGrid(VerticalScroll, can_focus=True):
         cells.styles.width = tile_width * columns
         for tile in self._tiles:
             tile.set_picture_size(picture_width, picture_height)
+
+
+def _roomier(count: int, width: int, height: int) -> tuple[int, int, int] | None:
+    """(columns, tile width, picture height) giving the largest square-ish pictures
+    with every one of `count` tiles on a `width` x `height` screen; None when they
+    cannot all fit at the smallest size."""
+    best: tuple[int, int, int] | None = None
+    for columns in range(1, count + 1):
+        rows = -(-count // columns)
+        across = width // columns
+        if across < MIN_TILE:
+            break
+        picture_height = min((across - BORDER) // 2, height // rows - BORDER)
+        if picture_height < (MIN_TILE - BORDER) // 2:
+            continue
+        if best is None or picture_height > best[2]:
+            best = (columns, min(across, picture_height * 2 + BORDER), picture_height)
+    return best

@@ -55,6 +55,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 COLUMN_INDEX = {key: index for index, (key, _label) in enumerate(COLUMNS)}
 PROMPT_WIDTH = 32
+MIN_PROMPT_WIDTH = 12  # a narrow terminal cuts the prompt down to this before Error goes
+MIN_ERROR_WIDTH = 16  # then the error, down to this, so its start stays in view
 ERROR_WIDTH = 60
 CELL_PADDING = 1  # blank cells each side of a cell, as in DataTable
 HEADER_HEIGHT = 1
@@ -403,8 +405,22 @@ class JobTable(ScrollView, can_focus=True):
 
     # ----------------------------------------------------------------- drawing
 
+    def _fitted(self, width: int) -> tuple[int, ...]:
+        """The column widths for a table `width` cells wide: the prompt gives up
+        room first (down to MIN_PROMPT_WIDTH), then the error (down to
+        MIN_ERROR_WIDTH), so the Error column stays in view."""
+        widths = list(self._widths)
+        for column, least in (("prompt", MIN_PROMPT_WIDTH), ("error", MIN_ERROR_WIDTH)):
+            over = sum(widths) + 2 * CELL_PADDING * len(widths) - width
+            if over <= 0:
+                break
+            at = COLUMN_INDEX[column]
+            widths[at] = max(min(widths[at], least), widths[at] - over)
+        return tuple(widths)
+
     def _layout_changed(self) -> None:
-        width = sum(self._widths) + 2 * CELL_PADDING * len(self._widths)
+        widths = self._fitted(self.size.width)
+        width = sum(widths) + 2 * CELL_PADDING * len(widths)
         self.virtual_size = Size(width, HEADER_HEIGHT + len(self._order))
         self.refresh()
 
@@ -471,24 +487,28 @@ class JobTable(ScrollView, can_focus=True):
         cursor_style = cursor or Style.null()
         post = Style.null() if cursor is None else Style.from_color(color=cursor.color)
         segments: list[Segment] = []
-        for column, (cell, content_width) in enumerate(zip(row_cells, self._widths, strict=True)):
+        widths = self._fitted(width)
+        for column, (cell, content_width) in enumerate(zip(row_cells, widths, strict=True)):
             # Each cell's own meta (its column) keeps its segments apart from its
             # neighbours', as in DataTable, so screenshots split the line alike.
             pre = row_style + Style.from_meta({"column": column}) + cursor_style
             cell_width = content_width + 2 * CELL_PADDING
-            options = console.options.update_dimensions(cell_width, 1).update(no_wrap=True)
+            options = console.options.update_dimensions(cell_width, 1).update(
+                no_wrap=True, overflow="ellipsis"
+            )
             lines = console.render_lines(
                 Styled(Padding(cell, (0, CELL_PADDING)), pre_style=pre, post_style=post),
                 options,
             )
             segments.extend(lines[0])
-        table_width = sum(self._widths) + 2 * CELL_PADDING * len(self._widths)
+        table_width = sum(widths) + 2 * CELL_PADDING * len(widths)
         rest = row_style + cursor_style + Style.from_meta({"out_of_bounds": True})
         segments.append(Segment(" " * max(0, width - table_width), rest))
         return Strip(segments).crop(x1, x1 + width).adjust_cell_length(width, base).simplify()
 
     def on_resize(self) -> None:
         self._lines.clear()  # lines of another width are of no more use
+        self._layout_changed()  # the prompt's room depends on the width
 
     def on_focus(self) -> None:
         self.refresh()
