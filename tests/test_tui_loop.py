@@ -195,6 +195,8 @@ def test_compare_and_pick_by_pairs_write_the_winner(home, monkeypatch, db_url):
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
             screen = await series_screen(pilot, app, series_id, 3)
+            titles = {command.title for command in app.get_system_commands(screen)}
+            assert {"Recall", "Again", "Mark", "Compare", "Pick by pairs", "Search"} <= titles
             # Compare: try 1 marked, then from try 3; the right one (try 3) is kept.
             await pilot.press("m", "l", "l", "c")
             compare = await duel(pilot)

@@ -78,7 +78,9 @@ class SearchBar(Horizontal):
         self.date = 0  # index in DATES
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="prompt contains… (enter)", compact=True)
+        field = Input(placeholder="prompt contains… (enter)", compact=True)
+        field.can_focus = False  # until opened: a screen's first focus is not here
+        yield field
         yield Label("")
 
     @property
@@ -90,6 +92,7 @@ class SearchBar(Horizontal):
     def open(self) -> None:
         field = self.query_one(Input)
         field.add_class("-open")
+        field.can_focus = True
         field.value = self.text
         self._show()
         field.focus()
@@ -116,7 +119,9 @@ class SearchBar(Horizontal):
         self._show()
 
     def _close_input(self) -> None:
-        self.query_one(Input).remove_class("-open")
+        field = self.query_one(Input)
+        field.remove_class("-open")
+        field.can_focus = False
         self.post_message(self.Closed(self))
 
     def _changed(self) -> None:
