@@ -34,14 +34,24 @@ Figures:
    row, NOTIFY, the feed, the read, the decode and the paint. p50/p95.
    Baseline: the same path up to the NOTIFY arriving on a bare LISTEN
    connection.
+6. the loop: the Compose form submitted (a 10-try series, mock, 256x256)
+   with the app's own worker (`imagen-tui --headless-worker`, started by
+   the app as `imagen-tui` does) -> the first tile of the new series visible
+   on the Series screen (p50), and -> every tile showing its final picture.
+   Baselines: a bare `Session.submit` of the same series (the database's
+   share of the first figure), and the worker's own span for each series
+   (its first job created to its last finished, from the database: the
+   rendering the second figure waits for).
 
-Every app of the events and grid phases is built on a collected heap (see
-`fresh_heap`): a real `imagen-tui` runs one app a process.
+Every app of the events, grid and loop phases is built on a collected heap
+(see `fresh_heap`): a real `imagen-tui` runs one app a process.
 
 Targets (issue 8): start < 1.0 s, event-to-cell p95 < 30 ms, per-event cost
 flat from 10 to 1,000 rows, grid paint < 300 ms, RSS < 200 MB; (issue 18)
-preview to tile p95 < 150 ms. Missed targets
-are reported; the process exits non-zero only on errors.
+preview to tile p95 < 150 ms, submit to the first tile p50 <= 100 ms, a
+10-try series fully shown <= 1.5 s. Missed targets are reported; the process
+exits non-zero only on errors. `--only previews` or `--only loop` runs that
+phase alone.
 """
 
 from __future__ import annotations
@@ -93,6 +103,9 @@ from imagen_tui.cli import main
 sys.argv = ["imagen", "worker", "--once"]
 sys.exit(main())
 """
+TARGET_FIRST_TILE_MS = 100.0
+TARGET_SERIES_SHOWN_MS = 1500.0
+LOOP_TRIES = 10
 
 LAUNCH_CHILD = """
 import time
@@ -455,6 +468,125 @@ class Bench:
                 bare.append((noted[key] - float(at)) * 1000)
         return {"tile": latencies, "bare": bare}
 
+    # ------------------------------------------------------------------ 6. the loop
+
+    def loop_phase(self) -> dict[str, list[float]]:
+        from imagen_tui import services
+        from imagen_tui.core.spec import RequestSpec
+        from imagen_tui.core.workbench import open_workbench
+
+        workbench = open_workbench(None)
+        spec = RequestSpec(prompt="a lighthouse at dusk", width=256, height=256)
+        bare = []
+        with services.session(workbench) as session:  # no worker yet: removed unrendered
+            for _ in range(self.args.submits):
+                started = time.monotonic()
+                series_id = session.submit(workbench, spec, LOOP_TRIES).series_id
+                bare.append((time.monotonic() - started) * 1000)
+                self.sql("DELETE FROM imagen.jobs WHERE series_id = %s", series_id)
+                self.sql("DELETE FROM imagen.series WHERE id = %s", series_id)
+        results = asyncio.run(self._loop(self.args.submits))
+        return {"bare_submit_ms": bare, **results}
+
+    async def _loop(self, submits: int) -> dict[str, list[float]]:
+        from imagen_tui import services
+        from imagen_tui.core.spec import RequestSpec
+        from imagen_tui.core.workbench import open_workbench
+        from imagen_tui.tui.app import WorkbenchApp
+        from imagen_tui.tui.messages import SeriesSubmitted
+        from imagen_tui.tui.pictures import protocol
+        from imagen_tui.tui.screens.compose import ComposeScreen
+        from imagen_tui.tui.screens.series import SeriesScreen
+        from imagen_tui.tui.widgets.tries_slider import TriesSlider
+
+        workbench = open_workbench(None)
+        protocol.configure(workbench.config)
+        submitted: list[int] = []
+
+        def hook(message: Any) -> None:
+            if isinstance(message, SeriesSubmitted):
+                submitted.append(message.series_id)
+
+        async def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+            deadline = time.monotonic() + timeout
+            while not condition():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"timed out waiting for {what}")
+                await asyncio.sleep(0.001)
+
+        async def frame() -> None:
+            painted = asyncio.Event()
+            app.call_after_refresh(painted.set)
+            await painted.wait()
+
+        def series_screen(series_id: int) -> SeriesScreen | None:
+            screen = app.screen
+            if isinstance(screen, SeriesScreen) and screen.series_id == series_id:
+                return screen
+            return None
+
+        def first_tile(series_id: int) -> bool:
+            screen = series_screen(series_id)
+            return (
+                screen is not None and bool(screen.grid.tiles) and screen.grid.tiles[0].is_mounted
+            )
+
+        def all_final(series_id: int) -> bool:
+            screen = series_screen(series_id)
+            if screen is None or len(screen.grid.tiles) != LOOP_TRIES:
+                return False
+            return all(t._image is not None and t._shown is t.picture for t in screen.grid.tiles)
+
+        first: list[float] = []
+        shown: list[float] = []
+        spans: list[float] = []
+        fresh_heap()
+        keeper = services.WorkerKeeper(workbench, None)
+        app = WorkbenchApp(workbench, worker_keeper=keeper)
+        # A job first, so the app's keeper starts its worker before the timed submits.
+        with services.session(workbench) as session:
+            warm_up = session.submit(workbench, RequestSpec(prompt="warm-up"), 1).series_id
+        async with app.run_test(size=(200, 60), message_hook=hook) as pilot:
+            await until(lambda: bool(keeper.running()), "the app's worker", 120)
+            await until(
+                lambda: (
+                    self.sql(
+                        "SELECT count(*) FROM imagen.jobs WHERE series_id = %s AND status = 'done'",
+                        warm_up,
+                    )
+                    == [(1,)]
+                ),
+                "the warm-up job",
+                120,
+            )
+            for index in range(submits):
+                await pilot.press("f1")
+                await until(lambda: isinstance(app.screen, ComposeScreen), "the Compose screen")
+                compose = app.screen
+                assert isinstance(compose, ComposeScreen)
+                compose.query_one("#prompt").text = f"a lighthouse at dusk, take {index}"  # type: ignore[attr-defined]
+                compose.query_one("#size").value = "256x256"  # type: ignore[attr-defined]
+                compose.query_one("#tries", TriesSlider).value = LOOP_TRIES
+                await frame()
+                count = len(submitted)
+                started = time.monotonic()
+                compose.action_submit()
+                await until(lambda n=count: len(submitted) > n, "the submit")
+                series_id = submitted[-1]
+                await until(lambda s=series_id: first_tile(s), "the first tile")
+                await frame()
+                first.append((time.monotonic() - started) * 1000)
+                await until(lambda s=series_id: all_final(s), "every tile final")
+                await frame()
+                shown.append((time.monotonic() - started) * 1000)
+                [(span,)] = self.sql(
+                    "SELECT extract(epoch FROM max(finished_at) - min(created_at)) * 1000 "
+                    "FROM imagen.jobs WHERE series_id = %s",
+                    series_id,
+                )
+                spans.append(float(span))
+        return {"first_tile_ms": first, "shown_ms": shown, "worker_span_ms": spans}
+
     def event_phase(self) -> dict[str, Any]:
         count = self.args.events
         (job,) = self.sql("INSERT INTO imagen.jobs (prompt) VALUES ('baseline') RETURNING id")
@@ -464,6 +596,22 @@ class Bench:
             latencies, cpu = asyncio.run(self._app_events(rows, count))
             results[rows] = (latencies, cpu)
         return results
+
+
+def report_loop(loop: dict[str, list[float]]) -> None:
+    first, shown = loop["first_tile_ms"], loop["shown_ms"]
+    bare, spans = loop["bare_submit_ms"], loop["worker_span_ms"]
+    p50 = percentile(first, 0.5)
+    print(
+        f"submit -> first tile, p50 / max         {p50:5.0f} / {max(first):4.0f} ms  "
+        f"bare Session.submit p50 {percentile(bare, 0.5):4.1f} ms"
+        f"   <= {TARGET_FIRST_TILE_MS:.0f} ms  {verdict(p50 <= TARGET_FIRST_TILE_MS)}"
+    )
+    print(
+        f"10-try series fully shown, p50 / max    {percentile(shown, 0.5):5.0f} / "
+        f"{max(shown):4.0f} ms  worker's span p50 {percentile(spans, 0.5):5.0f} ms"
+        f"   <= {TARGET_SERIES_SHOWN_MS:.0f} ms  {verdict(max(shown) <= TARGET_SERIES_SHOWN_MS)}"
+    )
 
 
 def report(
@@ -529,21 +677,30 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--launches", type=int, default=5)
     parser.add_argument("--previews", type=int, default=4, help="tries rendered with previews")
-    parser.add_argument("--only-previews", action="store_true", help="run only the preview figure")
+    parser.add_argument(
+        "--submits", type=int, default=10, help="series submitted in the loop phase"
+    )
+    parser.add_argument("--only", choices=["previews", "loop"], default=None)
     args = parser.parse_args()
     bench = Bench(args)
     try:
         bench.start()
-        if args.only_previews:
+        if args.only == "previews":
             report_previews(bench.preview_phase())
             return 0
-        launch = bench.launch_phase()
-        events = bench.event_phase()
-        grid = bench.grid_phase()
-        previews = bench.preview_phase()
+        if args.only != "loop":
+            launch = bench.launch_phase()
+            events = bench.event_phase()
+            grid = bench.grid_phase()
+            previews = bench.preview_phase()
+        loop = bench.loop_phase()
     finally:
         bench.stop()
-    report(launch, events, grid, previews)
+    if args.only != "loop":
+        report(launch, events, grid, previews)
+    else:
+        print()
+    report_loop(loop)
     return 0
 
 

@@ -214,6 +214,7 @@ def _roomier(count: int, width: int, height: int) -> tuple[int, int, int] | None
     with every one of `count` tiles on a `width` x `height` screen; None when they
     cannot all fit at the smallest size."""
     best: tuple[int, int, int] | None = None
+    best_key = (0, 0)
     for columns in range(1, count + 1):
         rows = -(-count // columns)
         across = width // columns
@@ -222,6 +223,10 @@ def _roomier(count: int, width: int, height: int) -> tuple[int, int, int] | None
         picture_height = min((across - BORDER) // 2, height // rows - BORDER)
         if picture_height < (MIN_TILE - BORDER) // 2:
             continue
-        if best is None or picture_height > best[2]:
-            best = (columns, min(across, picture_height * 2 + BORDER), picture_height)
+        key = (picture_height, -rows)  # the largest pictures, then the fewest rows
+        if best is None or key > best_key:
+            best, best_key = (
+                (columns, min(across, picture_height * 2 + BORDER), picture_height),
+                key,
+            )
     return best
