@@ -50,8 +50,8 @@ Targets (issue 8): start < 1.0 s, event-to-cell p95 < 30 ms, per-event cost
 flat from 10 to 1,000 rows, grid paint < 300 ms, RSS < 200 MB; (issue 18)
 preview to tile p95 < 150 ms, submit to the first tile p50 <= 100 ms, a
 10-try series fully shown <= 1.5 s. Missed targets are reported; the process
-exits non-zero only on errors. `--only previews` or `--only loop` runs that
-phase alone.
+exits non-zero only on errors. `--only previews`, `--only loop` or `--only
+grid` runs that phase alone.
 """
 
 from __future__ import annotations
@@ -680,7 +680,7 @@ def main() -> int:
     parser.add_argument(
         "--submits", type=int, default=10, help="series submitted in the loop phase"
     )
-    parser.add_argument("--only", choices=["previews", "loop"], default=None)
+    parser.add_argument("--only", choices=["previews", "loop", "grid"], default=None)
     args = parser.parse_args()
     bench = Bench(args)
     try:
@@ -688,18 +688,23 @@ def main() -> int:
         if args.only == "previews":
             report_previews(bench.preview_phase())
             return 0
-        if args.only != "loop":
+        if args.only == "grid":
+            grid = bench.grid_phase()
+        elif args.only is None:
             launch = bench.launch_phase()
             events = bench.event_phase()
             grid = bench.grid_phase()
             previews = bench.preview_phase()
-        loop = bench.loop_phase()
+        if args.only != "grid":
+            loop = bench.loop_phase()
     finally:
         bench.stop()
-    if args.only != "loop":
+    print()
+    if args.only == "grid":
+        print(", ".join(f"{key} {value:.0f}" for key, value in grid.items()))
+        return 0
+    if args.only is None:
         report(launch, events, grid, previews)
-    else:
-        print()
     report_loop(loop)
     return 0
 
