@@ -19,6 +19,7 @@ from imagen_tui.tui.app import WorkbenchApp
 from imagen_tui.tui.screens.compose import ComposeScreen
 from imagen_tui.tui.screens.duel import DuelScreen
 from imagen_tui.tui.screens.gallery import GalleryScreen
+from imagen_tui.tui.screens.jobs import JobsScreen
 from imagen_tui.tui.screens.series import SeriesScreen
 from imagen_tui.tui.widgets.prompt_area import PromptArea
 from tests.conftest import Home
@@ -119,7 +120,10 @@ def test_recall_fills_every_field_from_a_tile_and_from_a_job_row(home, monkeypat
             # From the Jobs screen: the highlighted job (the newest: try 3).
             app.query_one("#seed", Input).value = "1"
             await pilot.press("f2")
-            await until(pilot, lambda: app.screen.query("#jobs") and app.screen.table.row_count)
+            await until(
+                pilot,
+                lambda: isinstance(app.screen, JobsScreen) and app.screen.table.row_count,
+            )
             await pilot.press("e")
             await until(pilot, lambda: isinstance(app.screen, ComposeScreen))
             await until(pilot, lambda: form(app)["seed"] == "502")
@@ -170,7 +174,13 @@ def test_again_queues_the_same_request_with_fresh_seeds_and_from_the_winner(
             await series_screen(pilot, app, series_id, 2)
             await pilot.press("l", "enter")
             await until(pilot, lambda: winner_idx(db_url, series_id) == 2)
-            await until(pilot, lambda: app.screen.selected_image_id is not None)
+            await until(
+                pilot,
+                lambda: (
+                    isinstance(app.screen, SeriesScreen)
+                    and app.screen.selected_image_id is not None
+                ),
+            )
             await pilot.press("a")
             await until(pilot, lambda: len(series_ids(db_url)) == 3)
             third = series_ids(db_url)[-1]
