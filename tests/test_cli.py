@@ -303,9 +303,20 @@ def test_a_date_folder_that_cannot_be_written_is_named_with_exit_2(home):
 
 def imported_modules(home, *args: str) -> set[str]:
     """The top-level packages the real `imagen` process imports for `args`."""
+    return {name.split(".")[0] for name in imported(home, *args)}
+
+
+def imported(home, *args: str) -> set[str]:
+    """Every module the real `imagen` process imports for `args`."""
     done = subprocess.run(
         [str(IMAGEN), *args],
-        env={**home.env, "PYTHONPROFILEIMPORTTIME": "1"},
+        # XDG_DATA_HOME too: as root, a machine's embedded server in /var/lib/imagen
+        # would otherwise be found and the ledger would load the driver to use it.
+        env={
+            **home.env,
+            "XDG_DATA_HOME": str(home.root / ".local" / "share"),
+            "PYTHONPROFILEIMPORTTIME": "1",
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -314,7 +325,7 @@ def imported_modules(home, *args: str) -> set[str]:
     assert done.returncode == 0, done.stderr
     # Lines: "import time: self [us] | cumulative | imported package"
     rows = [line.split("|") for line in done.stderr.splitlines() if line.startswith("import time:")]
-    modules = {row[-1].strip().split(".")[0] for row in rows[1:]}  # row 0 is the header
+    modules = {row[-1].strip() for row in rows[1:]}  # row 0 is the header
     assert "imagen_tui" in modules  # the profile is really there
     return modules
 
@@ -333,6 +344,20 @@ def test_generate_does_not_load_the_database_driver(home):
     modules = imported_modules(home, "generate", "x", "--size", "64x64")
     assert "PIL" in modules  # the mock backend draws with Pillow: the check can see imports
     assert "psycopg" not in modules
+
+
+def test_generate_on_the_mock_loads_only_what_it_uses(home):
+    modules = imported(home, "generate", "x", "--size", "64x64")
+    assert "PIL.PngImagePlugin" in modules  # the check can see imports
+    # Pillow's other format plugins (loaded by Image.save(format=...)) are not needed.
+    assert "PIL.JpegImagePlugin" not in modules
+    # No config file and no style: no YAML is read (the shipped presets load on use).
+    assert "yaml" not in modules
+
+
+def test_a_style_still_reads_the_shipped_presets(home):
+    modules = imported(home, "generate", "x", "--size", "64x64", "--style", "watercolor")
+    assert "yaml" in modules
 
 
 def test_bad_config_exits_2_and_names_the_file(home):

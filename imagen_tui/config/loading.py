@@ -21,10 +21,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
-import yaml
 
 from imagen_tui.config.secrets import (
     DATABASE_URL_ENV,
@@ -35,6 +34,9 @@ from imagen_tui.config.secrets import (
 )
 from imagen_tui.errors import ConfigError, InputError
 from imagen_tui.limits import ENV_NAME, IMAGE_PROTOCOLS
+
+if TYPE_CHECKING:
+    import yaml
 
 CONFIG_FILENAME = "imagen.yaml"
 BUILTIN = "built-in default"
@@ -57,8 +59,15 @@ Locate = Callable[[KeyPath], str | None]  # key path -> `file:line` for error me
 # --------------------------------------------------------------------------- YAML
 
 
+# PyYAML is imported by the first file read: with no config file and no style
+# asked for, a command never loads it (it is most of a bare `imagen generate`'s
+# start-up otherwise).
+
+
 def _check_duplicates(node: yaml.Node, source: str) -> None:
     """Refuse duplicate keys (YAML itself would silently keep the last one)."""
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -78,6 +87,8 @@ def _check_duplicates(node: yaml.Node, source: str) -> None:
 def _collect_lines(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int]) -> None:
     """The line of every mapping key. A key inside a list item has no index in its
     path: the first such key gets the line (enough to point an error at it)."""
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             path = (*prefix, str(key_node.value))
@@ -88,13 +99,10 @@ def _collect_lines(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int]) 
             _collect_lines(item, prefix, lines)
 
 
-# libyaml's parser where PyYAML was built with it (the wheels are): the same
-# safe constructor and marks, about ten times faster than the pure-Python one.
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
     """Parse a YAML file; return its data and the line of every mapping key."""
+    import yaml
+
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -104,7 +112,10 @@ def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
         raise ConfigError(f"cannot read the file ({error.strerror or error})", source) from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"cannot read the file ({error})", source) from None
-    loader = _SafeLoader(text)
+    # libyaml's parser where PyYAML was built with it (the wheels are): the same
+    # safe constructor and marks, about ten times faster than the pure-Python one.
+    safe_loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = safe_loader(text)
     try:
         # Parsed once: the node tree gives the lines, the same tree the data.
         node = loader.get_single_node()

@@ -134,7 +134,7 @@ def plan(
     status = workbench.backend_status(backend_name)
     if status != "ok":
         raise InputError("backend", f"{backend_name} is {status}")
-    style = pick_style(workbench.styles, spec.style)
+    style = pick_style(workbench.styles, spec.style) if spec.style else None  # no YAML read
     width, height = spec.size or (style.size if style and style.size else DEFAULT_SIZE)
     steps = spec.steps if spec.steps is not None else (style.steps if style else None)
     seed = random_seed() if spec.seed is None else spec.seed

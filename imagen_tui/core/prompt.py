@@ -124,11 +124,17 @@ def load_shipped(path: Path | None = None) -> dict[str, Style]:
     return _parse_all(data, (), locator(path, lines), "shipped")
 
 
-def load_styles(config: Config) -> dict[str, Style]:
-    """Shipped presets, extended or overridden by the user's `styles:` block."""
-    styles = load_shipped()
+def user_styles(config: Config) -> dict[str, Style]:
+    """The user's `styles:` block, checked (ConfigError naming the key)."""
     origin = str(config.path) if config.path else "config"
-    styles.update(_parse_all(config.styles, ("styles",), config.where, origin))
+    return _parse_all(config.styles, ("styles",), config.where, origin)
+
+
+def load_styles(config: Config, user: Mapping[str, Style] | None = None) -> dict[str, Style]:
+    """Shipped presets, extended or overridden by the user's `styles:` block
+    (`user`: that block already checked by `user_styles`)."""
+    styles = load_shipped()
+    styles.update(user_styles(config) if user is None else user)
     return dict(sorted(styles.items()))
 
 

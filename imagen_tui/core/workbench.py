@@ -19,7 +19,7 @@ from imagen_tui.backends import registry
 from imagen_tui.backends.base import Backend, Request
 from imagen_tui.config import Config, load_config
 from imagen_tui.core.naming import check_template
-from imagen_tui.core.prompt import Style, load_styles
+from imagen_tui.core.prompt import Style, load_styles, user_styles
 from imagen_tui.errors import InputError
 from imagen_tui.storage import Storage, StorageSettings, check_storage_block, open_storage
 
@@ -29,11 +29,20 @@ class Workbench:
     """A checked configuration with the backend instances built on demand."""
 
     config: Config
-    styles: dict[str, Style]
+    user_styles: dict[str, Style]  # the config's `styles:` block, checked
     backend_blocks: dict[str, dict[str, Any]]  # instance -> validated block
     storage_settings: StorageSettings = field(default_factory=StorageSettings)
     _backends: dict[str, Backend] = field(default_factory=dict)
     _storage: Storage | None = None
+    _styles: dict[str, Style] | None = None
+
+    @property
+    def styles(self) -> dict[str, Style]:
+        """The shipped presets and the user's, by name. The shipped file is read on
+        first use: a command that asks for no style never parses YAML."""
+        if self._styles is None:
+            self._styles = load_styles(self.config, self.user_styles)
+        return self._styles
 
     def backend_block(self, name: str | None) -> tuple[str, Mapping[str, Any]]:
         """The instance to use (`name`, else the default) and its block; InputError if none."""
@@ -108,7 +117,7 @@ def open_workbench(config_path: str | Path | None = None) -> Workbench:
     )
     return Workbench(
         config=config,
-        styles=load_styles(config),
+        user_styles=user_styles(config),
         backend_blocks=blocks,
         storage_settings=check_storage_block(config.storage, config.where),
     )

@@ -76,8 +76,10 @@ def render(
     caption = f"seed {seed} · {steps} step{'s' if steps != 1 else ''} · {width}x{height}"
     _draw_text(image, prompt, caption, scene.palette)
 
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+    # Pillow picks the encoder by the file's name without loading its other format
+    # plugins (with format="PNG" it first imports BMP, GIF, JPEG and PPM too).
+    buffer = _NamedBuffer()
+    image.save(buffer, compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
 
 
@@ -105,6 +107,12 @@ def preview_jpeg(picture: Image.Image, fraction: float) -> bytes:
     buffer = io.BytesIO()
     shown.save(buffer, "JPEG", quality=70)
     return buffer.getvalue()
+
+
+class _NamedBuffer(io.BytesIO):
+    """An in-memory `.png` file."""
+
+    name = "image.png"
 
 
 def _seed_from(prompt: str, negative_prompt: str, seed: int) -> int:
