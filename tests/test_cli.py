@@ -10,6 +10,7 @@ import queue
 import re
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import IO
 import pytest
 from PIL import Image
 
+from imagen_tui import cli
 from imagen_tui.config import SAMPLE_CONFIG
 from tests.conftest import IMAGEN
 from tests.terminal import HOSTILE, SHOWN, raw_controls
@@ -306,27 +308,34 @@ def imported_modules(home, *args: str) -> set[str]:
     return {name.split(".")[0] for name in imported(home, *args)}
 
 
+# `imagen` itself, then the names of the modules it loaded (sys.modules: -X importtime
+# misses importlib.import_module, which the CLI uses to build one command's parser).
+_LIST_MODULES = (
+    "import sys\n"
+    "from imagen_tui.cli import main\n"
+    "try:\n"
+    "    sys.exit(main())\n"
+    "finally:  # --help exits from inside main\n"
+    "    print('modules:', *sorted(sys.modules), file=sys.stderr)\n"
+)
+
+
 def imported(home, *args: str) -> set[str]:
     """Every module the real `imagen` process imports for `args`."""
     done = subprocess.run(
-        [str(IMAGEN), *args],
+        [sys.executable, "-c", _LIST_MODULES, *args],
         # XDG_DATA_HOME too: as root, a machine's embedded server in /var/lib/imagen
         # would otherwise be found and the ledger would load the driver to use it.
-        env={
-            **home.env,
-            "XDG_DATA_HOME": str(home.root / ".local" / "share"),
-            "PYTHONPROFILEIMPORTTIME": "1",
-        },
+        env={**home.env, "XDG_DATA_HOME": str(home.root / ".local" / "share")},
         capture_output=True,
         text=True,
         timeout=60,
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr
-    # Lines: "import time: self [us] | cumulative | imported package"
-    rows = [line.split("|") for line in done.stderr.splitlines() if line.startswith("import time:")]
-    modules = {row[-1].strip() for row in rows[1:]}  # row 0 is the header
-    assert "imagen_tui" in modules  # the profile is really there
+    listed = [line for line in done.stderr.splitlines() if line.startswith("modules: ")]
+    modules = set(listed[-1].split()[1:]) if listed else set()
+    assert "imagen_tui.cli" in modules  # the list is really there
     return modules
 
 
@@ -346,8 +355,35 @@ def test_generate_does_not_load_the_database_driver(home):
     assert "psycopg" not in modules
 
 
+def help_of(argv: list[str], capsys: pytest.CaptureFixture[str], *, words: list[str]) -> str:
+    """What `imagen WORDS` prints, parsed by `cli.build_parser(argv)`."""
+    with pytest.raises(SystemExit):
+        cli.build_parser(argv).parse_args(words)
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMAND_GROUPS))
+def test_a_command_alone_parses_as_in_the_whole_tree(command, capsys):
+    # `imagen COMMAND ...` builds only COMMAND's module: same help, same parse.
+    words = [command, "--help"]
+    assert help_of(words, capsys, words=words) == help_of([], capsys, words=words)
+    top = ["--help"]
+    assert f"    {command} " in help_of(top, capsys, words=top)  # listed by `imagen --help`
+
+
+def test_every_command_has_its_module(capsys):
+    # The whole tree's commands, as an unknown command's error lists them.
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["no-such-command"])
+    choices = capsys.readouterr().err.split("choose from", 1)[1]
+    assert set(re.findall(r"'([a-z]+)'", choices)) == set(cli.COMMAND_GROUPS)
+
+
 def test_generate_on_the_mock_loads_only_what_it_uses(home):
     modules = imported(home, "generate", "x", "--size", "64x64")
+    # Only the generate command's parser is built: no other command's module.
+    assert "imagen_tui.cli.generate" in modules
+    assert "imagen_tui.cli.queue" not in modules
     assert "PIL.PngImagePlugin" in modules  # the check can see imports
     # Pillow's other format plugins (loaded by Image.save(format=...)) are not needed.
     assert "PIL.JpegImagePlugin" not in modules

@@ -12,16 +12,37 @@ generation or the database failed, 2 bad input or config (nothing written),
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from imagen_tui import __version__, services
-from imagen_tui.cli import catalog, config, db, generate, queue, usage, worker, workers
 from imagen_tui.cli.console import PROG, describe
 from imagen_tui.cmdline import Parser, guarded
 
+# The modules that add the commands, in the order `imagen --help` lists them.
+GROUPS = ("generate", "catalog", "queue", "usage", "worker", "workers", "db", "config")
+# Each command and the module (of GROUPS) that adds it.
+COMMAND_GROUPS = {
+    "generate": "generate",
+    "backends": "catalog",
+    "styles": "catalog",
+    "submit": "queue",
+    "jobs": "queue",
+    "series": "queue",
+    "usage": "usage",
+    "worker": "worker",
+    "workers": "workers",
+    "db": "db",
+    "config": "config",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; for an `argv` whose first word is a command, only
+    the parser of that command's module. argparse hands such a command line to that
+    command's parser alone, so it parses the same, and a short command does not pay
+    for building (and importing) all the others."""
     parser = Parser(prog=PROG, description="ImaGen: generate images with any backend.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     config_flag = Parser(add_help=False)
@@ -34,15 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="PATH", default=None, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for group in (generate, catalog, queue, usage, worker, workers, db, config):
-        group.add_commands(commands, config_flag)
+    first = argv[0] if argv else None
+    groups = (COMMAND_GROUPS[first],) if first in COMMAND_GROUPS else GROUPS
+    for group in groups:
+        importlib.import_module(f"imagen_tui.cli.{group}").add_commands(commands, config_flag)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         services.load_credentials()  # secrets from systemd's LoadCredential=, before all else
-        args = build_parser().parse_args(argv)
+        words = sys.argv[1:] if argv is None else argv
+        args = build_parser(words).parse_args(words)
         code: int = args.handler(args)
         return code
 
