@@ -389,6 +389,9 @@ def test_generate_on_the_mock_loads_only_what_it_uses(home):
     assert "PIL.JpegImagePlugin" not in modules
     # No config file and no style: no YAML is read (the shipped presets load on use).
     assert "yaml" not in modules
+    assert "httpx" not in modules  # the mock is local: no HTTP client
+    # No database to record in: the ledger's row builder is not loaded either.
+    assert "imagen_tui.core.ledger" not in modules
 
 
 def test_a_style_still_reads_the_shipped_presets(home):

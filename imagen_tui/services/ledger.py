@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from imagen_tui.core.ledger import usage_entry
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.db import embedded  # no driver
 from imagen_tui.errors import DatabaseError, ImagenError
@@ -79,6 +78,8 @@ class UsageLedger:
         conn = self._connection()
         if conn is None:
             return None
+        from imagen_tui.core.ledger import usage_entry  # who and what: only with a database
+
         try:
             row_id = conn.record(usage_entry(outcome, self._source))
         except DatabaseError as error:
