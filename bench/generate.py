@@ -5,7 +5,10 @@ Prints, per size, the median and p95 of:
   pipeline   plan + backend + metadata + atomic write of image and sidecar,
              in-process; its ratio to `render` is the framework's share
   command    the whole `imagen generate` process, start-up included; its
-             ratio to `python -c 'import PIL.Image'` shows the start-up cost
+             ratio to `python -c 'import PIL.Image'` shows the start-up cost.
+             The two processes alternate run by run and the ratio reported
+             is the median of the per-pair ratios, so a machine that gets
+             busier or quieter during the run does not skew it.
 
 Run: .venv/bin/python bench/generate.py [--runs N]
 """
@@ -77,12 +80,9 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        startup = _timed(
-            lambda: subprocess.run([sys.executable, "-c", "import PIL.Image"], env=env, check=True),
-            runs,
-        )
-        start_med, _ = _stats(startup)
-        print(f"{'baseline python -c import PIL.Image':<44} median {start_med:7.1f}")
+        baseline = [sys.executable, "-c", "import PIL.Image"]
+        subprocess.run(baseline, env=env, check=True)
+        startup: list[float] = []
         for width, height in SIZES:
             size = f"{width}x{height}"
             base = _timed(
@@ -98,25 +98,11 @@ def main() -> None:
                 asyncio.run(run(p, workbench.backend(p.backend)))
 
             pipe = _timed(one, runs)
-            cmd = _timed(
-                lambda s=size: subprocess.run(
-                    [
-                        str(IMAGEN),
-                        "generate",
-                        "a lighthouse at dusk",
-                        "--seed",
-                        "42",
-                        "--size",
-                        s,
-                        "--out",
-                        str(out),
-                    ],
-                    env=env,
-                    check=True,
-                    capture_output=True,
-                ),
-                runs,
-            )
+            command = [str(IMAGEN), "generate", "a lighthouse at dusk", "--seed", "42"]
+            command += ["--size", size, "--out", str(out)]
+            bare, cmd = _paired(baseline, command, env, runs)
+            startup += bare
+            ratios = [c / b for b, c in zip(bare, cmd, strict=True)]
             base_med, base_p95 = _stats(base)
             pipe_med, pipe_p95 = _stats(pipe)
             cmd_med, cmd_p95 = _stats(cmd)
@@ -129,8 +115,27 @@ def main() -> None:
             )
             print(
                 f"{size:>9} imagen generate (process)  median {cmd_med:7.1f}  p95 {cmd_p95:7.1f}"
-                f"  = {cmd_med / start_med:4.2f}x bare start-up"
+                f"  = {statistics.median(ratios):4.2f}x bare start-up (median of"
+                f" {runs} paired ratios, {min(ratios):.2f}-{max(ratios):.2f})"
             )
+        start_med, start_p95 = _stats(startup)
+        print(
+            f"{'baseline python -c import PIL.Image':<44} median {start_med:7.1f}"
+            f"  p95 {start_p95:7.1f}"
+        )
+
+
+def _paired(
+    first: list[str], second: list[str], env: dict[str, str], runs: int
+) -> tuple[list[float], list[float]]:
+    """Wall times of two commands run alternately, `runs` pairs."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        for argv, samples in zip((first, second), times, strict=True):
+            started = time.perf_counter()
+            subprocess.run(argv, env=env, check=True, capture_output=True)
+            samples.append((time.perf_counter() - started) * 1000)
+    return times
 
 
 if __name__ == "__main__":
