@@ -596,6 +596,9 @@ def run_app(args: argparse.Namespace) -> int:
     from imagen_tui.tui.pictures import protocol
 
     workbench = open_workbench(args.config)
+    # The style presets (read on first use) now, not on the event loop when the
+    # Compose screen lists them: the app reads them before its first frame as before.
+    workbench.styles  # noqa: B018
     protocol.configure(workbench.config)  # before App.run: detection reads the terminal
     log_path = _log_to_file()
     notes: list[str] = []
