@@ -60,14 +60,18 @@ def pids_online() -> list[int]:
     return [w.pid for w in services.workers_online(open_workbench())]
 
 
-def worker_elsewhere(url: str, *backends: str, pid: int = 4242) -> str:
-    """The presence row of an online worker on another machine serving `backends`."""
+def worker_elsewhere(
+    url: str, *backends: str, pid: int = 4242, default: str | None = None, note: str | None = None
+) -> str:
+    """The presence row of an online worker on another machine serving `backends`
+    (with `default` for jobs naming none, when given)."""
     worker_id = f"gpu-box:{pid}:t"
     sql(
         url,
-        """INSERT INTO imagen.workers (id, host, pid, backends, concurrency, lease_s)
-           VALUES (%s, 'gpu-box', %s, %s, 1, 60)""",
-        (worker_id, pid, list(backends)),
+        """INSERT INTO imagen.workers
+                  (id, host, pid, backends, default_backend, concurrency, lease_s, note)
+           VALUES (%s, 'gpu-box', %s, %s, %s, 1, 60, %s)""",
+        (worker_id, pid, list(backends), default, note),
     )
     return worker_id
 
@@ -274,13 +278,27 @@ def test_a_mock_only_workbench_leaves_a_comfy_job_alone(home, queue):
     assert job_row(queue, job_id)["attempts"] == 0
 
 
-def test_a_job_naming_none_needs_the_default_only_when_no_worker_is_online(home, queue):
+def test_a_job_naming_none_needs_the_default_only_when_no_online_worker_has_one(home, queue):
     workbench = open_workbench(two_mocks(home))
     job_later(queue)
     with services.session(workbench) as db:
         assert services.worker_need(db, workbench).needed == ("mock",)
-        worker_elsewhere(queue, "comfy-gpu")  # renders it with its own default
+        worker_elsewhere(queue, "flux")  # no default: it leaves such jobs to others
+        assert services.worker_need(db, workbench).needed == ("mock",)
+        worker_elsewhere(queue, "comfy-gpu", pid=4343, default="comfy-gpu")  # renders it
         assert services.worker_need(db, workbench).needed == ()
+
+
+def test_the_header_says_what_a_worker_elsewhere_waits_for(home, queue):
+    path = config(home)
+    note = "waiting for GPU memory: 3.1 of 16.0 GB free"
+    worker_elsewhere(queue, "mock", note=note)
+    keeper = services.WorkerKeeper(open_workbench(path), path)
+    try:
+        report = keeper.check(threading.Event())
+    finally:
+        keeper.stop()
+    assert report.status == f"worker: online elsewhere (mock); {note}"
 
 
 def test_on_a_shared_queue_it_serves_only_the_backends_no_online_worker_serves(

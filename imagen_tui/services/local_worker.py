@@ -139,14 +139,16 @@ class WorkerNeed:
     served: tuple[str, ...]  # of those, the ones an online worker serves
     needed: tuple[str, ...]  # of those, the ones pending jobs need and no online worker serves
     start: tuple[str, ...]  # the backends to start a worker for (empty: start none)
+    # What online workers say they are doing ("waiting for GPU memory: ...").
+    notes: tuple[str, ...] = ()
 
 
 def worker_need(db: DbSession, workbench: Workbench, ignore: Iterable[str] = ()) -> WorkerNeed:
     """Whether the app must start a worker, and for which backends.
 
     A pending job needs its backend; one naming none (inserted by SQL) needs
-    this config's default when no worker at all is online (any online worker
-    renders it with its own default). A worker starts when one of this config's
+    this config's default when no online worker has a default (one that has
+    renders it with its own). A worker starts when one of this config's
     backends is needed and no online worker serves it; on a shared
     (non-embedded) queue it serves only the backends of this config no online
     worker serves, on the embedded one all of them. `ignore`: presence ids
@@ -160,7 +162,7 @@ def worker_need(db: DbSession, workbench: Workbench, ignore: Iterable[str] = ())
     for backend in db.pending_backends():
         if backend is not None:
             wanted.add(backend)
-        elif not online:
+        elif not any(worker.default_backend for worker in online):
             wanted.add(workbench.config.default_backend)
     needed = tuple(name for name in mine if name in wanted and name not in served)
     if not needed:
@@ -169,7 +171,8 @@ def worker_need(db: DbSession, workbench: Workbench, ignore: Iterable[str] = ())
         start = mine
     else:
         start = tuple(name for name in mine if name not in served)
-    return WorkerNeed(mine, tuple(n for n in mine if n in served), needed, start)
+    notes = tuple(dict.fromkeys(worker.note for worker in online if worker.note))
+    return WorkerNeed(mine, tuple(n for n in mine if n in served), needed, start, notes)
 
 
 @dataclass
@@ -498,7 +501,7 @@ class WorkerKeeper:
             parts.append(f"none for {', '.join(need.needed)}{failure}")
         if not parts:
             parts.append("none needed yet (one starts when a job needs it)")
-        return "worker: " + "; ".join(parts)
+        return "worker: " + "; ".join([*parts, *need.notes])
 
     def stop(self) -> None:
         """Stop the workers this app started and close the session (safe to call
