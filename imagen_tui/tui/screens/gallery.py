@@ -24,11 +24,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Header, Static
 
-from imagen_tui.core.rows import Search
 from imagen_tui.errors import DatabaseError
 from imagen_tui.tui.messages import JobsUpdate
 from imagen_tui.tui.pictures import decode
-from imagen_tui.tui.screens.base import WorkbenchScreen
+from imagen_tui.tui.screens.base import SearchingScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen, ViewItem, open_image_file
 from imagen_tui.tui.widgets.footer import Footer
 from imagen_tui.tui.widgets.image_grid import ImageGrid
@@ -61,7 +60,7 @@ def card_info(card: GalleryCard) -> TileInfo:
     )
 
 
-class GalleryScreen(WorkbenchScreen):
+class GalleryScreen(SearchingScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open_card", "Open", id="open-card"),
         Binding("f", "full_screen", "Full screen", id="gallery-full-screen"),
@@ -79,7 +78,6 @@ class GalleryScreen(WorkbenchScreen):
         self.cards: list[GalleryCard] = []
         self.pictures: dict[int, Picture] = {}  # decoded thumbnails, by image id
         self._asked = 0  # loads asked for; an answer older than the last is dropped
-        self.search = Search()
 
     @property
     def grid(self) -> ImageGrid:
@@ -197,26 +195,10 @@ class GalleryScreen(WorkbenchScreen):
 
     # ----------------------------------------------------------------- search
 
-    @property
-    def search_bar(self) -> SearchBar:
-        return self.query_one("#gallery-search", SearchBar)
-
-    def action_search(self) -> None:
-        self.search_bar.open()
-
-    def action_filter_backend(self) -> None:
-        self.search_bar.next_backend()
-
-    def action_filter_date(self) -> None:
-        self.search_bar.next_date()
-
-    @on(SearchBar.Changed, "#gallery-search")
-    def _search_changed(self, event: SearchBar.Changed) -> None:
-        self.search = event.search
+    def search_changed(self) -> None:
         self.action_reload()
 
-    @on(SearchBar.Closed, "#gallery-search")
-    def _search_closed(self) -> None:
+    def search_closed(self) -> None:
         self.grid.focus()
 
     @staticmethod

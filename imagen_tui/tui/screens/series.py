@@ -34,7 +34,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Header, Static
 
-from imagen_tui.core.rows import Search
 from imagen_tui.errors import DatabaseError, InputError
 from imagen_tui.limits import FINISHED_STATUSES
 from imagen_tui.text import one_line
@@ -42,7 +41,7 @@ from imagen_tui.tui import cells
 from imagen_tui.tui.messages import JobsUpdate
 from imagen_tui.tui.pictures import decode
 from imagen_tui.tui.previews import LivePreviews
-from imagen_tui.tui.screens.base import WorkbenchScreen
+from imagen_tui.tui.screens.base import SearchingScreen
 from imagen_tui.tui.screens.duel import DuelEntry, DuelScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen, ViewItem, open_image_file
 from imagen_tui.tui.screens.live_view import LiveViewScreen
@@ -98,7 +97,7 @@ class TryState:
         )
 
 
-class SeriesScreen(WorkbenchScreen):
+class SeriesScreen(SearchingScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter,space", "pick", "Pick winner", id="pick-winner"),
         Binding("e", "recall", "Recall", id="recall-try", tooltip="Fill the form with this try"),
@@ -131,7 +130,6 @@ class SeriesScreen(WorkbenchScreen):
         self.pictures: dict[int, Picture] = {}  # decoded thumbnails, by image id
         self._prompt = ""
         self.marked: list[int] = []  # tries marked to compare, in marking order
-        self.search = Search()
         self._wanted: int | None = None  # a series to put the cursor on once loaded
         self._loading: int | None = None  # the series last asked for (older answers are dropped)
         self._built = False  # on_mount ran: the widgets are there
@@ -527,26 +525,10 @@ class SeriesScreen(WorkbenchScreen):
 
     # ----------------------------------------------------------------- search
 
-    @property
-    def search_bar(self) -> SearchBar:
-        return self.query_one("#series-search", SearchBar)
-
-    def action_search(self) -> None:
-        self.search_bar.open()
-
-    def action_filter_backend(self) -> None:
-        self.search_bar.next_backend()
-
-    def action_filter_date(self) -> None:
-        self.search_bar.next_date()
-
-    @on(SearchBar.Changed, "#series-search")
-    def _search_changed(self, event: SearchBar.Changed) -> None:
-        self.search = event.search
+    def search_changed(self) -> None:
         self._load_list()
 
-    @on(SearchBar.Closed, "#series-search")
-    def _search_closed(self) -> None:
+    def search_closed(self) -> None:
         self.table.focus()
 
     def action_full_screen(self) -> None:
