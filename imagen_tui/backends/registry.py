@@ -23,7 +23,7 @@ from imagen_tui.backends.base import Backend, Request
 from imagen_tui.config import Locate
 from imagen_tui.config.secrets import url_userinfo_problem
 from imagen_tui.errors import ConfigError, InputError
-from imagen_tui.limits import ENV_NAME
+from imagen_tui.limits import ENV_NAME, MAX_BODY_BYTES, MAX_DOWNLOAD_MB, MIN_DOWNLOAD_MB
 from imagen_tui.text import one_line
 
 ENV_NAME_RE = re.compile(ENV_NAME)
@@ -57,6 +57,18 @@ class Option:
     @property
     def spellings(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
+
+
+# The byte cap on what a remote backend downloads (backends/http.py): one key,
+# the same on every adapter that fetches images.
+MAX_DOWNLOAD_OPTION = Option(
+    "max_download_mb",
+    int,
+    default=MAX_BODY_BYTES // 2**20,
+    minimum=MIN_DOWNLOAD_MB,
+    maximum=MAX_DOWNLOAD_MB,
+    help="refuse an output image (or any answer) larger than this many MiB",
+)
 
 
 @dataclass(frozen=True)

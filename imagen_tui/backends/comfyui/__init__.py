@@ -46,9 +46,9 @@ from imagen_tui.backends.comfyui.workflow import (
 )
 from imagen_tui.backends.http import MaybeStarted, json_object
 from imagen_tui.backends.imageinfo import output_image_info
-from imagen_tui.backends.registry import BackendType, Option, Probe
+from imagen_tui.backends.registry import MAX_DOWNLOAD_OPTION, BackendType, Option, Probe
 from imagen_tui.errors import ConfigError, GenerationError
-from imagen_tui.limits import MAX_BODY_BYTES, MAX_DOWNLOAD_MB, MIN_DOWNLOAD_MB
+from imagen_tui.limits import MAX_BODY_BYTES
 
 __all__ = ["COMFYUI_TYPE", "ComfyBackend"]
 
@@ -449,14 +449,7 @@ COMFYUI_TYPE = BackendType(
             "queue_timeout", float, default=600.0, minimum=0.1, help="seconds to wait in the queue"
         ),
         Option("run_timeout", float, default=600.0, minimum=0.1, help="seconds for one run"),
-        Option(
-            "max_download_mb",
-            int,
-            default=MAX_BODY_BYTES // 2**20,
-            minimum=MIN_DOWNLOAD_MB,
-            maximum=MAX_DOWNLOAD_MB,
-            help="refuse an output image (or any answer) larger than this many MiB",
-        ),
+        MAX_DOWNLOAD_OPTION,
         Option(
             "min_free_vram_gb",
             float,

@@ -17,11 +17,16 @@ from typing import Any
 
 from imagen_tui.backends.base import Request
 from imagen_tui.backends.http import HttpError
-from imagen_tui.backends.registry import BackendType, Check, Option, RequestOption
+from imagen_tui.backends.registry import (
+    MAX_DOWNLOAD_OPTION,
+    BackendType,
+    Check,
+    Option,
+    RequestOption,
+)
 from imagen_tui.backends.replicate.adapter import DEFAULT_BASE_URL, ReplicateBackend
 from imagen_tui.backends.replicate.models import parse_ref
 from imagen_tui.errors import ConfigError, InputError
-from imagen_tui.limits import MAX_BODY_BYTES, MAX_DOWNLOAD_MB, MIN_DOWNLOAD_MB
 
 __all__ = ["DEFAULT_MODEL", "REPLICATE_TYPE", "ReplicateBackend"]
 
@@ -97,14 +102,7 @@ REPLICATE_TYPE = BackendType(
             choices=("png", "jpg", "webp"),
             help="the image format the model returns",
         ),
-        Option(
-            "max_download_mb",
-            int,
-            default=MAX_BODY_BYTES // 2**20,
-            minimum=MIN_DOWNLOAD_MB,
-            maximum=MAX_DOWNLOAD_MB,
-            help="refuse an output image (or any answer) larger than this many MiB",
-        ),
+        MAX_DOWNLOAD_OPTION,
         Option(
             "size_input",
             str,
