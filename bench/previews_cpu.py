@@ -113,22 +113,7 @@ def main() -> int:
     fake.scenario, fake.step_delay = "progress", 0.05
     pgdata = root / "pgdata"
     try:
-        url = embedded.server_url(pgdata, database="imagen_bench")
-        with psycopg.connect(url, autocommit=True) as conn:
-            migrate.migrate(conn)
-        (root / "home").mkdir()
-        config = root / "imagen.yaml"
-        config.write_text(
-            f"output:\n  directory: {root / 'out'}\ndefault_backend: flux\n"
-            f"backends:\n  flux:\n    type: comfyui\n    url: {fake.url}\n",
-            encoding="utf-8",
-        )
-        env = {
-            **os.environ,
-            "HOME": str(root / "home"),
-            "IMAGEN_CONFIG": str(config),
-            "IMAGEN_DATABASE_URL": url,
-        }
+        url, env = worker_home(root, fake.url)
         cpu: dict[str, list[float]] = {"off": [], "on": []}
         written = 0
         seed = 0
@@ -156,6 +141,29 @@ def main() -> int:
     return 0
 
 
+def worker_home(root: Path, comfy_url: str, extra: str = "") -> tuple[str, dict[str, str]]:
+    """A migrated database in `root/pgdata` and a worker's environment: its own
+    HOME and a config whose default backend `flux` is the ComfyUI at `comfy_url`
+    (`extra`: more lines of that backend's block)."""
+    url = embedded.server_url(root / "pgdata", database="imagen_bench")
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrate.migrate(conn)
+    (root / "home").mkdir()
+    config = root / "imagen.yaml"
+    config.write_text(
+        f"output:\n  directory: {root / 'out'}\ndefault_backend: flux\n"
+        f"backends:\n  flux:\n    type: comfyui\n    url: {comfy_url}\n{extra}",
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "HOME": str(root / "home"),
+        "IMAGEN_CONFIG": str(config),
+        "IMAGEN_DATABASE_URL": url,
+    }
+    return url, env
+
+
 def real_server(args: argparse.Namespace) -> int:
     """`--runs` runs of the mode the real server at `--url` is in."""
     comfy_url = args.url.rstrip("/")
@@ -169,22 +177,7 @@ def real_server(args: argparse.Namespace) -> int:
     wall: list[float] = []
     written: list[int] = []
     try:
-        url = embedded.server_url(pgdata, database="imagen_bench")
-        with psycopg.connect(url, autocommit=True) as conn:
-            migrate.migrate(conn)
-        (root / "home").mkdir()
-        config = root / "imagen.yaml"
-        config.write_text(
-            f"output:\n  directory: {root / 'out'}\ndefault_backend: flux\n"
-            f"backends:\n  flux:\n    type: comfyui\n    url: {comfy_url}\n{workflow}",
-            encoding="utf-8",
-        )
-        env = {
-            **os.environ,
-            "HOME": str(root / "home"),
-            "IMAGEN_CONFIG": str(config),
-            "IMAGEN_DATABASE_URL": url,
-        }
+        url, env = worker_home(root, comfy_url, workflow)
         seed = int(time.time()) * 1000  # never a graph ComfyUI has cached
         for _ in range(args.runs):
             seed += 1000
