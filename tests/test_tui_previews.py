@@ -6,7 +6,6 @@ the latest one until the final image replaces it."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +16,9 @@ from imagen_tui.services import open_session
 from imagen_tui.tui.app import WorkbenchApp
 from imagen_tui.tui.widgets.image_grid import ImageGrid
 from tests.comfyui_fake import FakeComfy
-from tests.conftest import IMAGEN, Home
+from tests.conftest import Home
 from tests.helpers import sql
-from tests.test_tui_series import series_grid
-from tests.tui import make_app, run, until
+from tests.tui import make_app, run, series_grid, until, worker
 
 SIZE = (100, 34)
 pytestmark = pytest.mark.usefixtures("halfcell_pictures")
@@ -41,17 +39,6 @@ def submit(app: WorkbenchApp, backend: str, steps: int) -> int:
         return session.submit(app.workbench, spec, 1).series_id
     finally:
         session.close()
-
-
-def worker(home: Home, db_url: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(IMAGEN), "worker", "--once", "--poll-interval", "0.5"],
-        env={**home.env, "IMAGEN_DATABASE_URL": db_url},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def shows_preview(grid: ImageGrid) -> Any:

@@ -5,7 +5,6 @@ suite's real PostgreSQL: series submitted through the Session, rendered by a rea
 from __future__ import annotations
 
 import io
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,9 @@ from imagen_tui.tui.screens.gallery import GalleryScreen
 from imagen_tui.tui.screens.image_view import ImageViewScreen
 from imagen_tui.tui.screens.series import SeriesScreen
 from imagen_tui.tui.widgets.image_grid import ImageGrid
-from tests.conftest import IMAGEN, Home
+from tests.conftest import Home
 from tests.helpers import sql
-from tests.tui import make_app, render_queue, run, until
+from tests.tui import make_app, render_queue, run, series_grid, until, worker
 
 SIZE = (100, 34)
 
@@ -54,18 +53,6 @@ def submit(app: WorkbenchApp, prompt: str, tries: int, seed: int = 5) -> int:
         with_session.close()
 
 
-def worker(home: Home, db_url: str) -> subprocess.Popen[str]:
-    """A real `imagen worker --once` on the test database (renders what is pending, exits)."""
-    return subprocess.Popen(
-        [str(IMAGEN), "worker", "--once", "--poll-interval", "0.5"],
-        env={**home.env, "IMAGEN_DATABASE_URL": db_url},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def config(home: Home, delay_ms: int = 0) -> str:
     return (
         f"default_backend: mock\noutput:\n  directory: {home.root / 'out'}\n"
@@ -77,16 +64,6 @@ def series_screen(app: WorkbenchApp) -> SeriesScreen:
     screen = app.screen
     assert isinstance(screen, SeriesScreen)
     return screen
-
-
-async def series_grid(pilot: Any, app: WorkbenchApp) -> ImageGrid:
-    """The Series screen's grid, once the screen is shown."""
-    grids = await until(
-        pilot, lambda: isinstance(app.screen, SeriesScreen) and app.screen.query("#series-grid")
-    )
-    grid = grids.first()
-    assert isinstance(grid, ImageGrid)
-    return grid
 
 
 def plain(renderable: Any) -> str:

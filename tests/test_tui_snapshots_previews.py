@@ -18,7 +18,7 @@ from imagen_tui.core.events import JobEvent, PreviewNote
 from imagen_tui.core.rows import PreviewRow
 from imagen_tui.core.workbench import open_workbench
 from imagen_tui.tui.app import WorkbenchApp
-from tests.test_tui_snapshots_series import WHEN, fixed_session, shown_series
+from tests.series_fixtures import WHEN, fixed_session, shown_series
 from tests.tui import until
 from tests.tui_fixtures import FixedSession
 

@@ -14,8 +14,10 @@ from textual.pilot import Pilot
 from imagen_tui.core.workbench import open_workbench
 from imagen_tui.tui.app import WorkbenchApp
 from imagen_tui.tui.screens.jobs import JobsScreen
+from imagen_tui.tui.screens.series import SeriesScreen
+from imagen_tui.tui.widgets.image_grid import ImageGrid
 from imagen_tui.tui.widgets.job_table import JobTable
-from tests.conftest import IMAGEN
+from tests.conftest import IMAGEN, Home
 from tests.helpers import sql
 
 
@@ -87,3 +89,25 @@ async def open_jobs(
     if showing is not None:
         await until(pilot, lambda: all(str(job) in table.rows for job in showing))
     return table
+
+
+def worker(home: Home, db_url: str) -> subprocess.Popen[str]:
+    """A real `imagen worker --once` on the test database (renders what is pending, exits)."""
+    return subprocess.Popen(
+        [str(IMAGEN), "worker", "--once", "--poll-interval", "0.5"],
+        env={**home.env, "IMAGEN_DATABASE_URL": db_url},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def series_grid(pilot: Any, app: WorkbenchApp) -> ImageGrid:
+    """The Series screen's grid, once the screen is shown."""
+    grids = await until(
+        pilot, lambda: isinstance(app.screen, SeriesScreen) and app.screen.query("#series-grid")
+    )
+    grid = grids.first()
+    assert isinstance(grid, ImageGrid)
+    return grid
