@@ -3,6 +3,7 @@ archives or build output, and no large file outside the test fixtures."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -34,3 +35,14 @@ def test_no_tracked_file_over_1_mb_outside_the_fixtures() -> None:
 def test_no_wheel_or_archive_is_tracked() -> None:
     packaged = [name for name in tracked_files() if name.endswith(PACKAGED)]
     assert packaged == [], f"build output or archives in the repository: {packaged}"
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared test code lives in helper modules (tests/helpers.py, tests/tui.py, ...),
+    so running one test file never runs, or depends on, another's tests."""
+    importing = [
+        path.name
+        for path in sorted((ROOT / "tests").glob("*.py"))
+        if re.search(r"^\s*(from|import) tests\.test_", path.read_text(), re.MULTILINE)
+    ]
+    assert importing == [], f"test modules importing another test module: {importing}"
