@@ -4,13 +4,14 @@ rendered by a real `imagen worker --once` on the mock backend, checked in SQL)."
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
 import psycopg
 import pytest
 from textual.notifications import Notify
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from imagen_tui.core.spec import RequestSpec
 from imagen_tui.db import repositories as q
@@ -22,6 +23,7 @@ from imagen_tui.tui.screens.gallery import GalleryScreen
 from imagen_tui.tui.screens.jobs import JobsScreen
 from imagen_tui.tui.screens.series import SeriesScreen
 from imagen_tui.tui.widgets.prompt_area import PromptArea
+from imagen_tui.tui.widgets.tries_slider import TriesSlider
 from tests.conftest import Home
 from tests.helpers import acting, sql
 from tests.tui import make_app, render_queue, run, until
@@ -187,6 +189,69 @@ def test_again_queues_the_same_request_with_fresh_seeds_and_from_the_winner(
             assert request(third)[5] == 9 and request(third)[0] == FULL.prompt
 
     run(scenario())
+
+
+def test_a_submitted_series_shows_its_pending_tries_before_it_is_read(home, monkeypatch, db_url):
+    """Submitting switches to the new series' tiles in the same frame: not the
+    previous series' pictures until the database read comes back."""
+    app = make_app(home, monkeypatch, db_url, config(home))
+    shown_before = submit(app, FULL, 3)
+    render_queue(home, db_url)
+    reads_may_go = threading.Event()
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await series_screen(pilot, app, shown_before, 3)
+            session = app.require_session()
+            read = session.series_detail
+
+            def slow_read(series_id: int) -> Any:  # the read of the new series is held back
+                if series_id != shown_before:
+                    reads_may_go.wait(timeout=30)
+                return read(series_id)
+
+            monkeypatch.setattr(session, "series_detail", slow_read)
+            await pilot.press("f1")
+            compose = await until(
+                pilot, lambda: isinstance(app.screen, ComposeScreen) and app.screen
+            )
+            compose.query_one("#prompt", PromptArea).text = "a lighthouse at dusk"
+            compose.query_one("#seed", Input).value = "40"
+            compose.query_one("#tries", TriesSlider).value = 2
+            await pilot.press("ctrl+s")
+            await until(
+                pilot,
+                lambda: (
+                    isinstance(app.screen, SeriesScreen) and app.screen.series_id != shown_before
+                ),
+            )
+            await pilot.pause()
+            assert not reads_may_go.is_set()  # all of this came from the submission
+            [new] = [i for i in series_ids(db_url) if i != shown_before]
+            assert screen.series_id == new
+            tiles = screen.grid.tiles
+            assert [t.info.key for t in tiles] == ["1", "2"]
+            assert [t.info.status for t in tiles] == ["pending", "pending"]
+            assert [t.info.caption for t in tiles] == ["seed 40", "seed 41"]
+            assert all(t._image is None for t in tiles)  # none of the old pictures
+            title = str(screen.query_one("#series-title", Static).render())
+            assert f"Series {new}" in title and "a lighthouse at dusk" in title
+            reads_may_go.set()
+            await until(pilot, lambda: screen._loading == new and screen.images == {})
+            job_ids = [
+                row[0]
+                for row in sql(
+                    db_url,
+                    "SELECT id FROM imagen.jobs WHERE series_id = %s ORDER BY series_idx",
+                    (new,),
+                )
+            ]
+            assert [screen.tries[idx].job_id for idx in (1, 2)] == job_ids
+
+    try:
+        run(scenario())
+    finally:
+        reads_may_go.set()
 
 
 # --------------------------------------------------------------------------- choosing

@@ -170,7 +170,7 @@ class FixedSession:
 
     def submit(self, workbench: Workbench, spec: RequestSpec, count: int) -> Submission:
         self.calls.append(("submit", (spec, count)))
-        return Submission(series_id=1, job_ids=tuple(range(1, count + 1)))
+        return Submission(series_id=1, job_ids=tuple(range(1, count + 1)), spec=spec)
 
     def cancel(self, job_ids: Sequence[int]) -> list[JobChange]:
         self.calls.append(("cancel", list(job_ids)))

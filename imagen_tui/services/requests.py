@@ -21,11 +21,17 @@ from imagen_tui.errors import InputError
 
 @dataclass(frozen=True)
 class Submission:
-    """A series queued: its id, its jobs, and what the local config could not vouch for."""
+    """A series queued: its id, its jobs (in try order), the checked spec it was
+    queued with, and what the local config could not vouch for."""
 
     series_id: int
     job_ids: tuple[int, ...]
+    spec: RequestSpec
     warnings: tuple[InputError, ...] = ()
+
+    def seeds(self) -> list[int | None]:
+        """Each try's seed as queued (None: the try picks its own when it renders)."""
+        return try_seeds(self.spec.seed, len(self.job_ids))
 
 
 def check_submission(

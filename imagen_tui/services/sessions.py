@@ -127,7 +127,7 @@ class DbSession:
         """Queue one series of `count` tries (one transaction)."""
         spec, warnings = check_submission(workbench, spec, count)
         submitted: Submitted = self.run(q.submit_series(spec, count))
-        return Submission(submitted.series_id, submitted.job_ids, tuple(warnings))
+        return Submission(submitted.series_id, submitted.job_ids, spec, tuple(warnings))
 
     def jobs(self, status: str | None = None, limit: int = 50) -> list[JobRow]:
         return self.run(q.jobs_page(status, limit))

@@ -468,15 +468,16 @@ class WorkbenchApp(App[None]):
             f"Series {message.series_id} queued: {tries} {'try' if tries == 1 else 'tries'}",
             title="Submitted",
         )
-        self.show_series(message.series_id)
+        self.show_series(message.series_id, queued=message.submission)
         self.check_worker()  # its jobs may need a worker no one runs
 
-    def show_series(self, series_id: int) -> None:
+    def show_series(self, series_id: int, queued: services.Submission | None = None) -> None:
         """Open the Series screen on this series. The screen starts reading it
-        before it is shown: the first time, while it is being built."""
+        before it is shown: the first time, while it is being built. A series
+        just `queued` from here shows its pending tries at once, while it is read."""
         screen = self.get_screen("series")
         assert isinstance(screen, SeriesScreen)
-        screen.show_series(series_id)
+        screen.show_series(series_id, queued)
         self.switch_mode("series")
 
     def switch_mode(self, mode: str) -> AwaitMount:
@@ -521,7 +522,7 @@ class WorkbenchApp(App[None]):
             return
         for warning in submission.warnings:
             self.tell(warning.message, title=warning.field or title, severity="warning")
-        self.post_message(SeriesSubmitted(submission.series_id, submission.job_ids))
+        self.post_message(SeriesSubmitted(submission))
 
     @work(thread=True, group="pick", exit_on_error=False)
     def pick_winner(self, series_id: int, idx: int) -> None:

@@ -10,7 +10,7 @@ from textual.message import Message
 from imagen_tui.services.feed import JobsUpdate as JobsUpdate
 
 if TYPE_CHECKING:
-    from imagen_tui.services import Session
+    from imagen_tui.services import Session, Submission
 
 
 class DatabaseReady(Message):
@@ -28,8 +28,9 @@ class DatabaseFailed(Message):
 
 
 class SeriesSubmitted(Message):
-    """A series was queued from the form."""
+    """A series was queued from this app (the form, or "again")."""
 
-    def __init__(self, series_id: int, job_ids: tuple[int, ...]) -> None:
+    def __init__(self, submission: Submission) -> None:
         super().__init__()
-        self.series_id, self.job_ids = series_id, job_ids
+        self.submission = submission
+        self.series_id, self.job_ids = submission.series_id, submission.job_ids

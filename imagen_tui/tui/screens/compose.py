@@ -388,7 +388,7 @@ class ComposeScreen(WorkbenchScreen):
         for warning in submission.warnings:
             app.tell(warning.message, title=f"{warning.field}", severity="warning")
         self.app.call_from_thread(self._forget_history)  # the new prompt is history now
-        self.post_message(SeriesSubmitted(submission.series_id, submission.job_ids))
+        self.post_message(SeriesSubmitted(submission))
 
     def _clear_errors(self) -> None:
         for row in self.query(FieldRow):

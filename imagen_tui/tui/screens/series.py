@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
     from imagen_tui.core.events import JobEvent
     from imagen_tui.core.rows import ImageRow, JobRow, SeriesDetail, SeriesRow, TryRow
+    from imagen_tui.services import Submission
 
 LIST_PAGE = 100
 
@@ -174,6 +175,8 @@ class SeriesScreen(SearchingScreen):
         if self._unshown is not None:
             self._show_series(*self._unshown)
             self._unshown = None
+        elif self.series_id is not None:  # a series just queued, shown while it is read
+            self._refresh_grid()
         if self.workbench_app.session is not None:
             self._load_unless_known(self._wanted)
             self._load_list()
@@ -186,13 +189,18 @@ class SeriesScreen(SearchingScreen):
         if self.series_id is not None:
             self._load_series(self.series_id)
 
-    def show_series(self, series_id: int) -> None:
+    def show_series(self, series_id: int, queued: Submission | None = None) -> None:
         """Show this series. Safe before the screen is mounted: reading it starts
-        at once, while the screen is built (the first time)."""
+        at once, while the screen is built (the first time). A series just
+        `queued` from this app is shown at once as its pending tries (what the
+        database holds for it at that moment), so the first frame after a
+        submit shows the new tiles, not the previous series' pictures."""
         self._wanted = series_id
         if not self._built:
             # Opened on a series: its tries, not the list, have the keys from the start.
             self.AUTO_FOCUS = "#series-grid"  # type: ignore[misc]  # Textual reads it per instance
+        if queued is not None and queued.series_id == series_id != self.series_id:
+            self._show_queued(queued)
         if self.workbench_app.session is not None:
             self._load_unless_known(self._wanted)  # the grid need not wait for the list
             if self._built and not self._select_wanted():
@@ -256,6 +264,22 @@ class SeriesScreen(SearchingScreen):
         self.grid.focus()
 
     # ----------------------------------------------------------------- one series
+
+    def _show_queued(self, queued: Submission) -> None:
+        """The pending tries of a series just queued; then read it, for the rest."""
+        self.series_id = queued.series_id
+        self.selected_image_id = None
+        self._prompt = queued.spec.prompt
+        tries = zip(queued.job_ids, queued.seeds(), strict=True)
+        self.tries = {
+            idx: TryState(idx, job_id, "pending", None, None, seed, None)
+            for idx, (job_id, seed) in enumerate(tries, start=1)
+        }
+        self.images, self.pictures, self.marked = {}, {}, []
+        self._unshown = None  # an older read, for a series no longer wanted
+        if self._built:
+            self._refresh_grid()
+        self._load_series(queued.series_id)
 
     def _load_unless_known(self, series_id: int | None) -> None:
         """Read this series, unless it is the one shown or the one being read."""
