@@ -575,10 +575,16 @@ def test_metadata_json_can_be_switched_off(home):
     assert home.files() == [Path(done.stdout.strip())]
 
 
-def test_progress_bar_on_a_terminal_and_paths_still_clean(home):
+@pytest.mark.parametrize(
+    "backend",
+    ["", "    delay_ms: 200\n"],  # instant; steps, each with a preview (as ComfyUI sends)
+    ids=["instant", "with-previews"],
+)
+def test_progress_bar_on_a_terminal_and_paths_still_clean(home, backend):
     import os
     import pty
 
+    home.write_config(f"backends:\n  mock:\n    type: mock\n{backend}")
     leader, follower = pty.openpty()
     try:
         process = subprocess.Popen(
@@ -601,10 +607,10 @@ def test_progress_bar_on_a_terminal_and_paths_still_clean(home):
             terminal += chunk
     finally:
         os.close(leader)
-    assert process.returncode == 0
+    text = terminal.decode(errors="replace")
+    assert process.returncode == 0, text
     assert len(stdout.splitlines()) == 3
     assert all(Path(line).is_file() for line in stdout.splitlines())
-    text = terminal.decode(errors="replace")
     assert "generating" in text  # the progress bar's label
     assert text.count("mock (mock-v1) seed") == 3
 

@@ -91,7 +91,8 @@ async def _generate_all(args: argparse.Namespace) -> int:
             report: Any = None
             if bar is not None:
 
-                def report(fraction: float, done: int = done) -> None:  # any thread
+                def report(fraction: float, preview: object = None, done: int = done) -> None:
+                    # Any thread; a backend's live preview is for the workbench, not the bar.
                     bar.update(task, completed=done + min(max(fraction, 0.0), 1.0))
 
             outcome = await run(planned, workbench.backend(planned.backend), progress=report)
