@@ -21,7 +21,7 @@ from PIL import Image
 
 from imagen_tui import cli
 from imagen_tui.config import SAMPLE_CONFIG
-from tests.conftest import IMAGEN
+from tests.conftest import IMAGEN, Home
 from tests.terminal import HOSTILE, SHOWN, raw_controls
 
 SUMMARY_RE = re.compile(
@@ -353,6 +353,14 @@ def test_generate_does_not_load_the_database_driver(home):
     modules = imported_modules(home, "generate", "x", "--size", "64x64")
     assert "PIL" in modules  # the mock backend draws with Pillow: the check can see imports
     assert "psycopg" not in modules
+    # The mock renders in the main thread: no event loop, a third of the start-up.
+    assert "asyncio" not in modules
+
+
+def test_generate_with_a_delay_runs_on_the_event_loop(home):
+    home.write_config("backends:\n  mock:\n    type: mock\n    delay_ms: 20\n")
+    modules = imported_modules(home, "generate", "x", "--size", "64x64")
+    assert "asyncio" in modules  # the simulated wait is the loop's, as a remote GPU's is
 
 
 def help_of(argv: list[str], capsys: pytest.CaptureFixture[str], *, words: list[str]) -> str:
@@ -450,15 +458,54 @@ class LineReader:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_keeps_finished_images_and_leaves_nothing_partial(home, signum):
-    # Each image takes 3 s of simulated GPU time. The signal is sent as soon as
-    # the first image's path is printed, so it lands while the second one is
-    # being made (never before the first is finished: the test waits for it).
+    # Each image takes 3 s of simulated GPU time (on the event loop). The signal is
+    # sent as soon as the first image's path is printed, so it lands while the
+    # second one is being made (never before the first is finished: the test
+    # waits for it).
     out = home.root / "out"
     home.write_config(
         f"output:\n  directory: {out}\nbackends:\n  mock:\n    type: mock\n    delay_ms: 3000\n"
     )
+    paths, stderr = _interrupted(home, signum, "--count", "2", "--size", "64x64")
+    assert len(paths) == 1  # no second path
+    summary, last = stderr.splitlines()  # the first image's summary, then why it stopped
+    assert SUMMARY_RE.match(summary), summary
+    assert last == "imagen: interrupted; nothing partial was written"
+    (first,) = paths
+    with Image.open(first) as image:
+        assert image.size == (64, 64)
+    sidecar = first.with_suffix(".json")
+    assert json.loads(sidecar.read_text())["idx"] == 1
+    assert sorted(p for p in out.rglob("*") if p.is_file()) == sorted([first, sidecar])
+    assert home.files() == sorted([first, sidecar])  # no .part file, no second image
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_without_an_event_loop_keeps_every_printed_image_whole(home, signum):
+    # The instant mock renders in the main thread, no event loop: the signal
+    # lands somewhere in a run of ten large images, each about 0.1 s of drawing
+    # and writing. Every path printed is a whole image with its sidecar, and
+    # nothing else is left: no temp file, no image whose path was not printed.
+    out = home.root / "out"
+    home.write_config(f"output:\n  directory: {out}\n")
+    paths, stderr = _interrupted(home, signum, "--count", "10", "--size", "2048x2048")
+    assert 1 <= len(paths) < 10
+    lines = stderr.splitlines()
+    assert lines[-1] == "imagen: interrupted; nothing partial was written"
+    assert len(lines) == len(paths) + 1  # one summary per printed image, none cut short
+    assert all(SUMMARY_RE.match(line) for line in lines[:-1]), lines
+    for path in paths:
+        with Image.open(path) as image:
+            image.load()  # whole, not truncated
+    expected = sorted([*paths, *(path.with_suffix(".json") for path in paths)])
+    assert home.files() == expected
+
+
+def _interrupted(home: Home, signum: int, *args: str) -> tuple[list[Path], str]:
+    """Run `imagen generate` until it prints its first path, send `signum`; the
+    paths it printed and its stderr, once it exited 130."""
     process = subprocess.Popen(
-        [str(IMAGEN), "generate", "slow", "--count", "2", "--size", "64x64"],
+        [str(IMAGEN), "generate", "slow", *args],
         env=home.env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -471,22 +518,12 @@ def test_interrupt_keeps_finished_images_and_leaves_nothing_partial(home, signum
         first = Path(reader.next_line(timeout=60))
         process.send_signal(signum)
         stderr = process.stderr.read()
-        assert process.wait(timeout=30) == 130
+        assert process.wait(timeout=30) == 130, stderr
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert reader.rest() == []  # no second path
-    summary, last = stderr.splitlines()  # the first image's summary, then why it stopped
-    assert SUMMARY_RE.match(summary), summary
-    assert last == "imagen: interrupted; nothing partial was written"
-    assert first.is_file()
-    with Image.open(first) as image:
-        assert image.size == (64, 64)
-    sidecar = first.with_suffix(".json")
-    assert json.loads(sidecar.read_text())["idx"] == 1
-    assert sorted(p for p in out.rglob("*") if p.is_file()) == sorted([first, sidecar])
-    assert home.files() == sorted([first, sidecar])  # no .part file, no second image
+    return [first, *(Path(line) for line in reader.rest())], stderr
 
 
 def test_styles_lists_every_preset_with_its_text(home):

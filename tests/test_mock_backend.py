@@ -19,7 +19,8 @@ import pytest
 from PIL import Image, ImageChops, ImageFont, ImageStat
 
 import imagen_tui.backends.mock as mock_package
-from imagen_tui.backends.base import Backend, Request, run_blocking
+from imagen_tui.backends.base import Backend, Request
+from imagen_tui.backends.blocking import run_blocking
 from imagen_tui.backends.mock import MOCK_TYPE, MockBackend, render
 from imagen_tui.backends.mock.render import _cut, _wrap
 from imagen_tui.errors import GenerationError
@@ -100,6 +101,27 @@ def test_generate_is_byte_identical_for_the_same_request():
     assert (first.seed, first.steps, first.model) == (7, 12, "mock-v1")
     assert first.mime_type == "image/png"
     assert first.cost_usd == 0.0
+
+
+def test_generate_here_is_generate_without_an_event_loop():
+    backend = MockBackend("mock", options())
+    request = Request(prompt=PROMPT, width=256, height=256, steps=12, seed=7)
+    assert backend.renders_here
+    looped = asyncio.run(backend.generate(request))
+    here = backend.generate_here(request)
+    assert here == looped  # the same bytes, seed, steps, model and cost
+    with pytest.raises(GenerationError, match="fail_if_prompt_contains"):
+        MockBackend("mock", options(fail_if_prompt_contains="BOOM")).generate_here(
+            Request(prompt="a BOOM in the night", seed=1)
+        )
+
+
+@pytest.mark.parametrize("blocks", [False, True], ids=["loop-delay", "blocking-delay"])
+def test_a_simulated_delay_is_left_to_the_event_loop(blocks):
+    backend = MockBackend("mock", options(delay_ms=10, delay_blocks=blocks))
+    assert not backend.renders_here
+    with pytest.raises(RuntimeError, match="a simulated delay needs the event loop"):
+        backend.generate_here(Request(prompt=PROMPT, width=64, height=64, seed=1))
 
 
 @pytest.mark.parametrize("seed", range(0, 10, 2))
@@ -522,7 +544,7 @@ def test_ctrl_c_stops_asyncio_run_while_run_blocking_is_stuck():
     script = textwrap.dedent(
         """
         import asyncio, sys, threading
-        from imagen_tui.backends.base import run_blocking
+        from imagen_tui.backends.blocking import run_blocking
 
         def stuck_in_native_code():
             print("inside", flush=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import replace
 
 import pytest
 
+from imagen_tui.backends.base import Progress, RendersHere, Request, Result
 from imagen_tui.core import pipeline
 from imagen_tui.core.pipeline import plan, run
 from imagen_tui.core.spec import RequestSpec
@@ -86,3 +88,57 @@ def test_cloud_backends_pass_the_options_a_job_may_set(home, monkeypatch):
     workbench = open_workbench(home.config_path)
     spec = RequestSpec("a fox", backend="flux", options={"go_fast": False})
     assert plan(workbench, spec).request.options == {"go_fast": False}
+
+
+# --------------------------------------------------------------------------- render_here
+
+
+class _HereBackend:
+    """A backend that renders in the calling thread and returns what it is given."""
+
+    name = "here"
+    renders_here = True
+
+    def __init__(self, answer: Result | Exception) -> None:
+        self.answer = answer
+
+    def generate_here(self, request: Request, progress: Progress | None = None) -> Result:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_render_here_writes_the_image_run_writes(planned, tmp_path):
+    workbench, job = planned
+    mock = workbench.backend(job.backend)
+    looped = asyncio.run(run(replace(job, directory=tmp_path / "loop"), mock))
+    assert isinstance(mock, RendersHere) and mock.renders_here  # the instant mock
+    here = pipeline.render_here(replace(job, directory=tmp_path / "here"), mock)
+    for outcome in (here, looped):
+        assert outcome.path is not None and outcome.path.is_file()
+        assert outcome.written.sidecar is not None and outcome.written.sidecar.is_file()
+    assert here.sha256 == looped.sha256  # the same picture, seed 1
+    assert here.record.keys() == looped.record.keys()
+    assert {k: v for k, v in here.record.items() if k not in ("created_at", "latency_ms")} == {
+        k: v for k, v in looped.record.items() if k not in ("created_at", "latency_ms")
+    }
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (ValueError("bad palette"), "here: ValueError: bad palette"),
+        (Result(b"", "image/png", "m", 1), "here: returned no usable image (0 bytes"),
+        (
+            Result(b"GIF89a", "image/gif", "m", 1),
+            "returned no usable image (6 bytes of 'image/gif')",
+        ),
+    ],
+    ids=["adapter-bug", "no-bytes", "unknown-type"],
+)
+def test_render_here_refuses_what_run_refuses_and_writes_nothing(planned, answer, message):
+    _workbench, job = planned
+    with pytest.raises(GenerationError) as refused:
+        pipeline.render_here(job, _HereBackend(answer))
+    assert message in str(refused.value)
+    assert not [p for p in job.directory.rglob("*") if p.is_file()]

@@ -6,16 +6,22 @@ progress bar that follows the backend's own progress. Ctrl-C (or SIGTERM)
 stops at once, keeps the images already finished and leaves nothing partial.
 Each image gets a row in the cost ledger when a database is reachable
 (`services.UsageLedger`); a ledger failure is a warning, never a lost image.
+
+When every backend asked for renders in this thread (the mock: `RendersHere`),
+the run needs no event loop and never imports asyncio, which is a third of a
+one-shot command's start-up; otherwise the tries run on one.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import signal
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from imagen_tui.backends.base import Backend, Preview, RendersHere
 from imagen_tui.cli.args import add_prompt_options, spec_from_args
 from imagen_tui.cli.console import PROG, json_line, out
 from imagen_tui.money import cost_text
@@ -24,7 +30,10 @@ from imagen_tui.text import one_line
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from imagen_tui.core.pipeline import Outcome
+    from imagen_tui.core.pipeline import Outcome, Plan
+    from imagen_tui.core.workbench import Workbench
+
+STOPS = (signal.SIGINT, signal.SIGTERM)  # each stops the run as Ctrl-C does
 
 
 def _summary(outcome: Outcome) -> str:
@@ -36,14 +45,6 @@ def _summary(outcome: Outcome) -> str:
         f"{outcome.plan.backend} ({result.model}) {seed}, "
         f"{record['size']}{steps}, {result.latency_ms:.0f} ms, {cost}"
     )
-
-
-def _emit(outcome: Outcome, as_json: bool) -> None:
-    if as_json:
-        line = {"path": str(outcome.path), "sidecar": str(outcome.written.sidecar or "")}
-        json_line({**line, **outcome.record})
-    else:
-        out(str(outcome.path))
 
 
 def _progress_bar() -> Progress:
@@ -61,59 +62,149 @@ def _progress_bar() -> Progress:
     )
 
 
-async def _generate_all(args: argparse.Namespace) -> int:
-    from imagen_tui import services
-    from imagen_tui.core.pipeline import plan_tries, run
+class _Report:
+    """What the tries of one `imagen generate` share, however they are run: the
+    progress bar (on a terminal), the lines printed, and the usage ledger."""
+
+    def __init__(self, args: argparse.Namespace, workbench: Workbench, tries: int) -> None:
+        from imagen_tui import services
+
+        self._json = args.json
+        self._bar = _progress_bar() if sys.stderr.isatty() else None
+        self._task: Any = None
+        if self._bar is not None:
+            self._bar.start()
+            self._task = self._bar.add_task("generating", total=tries)
+        self.ledger = services.UsageLedger(
+            workbench, lambda warning: self.note(f"{PROG}: warning: {warning}")
+        )
+
+    def note(self, line: str) -> None:
+        """A line for humans (stderr) that does not garble the bar."""
+        if self._bar is not None:
+            self._bar.console.print(one_line(line), markup=False, highlight=False)
+        else:
+            print(one_line(line), file=sys.stderr, flush=True)
+
+    def progress(self, done: int) -> Any:
+        """The backend's progress callback for try number `done` (from 0), if a bar shows it."""
+        bar, task = self._bar, self._task
+        if bar is None:
+            return None
+
+        def report(fraction: float, preview: Preview | None = None) -> None:  # any thread
+            # A backend's live preview is for the workbench, not for the bar.
+            bar.update(task, completed=done + min(max(fraction, 0.0), 1.0))
+
+        return report
+
+    def made(self, done: int, outcome: Outcome) -> None:
+        """Try `done` is written: its path (stdout) and summary. The ledger row is
+        the caller's next step (`ledger.record`), blocking."""
+        if self._json:
+            line = {"path": str(outcome.path), "sidecar": str(outcome.written.sidecar or "")}
+            json_line({**line, **outcome.record})
+        else:
+            out(str(outcome.path))
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done + 1)
+        self.note(_summary(outcome))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        self.ledger.close()
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from imagen_tui.core.pipeline import plan_tries
     from imagen_tui.core.workbench import open_workbench
 
     workbench = open_workbench(args.config)
     plans = plan_tries(workbench, spec_from_args(args), args.count, directory=args.out)
+    backends = {plan.backend: workbench.backend(plan.backend) for plan in plans}
+    here = {
+        name: backend
+        for name, backend in backends.items()
+        if isinstance(backend, RendersHere) and backend.renders_here
+    }
+    if len(here) == len(backends):
+        return _generate_here(args, workbench, plans, here)
+    import asyncio
+
+    try:
+        return asyncio.run(_generate_on_loop(args, workbench, plans, backends))
+    except asyncio.CancelledError:  # Ctrl-C or SIGTERM: reported as an interrupt
+        raise KeyboardInterrupt from None
+
+
+def _generate_here(
+    args: argparse.Namespace,
+    workbench: Workbench,
+    plans: Sequence[Plan],
+    backends: Mapping[str, RendersHere],
+) -> int:
+    """Every try in this thread, no event loop. SIGTERM stops it as Ctrl-C does,
+    and neither cuts a finished image's line and ledger row short."""
+    from imagen_tui.core.pipeline import render_here
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    report = _Report(args, workbench, len(plans))
+    try:
+        for done, planned in enumerate(plans):
+            outcome = render_here(
+                planned, backends[planned.backend], progress=report.progress(done)
+            )
+            with _stops_held():
+                report.made(done, outcome)
+                report.ledger.record(outcome)
+    finally:
+        report.close()
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stops_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (and are acted on) until the block is done."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
+
+
+async def _generate_on_loop(
+    args: argparse.Namespace,
+    workbench: Workbench,
+    plans: Sequence[Plan],
+    backends: Mapping[str, Backend],
+) -> int:
+    import asyncio
+
+    from imagen_tui.core.pipeline import run
+
     # Ctrl-C and SIGTERM cancel the run, which cleans up. Handled by the loop itself
     # (asyncio.run's own SIGINT handler can miss a signal landing as the loop sleeps).
     main_task = asyncio.current_task()
     if main_task is not None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOPS:
             asyncio.get_running_loop().add_signal_handler(signum, main_task.cancel)
-    bar = _progress_bar() if sys.stderr.isatty() else None
-
-    def note(line: str) -> None:  # a line for humans that does not garble the bar
-        if bar is not None:
-            bar.console.print(one_line(line), markup=False, highlight=False)
-        else:
-            print(one_line(line), file=sys.stderr, flush=True)
-
-    ledger = services.UsageLedger(workbench, lambda warning: note(f"{PROG}: warning: {warning}"))
+    report = _Report(args, workbench, len(plans))
     try:
-        if bar is not None:
-            bar.start()
-            task = bar.add_task("generating", total=len(plans))
         for done, planned in enumerate(plans):
-            report: Any = None
-            if bar is not None:
-
-                def report(fraction: float, preview: object = None, done: int = done) -> None:
-                    # Any thread; a backend's live preview is for the workbench, not the bar.
-                    bar.update(task, completed=done + min(max(fraction, 0.0), 1.0))
-
-            outcome = await run(planned, workbench.backend(planned.backend), progress=report)
-            _emit(outcome, args.json)
-            if bar is not None:
-                bar.update(task, completed=done + 1)
-            note(_summary(outcome))
-            await asyncio.shield(asyncio.to_thread(ledger.record, outcome))
+            backend = backends[planned.backend]
+            outcome = await run(planned, backend, progress=report.progress(done))
+            report.made(done, outcome)
+            await asyncio.shield(asyncio.to_thread(report.ledger.record, outcome))
     finally:
-        if bar is not None:
-            bar.stop()
-        ledger.close()
+        report.close()
         await workbench.aclose()
     return 0
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    try:
-        return asyncio.run(_generate_all(args))
-    except asyncio.CancelledError:  # Ctrl-C or SIGTERM: reported as an interrupt
-        raise KeyboardInterrupt from None
 
 
 def add_commands(commands: Any, config_flag: argparse.ArgumentParser) -> None:

@@ -5,13 +5,17 @@ plan()   what the user asked for (a RequestSpec) -> a checked Plan: backend
          output directory writable. Every input error is raised here, before
          anything runs.
 run()    Plan -> backend -> image file + metadata -> Outcome
+render_here()
+         the same for a backend that renders in the calling thread
+         (`RendersHere`, the mock): no event loop and no threads, so a
+         one-shot `imagen generate` never imports asyncio.
 
 The workbench (config, presets, backends) comes from `core.workbench`.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import errno
 import hashlib
 import json
@@ -19,14 +23,22 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from imagen_tui import __version__
-from imagen_tui.backends.base import Backend, Progress, Request, Result, random_seed
+from imagen_tui.backends.base import (
+    Backend,
+    Progress,
+    RendersHere,
+    Request,
+    Result,
+    random_seed,
+)
 from imagen_tui.core.metadata import parameters_text
 from imagen_tui.core.naming import render_name
 from imagen_tui.core.output import EXTENSIONS, Written, write_image
@@ -36,6 +48,9 @@ from imagen_tui.core.thumbnails import make_thumbnail
 from imagen_tui.core.workbench import Workbench
 from imagen_tui.errors import GenerationError, ImagenError, InputError
 from imagen_tui.limits import DEFAULT_SIZE, MAX_IMAGE_COST_USD
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger(__name__)
 
@@ -226,31 +241,43 @@ def build_record(plan: Plan, result: Result, created: datetime) -> dict[str, Any
     }
 
 
-async def _call_backend(
-    backend: Backend, request: Request, progress: Progress | None = None
-) -> Result:
-    started = time.perf_counter()
+@contextlib.contextmanager
+def _adapter_errors(name: str) -> Iterator[None]:
+    """An adapter bug or a library error as a GenerationError naming the backend
+    instance: reported, never a crash. ImagenError, cancellation and interrupts pass."""
     try:
-        result = await backend.generate(request, progress)
-    except (ImagenError, asyncio.CancelledError):
+        yield
+    except ImagenError:
         raise
-    except Exception as error:  # an adapter bug or a library error: report, do not crash
-        raise GenerationError(f"{backend.name}: {type(error).__name__}: {error}") from error
+    except Exception as error:
+        raise GenerationError(f"{name}: {type(error).__name__}: {error}") from error
+
+
+def _checked(name: str, result: Result, started: float) -> Result:
+    """Backend `name`'s result, refused when it holds no usable image; its latency
+    (the pipeline's own wall time since `started` when it reported none that
+    makes sense) and its cost (unpriced when out of range) made sane."""
     if not result.image or result.mime_type not in EXTENSIONS:
         raise GenerationError(
-            f"{backend.name}: returned no usable image ({len(result.image)} bytes of "
-            f"{result.mime_type!r})"
+            f"{name}: returned no usable image ({len(result.image)} bytes of {result.mime_type!r})"
         )
     if result.latency_ms is None or not 0 <= result.latency_ms < _MAX_LATENCY_MS:
         result = replace(result, latency_ms=(time.perf_counter() - started) * 1000)
     if result.cost_usd is not None and not _sane_cost(result.cost_usd):
         # A figure derived from what a server reported (tokens): unpriced, never
         # a negative or absurd cost, nor a ledger row the database refuses.
-        log.warning(
-            "%s: cost %s is out of range; recorded as unpriced", backend.name, result.cost_usd
-        )
+        log.warning("%s: cost %s is out of range; recorded as unpriced", name, result.cost_usd)
         result = replace(result, cost_usd=None)
     return result
+
+
+async def _call_backend(
+    backend: Backend, request: Request, progress: Progress | None = None
+) -> Result:
+    started = time.perf_counter()
+    with _adapter_errors(backend.name):
+        result = await backend.generate(request, progress)
+    return _checked(backend.name, result, started)
 
 
 _MAX_LATENCY_MS = 86_400_000.0  # a day: anything else a backend reports is not a latency
@@ -299,32 +326,15 @@ def _thumbnail_of(plan: Plan, image: bytes) -> bytes:
         raise GenerationError(f"{plan.backend}: returned an unreadable image: {error}") from error
 
 
-async def _undo_write(writing: asyncio.Future[Written]) -> None:
-    """Wait for a write still running in its thread, then remove what it wrote."""
-    try:
-        written = await asyncio.shield(writing)
-    except BaseException:
-        return  # the write failed: write_image leaves nothing behind
-    written.remove()
+class _Files(NamedTuple):
+    """What is written for one result: its file name, PNG text chunks and record."""
+
+    name: PurePosixPath
+    chunks: dict[str, str]
+    record: dict[str, Any]
 
 
-async def run(
-    plan: Plan,
-    backend: Backend,
-    *,
-    progress: Progress | None = None,
-    thumbnail: bool = False,
-    journal: str | None = None,
-) -> Outcome:
-    """Generate one planned image and write it with its metadata.
-
-    `progress` receives the backend's fraction done; `thumbnail` also makes a
-    small JPEG preview (for the database); `journal` keeps a hidden hard link
-    named after it beside the image until the caller drops it (see
-    `output.write_image`), so a crash before the image is recorded can be
-    cleaned up later.
-    """
-    result = await _call_backend(backend, plan.request, progress)
+def _files_for(plan: Plan, result: Result) -> _Files:
     created = datetime.now(UTC).astimezone()
     record = build_record(plan, result, created)
     width, height = real_size(plan, result)
@@ -362,11 +372,73 @@ async def run(
         ),
         "imagen": json.dumps(record, ensure_ascii=False),
     }
+    return _Files(name, chunks, record)
+
+
+def _outcome(
+    plan: Plan, result: Result, files: _Files, written: Written, thumbnail: bytes | None
+) -> Outcome:
+    return Outcome(
+        plan=plan,
+        result=result,
+        written=written,
+        record=files.record,
+        sha256=hashlib.sha256(result.image).hexdigest(),
+        thumbnail=thumbnail,
+    )
+
+
+def render_here(plan: Plan, backend: RendersHere, *, progress: Progress | None = None) -> Outcome:
+    """`run` for a backend that renders in this thread (`backend.renders_here`):
+    no event loop, no threads. A KeyboardInterrupt while the files are written
+    leaves nothing behind (`output.write_image`)."""
+    started = time.perf_counter()
+    with _adapter_errors(backend.name):
+        result = backend.generate_here(plan.request, progress)
+    result = _checked(backend.name, result, started)
+    files = _files_for(plan, result)
+    written = _write_files(plan, files.name, result, files.chunks, files.record, None)
+    return _outcome(plan, result, files, written, None)
+
+
+async def _undo_write(writing: asyncio.Future[Written]) -> None:
+    """Wait for a write still running in its thread, then remove what it wrote."""
+    import asyncio
+
+    try:
+        written = await asyncio.shield(writing)
+    except BaseException:
+        return  # the write failed: write_image leaves nothing behind
+    written.remove()
+
+
+async def run(
+    plan: Plan,
+    backend: Backend,
+    *,
+    progress: Progress | None = None,
+    thumbnail: bool = False,
+    journal: str | None = None,
+) -> Outcome:
+    """Generate one planned image and write it with its metadata.
+
+    `progress` receives the backend's fraction done; `thumbnail` also makes a
+    small JPEG preview (for the database); `journal` keeps a hidden hard link
+    named after it beside the image until the caller drops it (see
+    `output.write_image`), so a crash before the image is recorded can be
+    cleaned up later.
+    """
+    import asyncio  # here, not at the top: render_here's callers never load it
+
+    result = await _call_backend(backend, plan.request, progress)
+    files = _files_for(plan, result)
     # The files are written (waiting on the disk) while the preview is made (on the
     # CPU). Whatever stops the run after that, a failed preview or a cancellation
     # (a lost lease), waits for the write and removes its files: nothing half-done stays.
     writing = asyncio.ensure_future(
-        asyncio.to_thread(_write_files, plan, name, result, chunks, record, journal)
+        asyncio.to_thread(
+            _write_files, plan, files.name, result, files.chunks, files.record, journal
+        )
     )
     previewing = (
         asyncio.ensure_future(asyncio.to_thread(_thumbnail_of, plan, result.image))
@@ -382,11 +454,4 @@ async def run(
             previewing.add_done_callback(lambda done: done.cancelled() or done.exception())
         await _undo_write(writing)
         raise
-    return Outcome(
-        plan=plan,
-        result=result,
-        written=written,
-        record=record,
-        sha256=hashlib.sha256(result.image).hexdigest(),
-        thumbnail=preview,
-    )
+    return _outcome(plan, result, files, written, preview)

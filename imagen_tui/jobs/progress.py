@@ -21,7 +21,8 @@ import logging
 import threading
 import time
 
-from imagen_tui.backends.base import Preview, run_blocking
+from imagen_tui.backends.base import Preview
+from imagen_tui.backends.blocking import run_blocking
 from imagen_tui.core.thumbnails import shrink_preview
 from imagen_tui.jobs.types import Job, PreviewImage, Queue, QueueError
 from imagen_tui.limits import (

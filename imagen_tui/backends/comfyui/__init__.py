@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from imagen_tui.backends.base import Preview, Progress, Request, Result, random_seed, run_blocking
+from imagen_tui.backends.base import Preview, Progress, Request, Result, random_seed
+from imagen_tui.backends.blocking import run_blocking
 from imagen_tui.backends.comfyui import errors, seen
 from imagen_tui.backends.comfyui.client import (
     DROPPED,

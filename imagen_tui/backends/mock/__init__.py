@@ -4,28 +4,21 @@ It is the default backend, so the whole workbench runs without a GPU or a
 network. This package holds:
 
 - `MOCK_TYPE`, the registry entry (config options and constructor);
-- `MockBackend`, the backend instance (`generate` / `aclose`);
+- `MockBackend`, the backend instance (`generate` / `aclose`, and
+  `generate_here`: the same image in the calling thread, no event loop);
 - `render` (in `render.py`, re-exported here), the pure function that turns a
   prompt, size, steps and seed into PNG bytes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from imagen_tui.backends.base import (
-    Preview,
-    Progress,
-    Request,
-    Result,
-    random_seed,
-    run_blocking,
-)
+from imagen_tui.backends.base import Preview, Progress, Request, Result, random_seed
 from imagen_tui.backends.mock.render import MODEL_NAME, preview_jpeg, render, sketch
 from imagen_tui.backends.registry import BackendType, Option
 from imagen_tui.errors import GenerationError
@@ -53,14 +46,48 @@ class MockBackend:
         self.delay_blocks: bool = options.get("delay_blocks") or False
         self.fail_if_prompt_contains: str | None = options.get("fail_if_prompt_contains")
 
-    async def generate(self, request: Request, progress: Progress | None = None) -> Result:
-        seed = request.seed if request.seed is not None else random_seed()
-        steps = request.steps or DEFAULT_STEPS
+    @property
+    def renders_here(self) -> bool:
+        """Without a simulated delay: the drawing is all there is. A delay stands
+        for a remote GPU's wait or an uninterruptible native call, which the event
+        loop path handles (and its tests exercise)."""
+        return self.delay_ms == 0
+
+    def generate_here(self, request: Request, progress: Progress | None = None) -> Result:
+        """`generate` in this thread, with no event loop (see `renders_here`)."""
+        if not self.renders_here:
+            raise RuntimeError(f"{self.name}: a simulated delay needs the event loop")
+        seed, steps = self._begin(request)
+        png = self._draw(request, steps, seed, progress, threading.Event())
+        return self._result(png, seed, steps)
+
+    def _begin(self, request: Request) -> tuple[int, int]:
+        """The seed and steps of this request; GenerationError for a marked prompt."""
         marker = self.fail_if_prompt_contains
         if marker and marker in request.prompt:
             raise GenerationError(
                 f"mock backend: prompt contains {marker!r} (fail_if_prompt_contains)"
             )
+        seed = request.seed if request.seed is not None else random_seed()
+        return seed, request.steps or DEFAULT_STEPS
+
+    def _result(self, png: bytes, seed: int, steps: int) -> Result:
+        return Result(
+            image=png,
+            mime_type="image/png",
+            model=self.model,
+            seed=seed,
+            steps=steps,
+            latency_ms=None,
+            cost_usd=Decimal(0),
+        )
+
+    async def generate(self, request: Request, progress: Progress | None = None) -> Result:
+        import asyncio  # not at the top: `imagen generate` may render here, loop-free
+
+        from imagen_tui.backends.blocking import run_blocking
+
+        seed, steps = self._begin(request)
         if self.delay_ms > 0 and not self.delay_blocks:
             # Simulated GPU time, reported step by step like a sampler, each step with
             # a preview: the picture, blurred, then sharper at each step.
@@ -84,15 +111,7 @@ class MockBackend:
         except asyncio.CancelledError:
             abandoned.set()  # the thread stops after its current tick
             raise
-        return Result(
-            image=png,
-            mime_type="image/png",
-            model=self.model,
-            seed=seed,
-            steps=steps,
-            latency_ms=None,
-            cost_usd=Decimal(0),
-        )
+        return self._result(png, seed, steps)
 
     def _draw(
         self,
@@ -102,7 +121,8 @@ class MockBackend:
         progress: Progress | None,
         abandoned: threading.Event,
     ) -> bytes:
-        """The blocking part of `generate`, in a `run_blocking` thread: `render`.
+        """The blocking part of `generate`, in a `run_blocking` thread (or, with
+        no delay, all of `generate_here`, in the caller's): `render`.
 
         With `delay_blocks`, `delay_ms` is spent here first, in ticks of
         `time.sleep` that nothing interrupts, like a GPU library call, with
