@@ -300,10 +300,10 @@ def one_outcome(workbench: Workbench) -> Any:
 
 def test_ledger_uses_a_running_embedded_server(home: Home, db_url: str, monkeypatch):
     from imagen_tui import services
-    from imagen_tui.db import embedded
+    from imagen_tui.db import postmaster
 
     monkeypatch.delenv("IMAGEN_DATABASE_URL", raising=False)
-    monkeypatch.setattr(embedded, "running_url", lambda: db_url)
+    monkeypatch.setattr(postmaster, "running_url", lambda: db_url)
     workbench = open_workbench(home.write_config(f"output:\n  directory: {home.root}/o\n"))
     warnings: list[str] = []
     with services.UsageLedger(workbench, warnings.append) as ledger:

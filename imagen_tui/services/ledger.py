@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from imagen_tui.core.workbench import Workbench
-from imagen_tui.db import embedded  # no driver
+from imagen_tui.db import postmaster  # no driver, no subprocess
 from imagen_tui.errors import DatabaseError, ImagenError
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class UsageLedger:
             self._warn(f"usage not recorded: {error}")
             return None
         ours = url is None
-        url = url or embedded.running_url()
+        url = url or postmaster.running_url()
         if url is None:
             return None  # no database here: nothing to record in
         # Only now the driver: a generation without a database never loads it.

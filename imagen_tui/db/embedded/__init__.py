@@ -25,7 +25,9 @@ connects in milliseconds (read postmaster.pid, one connection); `imagen db
 stop` stops it.
 
 This module starts, finds and stops the server; `access` holds its account,
-directories and locks, `binaries` the PostgreSQL programs it runs.
+directories and locks, `binaries` the PostgreSQL programs it runs, and
+`db.postmaster` (outside this package, so it imports none of it) whether it
+runs and how to reach it.
 """
 
 from __future__ import annotations
@@ -35,22 +37,16 @@ import os
 import shlex
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote
-
-import platformdirs
 
 from imagen_tui.db.embedded.access import (
     FALLBACK_HINT,
-    ROOT_DATA_HOME,
     SERVER_ACCOUNT,
     START_TIMEOUT,
     Account,
     account_for,
     could_not_start,
-    effective_uid,
     is_private,
     locked,
     make_data_directory,
@@ -61,6 +57,16 @@ from imagen_tui.db.embedded.access import (
     summary,
 )
 from imagen_tui.db.embedded.binaries import POSTGRES_MAJOR, binaries, wheel_bindir
+from imagen_tui.db.postmaster import (
+    DATABASE,
+    ROOT_DATA_HOME,
+    Postmaster,
+    data_directory,
+    live_postmaster,
+    ready_postmaster,
+    running_url,
+    url_of,
+)
 from imagen_tui.errors import DatabaseError
 
 __all__ = [
@@ -70,25 +76,14 @@ __all__ = [
     "SERVER_ACCOUNT",
     "StopMode",
     "data_directory",
+    "running_url",
     "server_url",
     "stop",
 ]
 
-DATABASE = "imagen"
 # pg_ctl runs the server through `sh -c "... -D \"PGDATA\" ..."`: these would break out
 _SHELL_UNSAFE = frozenset('"$`\\')
 StopMode = Literal["smart", "fast", "immediate"]
-
-
-def data_directory() -> Path:
-    """Where the embedded server keeps its data ($XDG_DATA_HOME/imagen/pgdata).
-
-    As root without XDG_DATA_HOME it is /var/lib/imagen/pgdata: the server's
-    account could not enter /root, and ImaGen does not open /root up for it.
-    """
-    if effective_uid() == 0 and not os.environ.get("XDG_DATA_HOME", "").strip():
-        return ROOT_DATA_HOME / "pgdata"
-    return Path(platformdirs.user_data_dir("imagen")) / "pgdata"
 
 
 def server_url(pgdata: Path | None = None, database: str = DATABASE) -> str:
@@ -96,27 +91,14 @@ def server_url(pgdata: Path | None = None, database: str = DATABASE) -> str:
     database if it is missing; return a libpq URL whose host is the socket directory."""
     pgdata = Path(os.path.abspath(pgdata or data_directory()))
     try:
-        running = _ready_postmaster(pgdata)
+        running = ready_postmaster(pgdata)
         if running is None:
             running = _start(pgdata)
         _require_private_socket(pgdata, running)
     except (OSError, subprocess.SubprocessError) as error:
         raise could_not_start(pgdata, f"{type(error).__name__}: {error}") from None
-    _ensure_database(pgdata, _url(running, "postgres"), database)
-    return _url(running, database)
-
-
-def running_url(pgdata: Path | None = None, database: str = DATABASE) -> str | None:
-    """The URL of the embedded server if it is up and ready; None otherwise (never starts it).
-
-    For work that only happens when a database is already there, such as the
-    ledger row of `imagen generate`.
-    """
-    pgdata = Path(os.path.abspath(pgdata or data_directory()))
-    running = _ready_postmaster(pgdata)
-    if running is None or running.socket_dir is None:
-        return None
-    return _url(running, database)
+    _ensure_database(pgdata, url_of(running, "postgres"), database)
+    return url_of(running, database)
 
 
 def stop(pgdata: Path | None = None, *, mode: StopMode = "fast") -> bool:
@@ -126,11 +108,11 @@ def stop(pgdata: Path | None = None, *, mode: StopMode = "fast") -> bool:
     waits for them to disconnect."""
     pgdata = Path(os.path.abspath(pgdata or data_directory()))
     try:
-        if _live_postmaster(pgdata) is None:
+        if live_postmaster(pgdata) is None:
             return False
         account = account_for(pgdata)
         with locked(pgdata):
-            if _live_postmaster(pgdata) is None:  # stopped meanwhile
+            if live_postmaster(pgdata) is None:  # stopped meanwhile
                 return False
             pg_ctl = binaries(pgdata, account, wheel_bindir()) / "pg_ctl"
             code, output = run(
@@ -154,60 +136,7 @@ def stop(pgdata: Path | None = None, *, mode: StopMode = "fast") -> bool:
 # --------------------------------------------------------------------------- postmaster.pid
 
 
-@dataclass(frozen=True)
-class _Postmaster:
-    """What postmaster.pid says about a server whose process is alive."""
-
-    pid: int
-    port: int
-    socket_dir: Path | None
-    status: str  # "starting", "ready", "stopping", ...
-
-
-def _live_postmaster(pgdata: Path) -> _Postmaster | None:
-    """The server of `pgdata` if its process runs (a stale postmaster.pid: None)."""
-    try:
-        lines = (pgdata / "postmaster.pid").read_text(errors="replace").splitlines()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    # pid, data dir, start time, port, socket dir, listen address, shmem, status;
-    # the server writes the last lines while it starts
-    lines += [""] * (8 - len(lines))
-    try:
-        pid, port = int(lines[0]), int(lines[3] or 5432)
-    except ValueError:
-        return None
-    if pid <= 0 or not _is_postmaster(pid, lines[1]):
-        return None
-    socket_dir = Path(lines[4].strip()) if lines[4].strip() else None
-    return _Postmaster(pid=pid, port=port, socket_dir=socket_dir, status=lines[7].strip())
-
-
-def _ready_postmaster(pgdata: Path) -> _Postmaster | None:
-    running = _live_postmaster(pgdata)
-    return running if running is not None and running.status == "ready" else None
-
-
-def _is_postmaster(pid: int, datadir: str) -> bool:
-    """Whether `pid` is a postgres serving `datadir`: after a crash or reboot the pid
-    in a stale postmaster.pid may belong to any process (or be a zombie)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, another account's
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return not Path("/proc/self").exists()  # no /proc (macOS): the pid check must do
-    except PermissionError:
-        return True
-    # pg_ctl starts it as `postgres -D DATADIR ...`; a zombie has no cmdline
-    return os.path.basename(argv[0]).startswith(b"postgres") and os.fsencode(datadir) in argv
-
-
-def _require_private_socket(pgdata: Path, running: _Postmaster) -> None:
+def _require_private_socket(pgdata: Path, running: Postmaster) -> None:
     """Refuse a running server whose socket others can reach (an older ImaGen put it
     in a world-writable directory when the data path was long)."""
     socket_dir = running.socket_dir
@@ -231,7 +160,7 @@ def _require_private_socket(pgdata: Path, running: _Postmaster) -> None:
 # --------------------------------------------------------------------------- starting
 
 
-def _start(pgdata: Path) -> _Postmaster:
+def _start(pgdata: Path) -> Postmaster:
     if os.name != "posix":
         raise DatabaseError(
             "the embedded PostgreSQL runs on Linux and macOS only; "
@@ -284,10 +213,10 @@ def _start(pgdata: Path) -> _Postmaster:
         return running
 
 
-def _settled_postmaster(pgdata: Path) -> _Postmaster | None:
+def _settled_postmaster(pgdata: Path) -> Postmaster | None:
     """The ready server, waiting out one that is starting or stopping; None if none runs."""
     deadline = time.monotonic() + START_TIMEOUT
-    while (running := _live_postmaster(pgdata)) is not None and running.status != "ready":
+    while (running := live_postmaster(pgdata)) is not None and running.status != "ready":
         if time.monotonic() > deadline:
             raise could_not_start(pgdata, f"server pid {running.pid} stays {running.status!r}")
         time.sleep(0.05)
@@ -330,13 +259,6 @@ def _ensure_database(pgdata: Path, admin_url: str, database: str) -> None:
         raise DatabaseError(
             f"cannot connect to the embedded PostgreSQL in {pgdata}: {summary(str(error))}"
         ) from None
-
-
-def _url(running: _Postmaster, database: str) -> str:
-    assert running.socket_dir is not None  # checked by _require_private_socket
-    port = "" if running.port == 5432 else f"&port={running.port}"
-    host = quote(str(running.socket_dir), safe="/")
-    return f"postgresql://postgres:@/{quote(database, safe='')}?host={host}{port}"
 
 
 def _log_size(log: Path) -> int:

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagen_tui.db.postmaster import ROOT_DATA_HOME, effective_uid
 from imagen_tui.errors import DatabaseError
 
 SERVER_ACCOUNT = "imagen-pg"  # runs the server when ImaGen runs as root
-ROOT_DATA_HOME = Path("/var/lib/imagen")  # root's data, where the account can reach it
 _SOCKET_NAME = ".s.PGSQL.5432"
 # sun_path holds 108 bytes on Linux (104 on macOS and the BSDs), NUL included
 _MAX_SOCKET_PATH = 107 if sys.platform.startswith("linux") else 103
@@ -76,10 +76,6 @@ def user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return f"uid {uid}"
-
-
-def effective_uid() -> int:
-    return os.geteuid() if hasattr(os, "geteuid") else -1
 
 
 def account_for(pgdata: Path) -> Account:

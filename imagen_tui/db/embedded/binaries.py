@@ -23,13 +23,13 @@ from imagen_tui.db.embedded.access import (
     FALLBACK_HINT,
     Account,
     blocking_directory,
-    effective_uid,
     holding,
     refused,
     run,
     summary,
     user_name,
 )
+from imagen_tui.db.postmaster import effective_uid
 from imagen_tui.errors import DatabaseError
 
 POSTGRES_MAJOR = 18
