@@ -36,8 +36,11 @@ Figures:
    connection.
 6. the loop: the Compose form submitted (a 10-try series, mock, 256x256)
    with the app's own worker (`imagen-tui --headless-worker`, started by
-   the app as `imagen-tui` does) -> the first tile of the new series visible
-   on the Series screen (p50), and -> every tile showing its final picture.
+   the app as `imagen-tui` does) -> the first frame that draws the new
+   series' first tile on the Series screen (p50; the end of the first
+   compositor refresh that starts with the tile mounted), and -> every tile
+   showing its final picture. Beside the first, the app's next idle frame
+   after it (`call_after_refresh`), which the worker's events delay.
    Baselines: a bare `Session.submit` of the same series (the database's
    share of the first figure), and the worker's own span for each series
    (its first job created to its last finished, from the database: the
