@@ -735,3 +735,16 @@ def test_submit_with_a_blank_prompt_exits_2_and_queues_nothing(home, db_url):
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM imagen.series").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM imagen.jobs").fetchone() == (0,)
+
+
+def test_a_stop_during_a_finished_images_line_and_ledger_row_waits_for_them():
+    from imagen_tui.cli.generate import _Stops
+
+    stops = _Stops()
+    finished = []
+    with pytest.raises(KeyboardInterrupt), stops.held():
+        stops(signal.SIGTERM, None)  # lands while the image's line is printed
+        finished.append("line and ledger row")
+    assert finished == ["line and ledger row"]  # then it stops
+    with pytest.raises(KeyboardInterrupt):
+        stops(signal.SIGINT, None)  # anywhere else: at once

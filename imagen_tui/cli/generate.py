@@ -19,9 +19,11 @@ import contextlib
 import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from imagen_tui.backends.base import Backend, Preview, RendersHere
+from imagen_tui.backends.base import Progress as StepReport
 from imagen_tui.cli.args import add_prompt_options, spec_from_args
 from imagen_tui.cli.console import PROG, json_line, out
 from imagen_tui.money import cost_text
@@ -86,7 +88,7 @@ class _Report:
         else:
             print(one_line(line), file=sys.stderr, flush=True)
 
-    def progress(self, done: int) -> Any:
+    def progress(self, done: int) -> StepReport | None:
         """The backend's progress callback for try number `done` (from 0), if a bar shows it."""
         bar, task = self._bar, self._task
         if bar is None:
@@ -148,34 +150,49 @@ def _generate_here(
     and neither cuts a finished image's line and ledger row short."""
     from imagen_tui.core.pipeline import render_here
 
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    stops = _Stops()
+    previous = {signum: signal.signal(signum, stops) for signum in STOPS}
     report = _Report(args, workbench, len(plans))
     try:
         for done, planned in enumerate(plans):
             outcome = render_here(
                 planned, backends[planned.backend], progress=report.progress(done)
             )
-            with _stops_held():
+            with stops.held():
                 report.made(done, outcome)
                 report.ledger.record(outcome)
     finally:
         report.close()
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     return 0
 
 
-def _interrupt(signum: int, frame: object) -> NoReturn:
-    raise KeyboardInterrupt
+class _Stops:
+    """The handler of SIGINT and SIGTERM on the loop-free path: KeyboardInterrupt,
+    except while `held()`, when a signal is noted and raised as the block ends.
+    (Python runs signal handlers in the main thread whichever thread the signal
+    reached, so this holds with the progress bar's thread running too.)"""
 
+    def __init__(self) -> None:
+        self._holding = False
+        self._pending = False
 
-@contextlib.contextmanager
-def _stops_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait (and are acted on) until the block is done."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self._holding:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        if self._pending:
+            raise KeyboardInterrupt
 
 
 async def _generate_on_loop(
