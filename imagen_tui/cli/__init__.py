@@ -12,6 +12,7 @@ generation or the database failed, 2 bad input or config (nothing written),
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 from collections.abc import Sequence
@@ -62,6 +63,21 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def run() -> int:
+    """The `imagen` console script: `main()`, then the process ends.
+
+    Just before it does, the heap is frozen (`gc.freeze`): the interpreter's
+    exit-time collections would otherwise walk every object the command
+    allocated only to free memory the exit frees anyway, about 10-15 ms of a
+    150 ms `imagen generate`. Exit still runs atexit handlers and flushes the
+    standard streams; every file ImaGen writes is closed (and synced) before
+    this point. In-process callers (tests) call `main`, which frees nothing
+    early and freezes nothing."""
+    code = main()
+    gc.freeze()
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         services.load_credentials()  # secrets from systemd's LoadCredential=, before all else
@@ -74,4 +90,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
