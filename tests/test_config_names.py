@@ -4,8 +4,6 @@ and the Compose screen shows whatever names it has literally, never as markup.""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from textual.widgets import Select
 from textual.widgets._select import SelectOverlay
@@ -44,7 +42,7 @@ def test_compose_shows_names_literally(home, monkeypatch, db_url):
     shown as written: `[@click=app.quit]x` is text, not a link that quits."""
     app = make_app(home, monkeypatch, db_url, config='styles:\n  plain:\n    prompt: "{prompt}"\n')
     styles = app.workbench.styles
-    styles["[@click=app.quit]x"] = dataclasses.replace(styles["plain"], name="[@click=app.quit]x")
+    styles["[@click=app.quit]x"] = styles["plain"]._replace(name="[@click=app.quit]x")
 
     async def scenario():
         async with app.run_test(size=(100, 34)) as pilot:

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from imagen_tui.limits import DEFAULT_SIZE, RANDOM_SEED_BOUND
 
@@ -55,8 +55,7 @@ class Result:
     height: int | None = None
 
 
-@dataclass(frozen=True)
-class Preview:
+class Preview(NamedTuple):
     """A picture of a generation in progress (a sampler's latent preview).
 
     `image` is an encoded JPEG or PNG as the backend got or drew it, any size;

@@ -16,8 +16,7 @@ import importlib
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from imagen_tui.backends.base import Backend, Request
 from imagen_tui.config import Locate
@@ -37,8 +36,7 @@ BUILTIN_TYPES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """One key of an adapter's config block."""
 
     name: str
@@ -71,8 +69,7 @@ MAX_DOWNLOAD_OPTION = Option(
 )
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     """What a live check of an instance found (`imagen backends --check`).
 
     `summary` is one line ("token works", "token rejected: ..."); `details`
@@ -84,8 +81,7 @@ class Check:
     details: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Probe:
+class Probe(NamedTuple):
     """What an adapter's probe found (`imagen backends`): facts, one short line
     each, and `problem`, a short status that replaces `ok` when the instance
     cannot run as configured (`missing models`, `unreachable`)."""
@@ -94,8 +90,7 @@ class Probe:
     problem: str | None = None
 
 
-@dataclass(frozen=True)
-class RequestOption:
+class RequestOption(NamedTuple):
     """One key of a request's `options` that a job may set (an adapter's allowlist).
 
     Options are job input: whoever may insert a job may set them, so each is
@@ -111,8 +106,7 @@ class RequestOption:
     help: str = ""
 
 
-@dataclass(frozen=True)
-class BackendType:
+class BackendType(NamedTuple):
     """An adapter: its `type:` name, its config keys and its constructor.
 
     Two optional hooks: `check` makes one cheap live call (an authenticated

@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import platformdirs
 
@@ -138,16 +138,14 @@ def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
 # --------------------------------------------------------------------------- Config
 
 
-@dataclass(frozen=True)
-class OutputConfig:
+class OutputConfig(NamedTuple):
     directory: Path
     naming: str = DEFAULT_NAMING  # solo images (`imagen generate`, jobs without a series)
     series_naming: str = DEFAULT_SERIES_NAMING  # the tries of a queued series
     write_metadata_json: bool = True
 
 
-@dataclass(frozen=True)
-class DatabaseConfig:
+class DatabaseConfig(NamedTuple):
     """Which PostgreSQL to use; neither set means the embedded server."""
 
     url: str | None = None  # a URL without a password
@@ -185,8 +183,7 @@ def _checked_variable(name: str) -> str:
     return url
 
 
-@dataclass(frozen=True)
-class TuiConfig:
+class TuiConfig(NamedTuple):
     """The `tui:` block: settings of the terminal workbench only."""
 
     # auto: start a worker (`imagen-tui --headless-worker`) when jobs need a backend
@@ -199,8 +196,7 @@ class TuiConfig:
     theme: str = DEFAULT_THEME  # a Textual theme name; the app checks it exists
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """The effective configuration: the file's values over the built-in defaults."""
 
     path: Path | None  # the file read, None when only built-in defaults apply
@@ -208,10 +204,10 @@ class Config:
     output: OutputConfig
     styles: Mapping[str, Any]  # user presets, checked by `prompt`
     backends: Mapping[str, Mapping[str, Any]]  # instance -> raw block, checked by the registry
-    database: DatabaseConfig = field(default_factory=lambda: DatabaseConfig())
-    lines: Mapping[KeyPath, int] = field(default_factory=dict)
-    tui: TuiConfig = field(default_factory=lambda: TuiConfig())
-    storage: Mapping[str, Any] = field(default_factory=dict)  # raw, checked by `storage`
+    database: DatabaseConfig = DatabaseConfig()
+    lines: Mapping[KeyPath, int] = MappingProxyType({})
+    tui: TuiConfig = TuiConfig()
+    storage: Mapping[str, Any] = MappingProxyType({})  # raw, checked by `storage`
 
     def where(self, path: KeyPath) -> str | None:
         """`file:line` of a key set in the file, or None for a built-in value."""

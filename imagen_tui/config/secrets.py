@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote
 
 from imagen_tui.errors import ConfigError
@@ -106,8 +105,7 @@ _LOOKS_LIKE_PASSWORD_RE = re.compile(
 _PASSWORD_ASSIGNMENT_RE = re.compile(r"(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)")
 
 
-@dataclass(frozen=True)
-class _Layout:
+class _Layout(NamedTuple):
     """Where the secrets of a connection string libpq parsed sit in its text."""
 
     spans: tuple[tuple[int, int], ...]  # [start, end) of each secret value

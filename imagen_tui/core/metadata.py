@@ -18,9 +18,9 @@ import json
 import struct
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import NamedTuple
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEXT_CHUNK_TYPES = frozenset({b"tEXt", b"zTXt", b"iTXt"})
@@ -113,8 +113,7 @@ def sidecar_path(image_path: Path) -> Path:
     return image_path.with_suffix(".json")
 
 
-@dataclass(frozen=True)
-class _Chunk:
+class _Chunk(NamedTuple):
     kind: bytes  # the 4-byte chunk type, e.g. b"IHDR"
     data: bytes
     raw: bytes  # the whole chunk as stored: length, type, data and CRC

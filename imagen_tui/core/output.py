@@ -30,9 +30,8 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from imagen_tui.core.metadata import add_png_text, sidecar_path
 from imagen_tui.errors import InputError
@@ -49,8 +48,7 @@ _NO_HARD_LINKS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Written:
+class Written(NamedTuple):
     """Where an image (and its sidecar, if one was asked for) ended up."""
 
     image: Path

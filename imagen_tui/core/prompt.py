@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from imagen_tui.config import Config, KeyPath, Locate, load_yaml, locator
 from imagen_tui.core.resources import presets_path
@@ -19,8 +18,7 @@ PLACEHOLDER = "{prompt}"
 STYLE_KEYS = ("description", "prompt", "negative", "size", "steps")
 
 
-@dataclass(frozen=True)
-class Style:
+class Style(NamedTuple):
     name: str
     template: str  # contains {prompt}
     negative: str = ""

@@ -8,8 +8,8 @@ starts and stops the server.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
 
 import platformdirs
@@ -46,8 +46,7 @@ def running_url(pgdata: Path | None = None, database: str = DATABASE) -> str | N
     return url_of(running, database)
 
 
-@dataclass(frozen=True)
-class Postmaster:
+class Postmaster(NamedTuple):
     """What postmaster.pid says about a server whose process is alive."""
 
     pid: int

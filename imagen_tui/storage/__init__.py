@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from imagen_tui.config import Locate
 from imagen_tui.config.secrets import url_userinfo_problem
@@ -50,8 +49,7 @@ STORAGE_KEYS = {
 }
 
 
-@dataclass(frozen=True)
-class Upload:
+class Upload(NamedTuple):
     """One image to keep: its files on disk and the name the naming template gave it."""
 
     image: Path
@@ -83,8 +81,7 @@ class LocalStorage:
         """Nothing to release."""
 
 
-@dataclass(frozen=True)
-class StorageSettings:
+class StorageSettings(NamedTuple):
     type: str = "local"
     url: str | None = None
     bucket: str | None = None
