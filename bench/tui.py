@@ -71,7 +71,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -306,7 +305,7 @@ class Bench:
             spec = RequestSpec(prompt="a lighthouse at dusk", width=512, height=512, seed=1)
             big = session.submit(workbench, spec, 10).series_id
             small = session.submit(workbench, spec, 1).series_id
-            other = session.submit(workbench, replace(spec, seed=100), 10).series_id
+            other = session.submit(workbench, spec._replace(seed=100), 10).series_id
         worker = subprocess.run(
             [str(Path(sys.executable).parent / "imagen"), "worker", "--once"],
             env=self.env,

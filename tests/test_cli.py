@@ -355,6 +355,8 @@ def test_generate_does_not_load_the_database_driver(home):
     assert "psycopg" not in modules
     # The mock renders in the main thread: no event loop, a third of the start-up.
     assert "asyncio" not in modules
+    # Its records are NamedTuples: defining a dataclass compiles code (docs/architecture.md).
+    assert "dataclasses" not in modules
 
 
 def test_generate_with_a_delay_runs_on_the_event_loop(home):

@@ -9,7 +9,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -117,8 +116,8 @@ class NoSeedBackend(MockBackend):
     """Like OpenAI: no seed, a real size other than the one asked for, a cost."""
 
     async def generate(self, request: Request, progress: Progress | None = None) -> Result:
-        made = await super().generate(replace(request, width=96, height=64), progress)
-        return replace(made, seed=None, width=96, height=64, cost_usd=Decimal("0.042"))
+        made = await super().generate(request._replace(width=96, height=64), progress)
+        return made._replace(seed=None, width=96, height=64, cost_usd=Decimal("0.042"))
 
 
 @pytest.fixture

@@ -80,7 +80,6 @@ def test_sane_counts_are_priced_to_the_token():
 def test_any_backend_cost_out_of_range_is_unpriced(home: Home, cost: Decimal):
     """The one check every result passes (the CLI, the worker, the TUI), whatever
     the adapter computed its cost from."""
-    from dataclasses import replace
 
     from imagen_tui.core.pipeline import plan, run
     from imagen_tui.core.spec import RequestSpec
@@ -93,7 +92,7 @@ def test_any_backend_cost_out_of_range_is_unpriced(home: Home, cost: Decimal):
         name, type_name, model = real.name, real.type_name, real.model
 
         async def generate(self, request, progress=None):
-            return replace(await real.generate(request, progress), cost_usd=cost)
+            return (await real.generate(request, progress))._replace(cost_usd=cost)
 
         async def aclose(self) -> None:
             await real.aclose()

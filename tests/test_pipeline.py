@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import replace
 
 import pytest
 
@@ -111,9 +110,9 @@ class _HereBackend:
 def test_render_here_writes_the_image_run_writes(planned, tmp_path):
     workbench, job = planned
     mock = workbench.backend(job.backend)
-    looped = asyncio.run(run(replace(job, directory=tmp_path / "loop"), mock))
+    looped = asyncio.run(run(job._replace(directory=tmp_path / "loop"), mock))
     assert isinstance(mock, RendersHere) and mock.renders_here  # the instant mock
-    here = pipeline.render_here(replace(job, directory=tmp_path / "here"), mock)
+    here = pipeline.render_here(job._replace(directory=tmp_path / "here"), mock)
     for outcome in (here, looped):
         assert outcome.path is not None and outcome.path.is_file()
         assert outcome.written.sidecar is not None and outcome.written.sidecar.is_file()

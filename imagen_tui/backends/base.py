@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from imagen_tui.limits import DEFAULT_SIZE, RANDOM_SEED_BOUND
@@ -23,8 +23,7 @@ def random_seed() -> int:
     return secrets.randbelow(RANDOM_SEED_BOUND)
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One image to make. `prompt` is final: any style preset is already applied."""
 
     prompt: str
@@ -34,11 +33,10 @@ class Request:
     steps: int | None = None  # None: the backend's own default
     seed: int | None = None  # None: the backend picks one and reports it
     style: str | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     """One image made, with what a user needs to reproduce and account for it."""
 
     image: bytes
@@ -48,7 +46,7 @@ class Result:
     steps: int | None = None
     latency_ms: float | None = None  # None: the pipeline records its own wall time
     cost_usd: Decimal | None = None  # estimate, exact; 0 for local backends, None: unknown
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = MappingProxyType({})
     # The real pixel size when it differs from the one asked for (a backend that
     # only knows aspect ratios); None: the requested size.
     width: int | None = None

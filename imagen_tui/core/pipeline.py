@@ -24,7 +24,6 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path, PurePosixPath
@@ -55,8 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """A checked, fully resolved request: everything `run` needs, nothing left to guess."""
 
     prompt: str  # the user's prompt, before the style
@@ -75,8 +73,7 @@ class Plan:
     named_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     plan: Plan
     result: Result
     written: Written
@@ -194,7 +191,7 @@ def plan_tries(
 ) -> list[Plan]:
     """`count` tries of one prompt, each with its own seed: the given seed + i, or random."""
     return [
-        plan(workbench, replace(spec, seed=seed), idx=i, directory=directory)
+        plan(workbench, spec._replace(seed=seed), idx=i, directory=directory)
         for i, seed in enumerate(try_seeds(spec.seed, count), start=1)
     ]
 
@@ -262,12 +259,12 @@ def _checked(name: str, result: Result, started: float) -> Result:
             f"{name}: returned no usable image ({len(result.image)} bytes of {result.mime_type!r})"
         )
     if result.latency_ms is None or not 0 <= result.latency_ms < _MAX_LATENCY_MS:
-        result = replace(result, latency_ms=(time.perf_counter() - started) * 1000)
+        result = result._replace(latency_ms=(time.perf_counter() - started) * 1000)
     if result.cost_usd is not None and not _sane_cost(result.cost_usd):
         # A figure derived from what a server reported (tokens): unpriced, never
         # a negative or absurd cost, nor a ledger row the database refuses.
         log.warning("%s: cost %s is out of range; recorded as unpriced", name, result.cost_usd)
-        result = replace(result, cost_usd=None)
+        result = result._replace(cost_usd=None)
     return result
 
 

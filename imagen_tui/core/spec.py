@@ -17,16 +17,15 @@ the workbench.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from imagen_tui.core.sizes import check_size
 from imagen_tui.errors import InputError
 from imagen_tui.limits import MAX_COUNT, MAX_SEED, MAX_STEPS, MIN_COUNT, MIN_SEED, MIN_STEPS
 
 
-@dataclass(frozen=True)
-class RequestSpec:
+class RequestSpec(NamedTuple):
     """What the user asked for, as typed (nothing resolved yet)."""
 
     prompt: str
@@ -37,7 +36,7 @@ class RequestSpec:
     steps: int | None = None
     seed: int | None = None
     backend: str | None = None  # None: the configured default backend
-    options: Mapping[str, Any] = field(default_factory=dict)  # backend-specific extras
+    options: Mapping[str, Any] = MappingProxyType({})  # backend-specific extras
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -85,8 +84,7 @@ class RequestSpec:
             )
         if self.seed is not None and not MIN_SEED <= self.seed <= MAX_SEED:
             raise InputError("seed", f"{self.seed} is out of range; use {MIN_SEED} to {MAX_SEED}")
-        return replace(
-            self,
+        return self._replace(
             prompt=clean_prompt(self.prompt),
             negative_prompt=(self.negative_prompt or "").strip(),
             style=_name_or_none(self.style),
@@ -94,7 +92,7 @@ class RequestSpec:
         )
 
 
-REQUEST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RequestSpec))
+REQUEST_FIELDS: tuple[str, ...] = RequestSpec._fields
 
 
 def _name_or_none(name: str | None) -> str | None:

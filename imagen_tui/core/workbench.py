@@ -9,9 +9,7 @@ Backend instances are built on first use and closed by `aclose`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +22,26 @@ from imagen_tui.errors import InputError
 from imagen_tui.storage import Storage, StorageSettings, check_storage_block, open_storage
 
 
-@dataclass
 class Workbench:
     """A checked configuration with the backend instances built on demand."""
 
-    config: Config
-    user_styles: dict[str, Style]  # the config's `styles:` block, checked
-    backend_blocks: dict[str, dict[str, Any]]  # instance -> validated block
-    storage_settings: StorageSettings = field(default_factory=StorageSettings)
-    _backends: dict[str, Backend] = field(default_factory=dict)
-    _storage: Storage | None = None
-    _styles: dict[str, Style] | None = None
+    def __init__(
+        self,
+        config: Config,
+        user_styles: dict[str, Style],  # the config's `styles:` block, checked
+        backend_blocks: dict[str, dict[str, Any]],  # instance -> validated block
+        storage_settings: StorageSettings | None = None,  # None: local only
+    ) -> None:
+        self.config = config
+        self.user_styles = user_styles
+        self.backend_blocks = backend_blocks
+        self.storage_settings = StorageSettings() if storage_settings is None else storage_settings
+        self._backends: dict[str, Backend] = {}
+        self._storage: Storage | None = None
+        self._styles: dict[str, Style] | None = None
+
+    def __repr__(self) -> str:
+        return f"Workbench(config={self.config.path}, backends={sorted(self.backend_blocks)})"
 
     @property
     def styles(self) -> dict[str, Style]:
@@ -59,7 +66,9 @@ class Workbench:
         backend gets the default only if that is one of them)."""
         keep = set(names)
         blocks = {name: block for name, block in self.backend_blocks.items() if name in keep}
-        return dataclasses.replace(self, backend_blocks=blocks, _backends={}, _storage=None)
+        narrowed = Workbench(self.config, self.user_styles, blocks, self.storage_settings)
+        narrowed._styles = self._styles
+        return narrowed
 
     def backend_status(self, name: str) -> str:
         """`ok`, or what to do before the instance can run (`not configured (set VAR)`)."""

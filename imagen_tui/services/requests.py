@@ -7,7 +7,6 @@ A style or backend this machine's config lacks is a field-tagged *warning*
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from imagen_tui.backends.registry import check_options
@@ -50,7 +49,7 @@ def check_submission(
     try_seeds(spec.seed, count)
     # The job names its instance: the submitter's default when none was chosen,
     # so only a worker that has it claims the job (docs/worker.md, Routing).
-    spec = dataclasses.replace(spec, backend=spec.backend or workbench.config.default_backend)
+    spec = spec._replace(backend=spec.backend or workbench.config.default_backend)
     warnings: list[InputError] = []
     try:
         pick_style(workbench.styles, spec.style)

@@ -31,7 +31,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -514,7 +513,7 @@ class WorkbenchApp(App[None]):
             if not again:
                 self.call_from_thread(self._fill_form, recalled)
                 return
-            spec = replace(recalled.spec, seed=None)  # fresh seeds
+            spec = recalled.spec._replace(seed=None)  # fresh seeds
             submission = session.submit(self.workbench, spec, recalled.tries)
         except (DatabaseError, InputError) as error:
             message = error.message if isinstance(error, InputError) else str(error)
