@@ -131,6 +131,22 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
+async def next_frame(app: Any) -> None:
+    """Until the app has drawn its next frame with nothing left to do
+    (`call_after_refresh`: after all pending messages and a refresh)."""
+    drawn = asyncio.Event()
+    app.call_after_refresh(drawn.set)
+    await drawn.wait()
+
+
+async def interactive(app: Any, pilot: Any) -> None:
+    """Until the database is open and the frame after it is drawn: where the
+    launch figure ends, the app as a user's first key press finds it."""
+    while app.session is None:
+        await pilot.pause(0.01)
+    await next_frame(app)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -342,19 +358,11 @@ class Bench:
         async def painted(pilot: Any, count: int, series_id: int, started: float) -> float:
             while not pictures(count, series_id):
                 await pilot.pause(0.001)
-            frame = asyncio.Event()
-            app.call_after_refresh(frame.set)
-            await frame.wait()
+            await next_frame(app)
             return (time.monotonic() - started) * 1000
 
         async with app.run_test(size=(200, 60)) as pilot:
-            while app.session is None:
-                await pilot.pause(0.01)
-            # From the first frame after the database opened (where the launch
-            # figure ends: the app is interactive), as a key press would be.
-            interactive = asyncio.Event()
-            app.call_after_refresh(interactive.set)
-            await interactive.wait()
+            await interactive(app, pilot)  # timed from there, as a key press would be
             started = time.monotonic()
             app.show_series(big)
             cold = await painted(pilot, 10, big, started)
@@ -421,11 +429,7 @@ class Bench:
         log = self.root / "previews.log"
         try:
             async with app.run_test(size=(200, 60)) as pilot:
-                while app.session is None:
-                    await pilot.pause(0.01)
-                interactive = asyncio.Event()
-                app.call_after_refresh(interactive.set)
-                await interactive.wait()
+                await interactive(app, pilot)
                 app.show_series(submitted.series_id)
                 while not (
                     isinstance(app.screen, SeriesScreen)
@@ -519,11 +523,6 @@ class Bench:
                     raise RuntimeError(f"timed out waiting for {what}")
                 await asyncio.sleep(0.001)
 
-        async def frame() -> None:
-            painted = asyncio.Event()
-            app.call_after_refresh(painted.set)
-            await painted.wait()
-
         def series_screen(series_id: int) -> SeriesScreen | None:
             screen = app.screen
             if isinstance(screen, SeriesScreen) and screen.series_id == series_id:
@@ -587,7 +586,7 @@ class Bench:
                 compose.query_one("#prompt").text = f"a lighthouse at dusk, take {index}"  # type: ignore[attr-defined]
                 compose.query_one("#size").value = "256x256"  # type: ignore[attr-defined]
                 compose.query_one("#tries", TriesSlider).value = LOOP_TRIES
-                await frame()
+                await next_frame(app)
                 count = len(submitted)
                 started = time.monotonic()
                 compose.action_submit()
@@ -595,10 +594,10 @@ class Bench:
                 series_id = submitted[-1]
                 await until(lambda s=series_id: s in drawn, "the first tile drawn")
                 first.append((drawn[series_id] - started) * 1000)
-                await frame()  # the app idle again: the worker's events keep it busy
+                await next_frame(app)  # the app idle again: the worker's events keep it busy
                 idle.append((time.monotonic() - started) * 1000)
                 await until(lambda s=series_id: all_final(s), "every tile final")
-                await frame()
+                await next_frame(app)
                 shown.append((time.monotonic() - started) * 1000)
                 [(span,)] = self.sql(
                     "SELECT extract(epoch FROM max(finished_at) - min(created_at)) * 1000 "
