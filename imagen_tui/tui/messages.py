@@ -33,4 +33,11 @@ class SeriesSubmitted(Message):
     def __init__(self, submission: Submission) -> None:
         super().__init__()
         self.submission = submission
-        self.series_id, self.job_ids = submission.series_id, submission.job_ids
+
+    @property
+    def series_id(self) -> int:
+        return self.submission.series_id
+
+    @property
+    def job_ids(self) -> tuple[int, ...]:
+        return self.submission.job_ids
