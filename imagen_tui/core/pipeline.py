@@ -284,23 +284,16 @@ def _sane_cost(cost: Decimal) -> bool:
     return cost.is_finite() and 0 <= cost <= MAX_IMAGE_COST_USD
 
 
-def _write_files(
-    plan: Plan,
-    name: PurePosixPath,
-    result: Result,
-    chunks: dict[str, str],
-    record: dict[str, Any],
-    journal: str | None,
-) -> Written:
+def _write_files(plan: Plan, result: Result, files: _Files, journal: str | None) -> Written:
     """write_image for one outcome, its errors told in the user's terms."""
     try:
         return write_image(
             plan.directory,
-            name,
+            files.name,
             result.image,
             result.mime_type,
-            text_chunks=chunks,
-            sidecar=record if plan.write_json else None,
+            text_chunks=files.chunks,
+            sidecar=files.record if plan.write_json else None,
             journal=journal,
         )
     except ValueError as error:  # the bytes are not the image type the backend claimed
@@ -394,7 +387,7 @@ def render_here(plan: Plan, backend: RendersHere, *, progress: Progress | None =
         result = backend.generate_here(plan.request, progress)
     result = _checked(backend.name, result, started)
     files = _files_for(plan, result)
-    written = _write_files(plan, files.name, result, files.chunks, files.record, None)
+    written = _write_files(plan, result, files, None)
     return _outcome(plan, result, files, written, None)
 
 
@@ -432,11 +425,7 @@ async def run(
     # The files are written (waiting on the disk) while the preview is made (on the
     # CPU). Whatever stops the run after that, a failed preview or a cancellation
     # (a lost lease), waits for the write and removes its files: nothing half-done stays.
-    writing = asyncio.ensure_future(
-        asyncio.to_thread(
-            _write_files, plan, files.name, result, files.chunks, files.record, journal
-        )
-    )
+    writing = asyncio.ensure_future(asyncio.to_thread(_write_files, plan, result, files, journal))
     previewing = (
         asyncio.ensure_future(asyncio.to_thread(_thumbnail_of, plan, result.image))
         if thumbnail
